@@ -1,0 +1,220 @@
+package quiver
+
+import (
+	"fmt"
+
+	"github.com/quiverdb/quiver/page"
+	"github.com/quiverdb/quiver/tx"
+)
+
+// The database side of a commit (tx.Backend). The transaction has split its
+// nodes and encoded them into runs of pages; the database adds the freelist
+// checkpoint and the commit record, grows the file if needed, writes the
+// runs, the record and the meta, syncs once, and publishes the snapshot.
+
+// DB returns db as the tx.DB interface.
+func (db *DB) DB() tx.DB { return db }
+
+// Allocate implements tx.Backend.
+func (db *DB) Allocate(txid page.Txid, n int, grow bool) (page.Pgid, error) {
+	if id := db.freelist.Allocate(txid, n); id != 0 {
+		return id, nil
+	}
+	if !grow {
+		return 0, nil
+	}
+	id := db.highWater
+	db.highWater += page.Pgid(n)
+	db.freelist.NoteAllocated(txid, id, n)
+	return id, nil
+}
+
+// Free implements tx.Backend.
+func (db *DB) Free(txid, alloc page.Txid, id page.Pgid, n int) {
+	db.freelist.Free(txid, alloc, id, n)
+}
+
+// End implements tx.Backend.
+func (db *DB) End(t *tx.Tx, committed bool) {
+	s := t.Handle().(*snapshot)
+	if !t.Writable() {
+		s.release()
+		db.statsMu.Lock()
+		db.stats.OpenTxN--
+		db.statsMu.Unlock()
+		return
+	}
+	if !committed {
+		txid := page.Txid(t.ID())
+		db.freelist.Rollback(txid, s.meta.HighWater)
+		db.highWater = s.meta.HighWater
+	}
+	s.release()
+	db.writer.Unlock()
+}
+
+// Commit implements tx.Backend.
+func (db *DB) Commit(t *tx.Tx, writes []tx.Write, root page.BucketHeader) error {
+	ps := db.pageSize
+	base := t.Meta()
+	txid := base.Txid + 1
+
+	// The previous commit's checkpoint and record are superseded.
+	prev := db.snap.Load().epoch.Data()
+	for _, id := range []page.Pgid{base.Freelist, base.Record} {
+		if id == 0 {
+			continue
+		}
+		p := prev[int(id)*ps : int(id+1)*ps]
+		db.freelist.Free(txid, page.TxidOf(p), id, int(page.Overflow(p))+1)
+	}
+
+	// Room for the checkpoint and the record, in one run. Allocating never
+	// adds a span, so the span count now bounds the checkpoint.
+	flPages := page.Pages(page.FreelistMaxSize(db.freelist.SpanCount()), ps)
+	var written []page.Written
+	for _, w := range writes {
+		for off := 0; off < len(w.Buf); {
+			p := w.Buf[off:]
+			n := int(page.Overflow(p)) + 1
+			written = append(written, page.Written{ID: page.ID(p), N: uint32(n), Checksum: page.Checksum(p)})
+			off += n * ps
+		}
+	}
+	recPages := page.Pages(page.RecordSize(len(written)+1, len(db.freelist.TxFreed()), len(db.freelist.TxAllocated())+1), ps)
+	sysID, err := db.Allocate(txid, flPages+recPages, true)
+	if err != nil {
+		return err
+	}
+	sys := make([]byte, (flPages+recPages)*ps)
+	flID, recID := sysID, sysID+page.Pgid(flPages)
+	page.PutFreelist(sys[:flPages*ps], flID, txid, ps, db.freelist.Spans)
+	written = append(written, page.Written{ID: flID, N: uint32(flPages), Checksum: page.Checksum(sys)})
+	rec := &page.Record{Txid: txid, Written: written, Freed: db.freelist.TxFreed(), Allocated: db.freelist.TxAllocated()}
+	page.PutRecord(sys[flPages*ps:], recID, ps, rec)
+	writes = append(writes, tx.Write{ID: sysID, Buf: sys})
+
+	meta := page.Meta{
+		PageSize:  uint32(ps),
+		Root:      root.Root,
+		Sequence:  root.Sequence,
+		Freelist:  flID,
+		HighWater: db.highWater,
+		Txid:      txid,
+		Record:    recID,
+	}
+	if err := db.grow(int64(meta.HighWater) * int64(ps)); err != nil {
+		return db.fail(err)
+	}
+	runs := coalesce(writes, ps)
+	for _, w := range runs {
+		if _, err := db.file.WriteAt(w.Buf, int64(w.ID)*int64(ps)); err != nil {
+			return db.fail(err)
+		}
+	}
+	mbuf := make([]byte, ps)
+	page.PutMeta(mbuf, page.Pgid(txid%2), &meta)
+	if _, err := db.file.WriteAt(mbuf, int64(txid%2)*int64(ps)); err != nil {
+		return db.fail(err)
+	}
+	if !db.NoSync {
+		if err := db.file.Sync(); err != nil {
+			return db.fail(err)
+		}
+	}
+	return db.publish(&meta, t, len(runs)+1)
+}
+
+// coalesce merges runs that touch into single writes (copying), so that a
+// commit makes as few pwrite calls as possible.
+func coalesce(writes []tx.Write, ps int) []tx.Write {
+	sortWrites(writes)
+	out := writes[:0:0]
+	for _, w := range writes {
+		if k := len(out); k > 0 && out[k-1].ID+page.Pgid(len(out[k-1].Buf)/ps) == w.ID {
+			prev := &out[k-1]
+			merged := make([]byte, 0, len(prev.Buf)+len(w.Buf))
+			merged = append(append(merged, prev.Buf...), w.Buf...)
+			prev.Buf = merged
+			continue
+		}
+		out = append(out, w)
+	}
+	return out
+}
+
+func sortWrites(w []tx.Write) {
+	for i := 1; i < len(w); i++ {
+		for j := i; j > 0 && w[j].ID < w[j-1].ID; j-- {
+			w[j], w[j-1] = w[j-1], w[j]
+		}
+	}
+}
+
+// fail marks the database failed after a write or sync error: the kernel
+// may have dropped dirty pages, so nothing more is written until reopen.
+func (db *DB) fail(err error) error {
+	db.failed = err
+	return fmt.Errorf("quiver: commit failed: %w", err)
+}
+
+// grow makes the file at least size bytes, in steps that double small files
+// and add AllocSize to large ones, so that most commits overwrite.
+func (db *DB) grow(size int64) error {
+	if size <= db.fileSize {
+		return nil
+	}
+	step := db.fileSize
+	if step < 32<<10 {
+		step = 32 << 10
+	}
+	if alloc := int64(db.AllocSize); step > alloc {
+		step = alloc
+	}
+	target := db.fileSize
+	for target < size {
+		target += step
+	}
+	if err := db.file.Truncate(target); err != nil {
+		return err
+	}
+	db.fileSize = target
+	return nil
+}
+
+// publish makes meta the current snapshot, remapping if the file outgrew
+// the mapping.
+func (db *DB) publish(meta *page.Meta, t *tx.Tx, nwrites int) error {
+	old := db.snap.Load()
+	epoch := old.epoch
+	if need := int64(meta.HighWater) * int64(db.pageSize); need > int64(db.mapSize) {
+		e, err := db.mapFile(meta.HighWater)
+		if err != nil {
+			return db.fail(err)
+		}
+		epoch = e
+	} else {
+		epoch.Acquire()
+	}
+	s := &snapshot{meta: *meta, epoch: epoch}
+	s.refs.Store(1)
+	db.freelist.Commit(meta.Txid)
+	db.snap.Store(s)
+	db.snaps = append(db.snaps, s)
+	old.release()
+
+	db.statsMu.Lock()
+	db.stats.FreePageN = db.freelist.FreeCount()
+	db.stats.PendingPageN = db.freelist.PendingCount()
+	db.stats.FreeAlloc = (db.stats.FreePageN + db.stats.PendingPageN) * db.pageSize
+	db.stats.FreelistInuse = int(meta.Record-meta.Freelist) * db.pageSize
+	st := t.Stats()
+	db.stats.TxStats.PageCount += st.PageCount
+	db.stats.TxStats.PageAlloc += st.PageAlloc
+	db.stats.TxStats.NodeCount += st.NodeCount
+	db.stats.TxStats.Rebalance += st.Rebalance
+	db.stats.TxStats.Split += st.Split
+	db.stats.TxStats.Write += nwrites
+	db.statsMu.Unlock()
+	return nil
+}

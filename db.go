@@ -1,0 +1,586 @@
+package quiver
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/quiverdb/quiver/freelist"
+	"github.com/quiverdb/quiver/freelist/array"
+	"github.com/quiverdb/quiver/mmap"
+	"github.com/quiverdb/quiver/page"
+	"github.com/quiverdb/quiver/tx"
+)
+
+// Tx, Bucket and Cursor are the transaction types, re-exported so that a
+// program imports one package: func(tx *quiver.Tx) error.
+type (
+	Tx          = tx.Tx
+	Bucket      = tx.Bucket
+	Cursor      = tx.Cursor
+	TxStats     = tx.TxStats
+	CheckOption = tx.CheckOption
+)
+
+// DB is an open quiver database. It is safe for concurrent use: any number
+// of read transactions run alongside one write transaction.
+type DB struct {
+	// Options that may be changed after Open, as in bbolt.
+	NoSync        bool
+	NoGrowSync    bool
+	MaxBatchSize  int
+	MaxBatchDelay time.Duration
+	AllocSize     int
+
+	path     string
+	file     File
+	pageSize int
+	readOnly bool
+	opts     Options
+	closed   atomic.Bool
+
+	// snap is the newest committed snapshot; readers pin it without locks.
+	snap atomic.Pointer[snapshot]
+
+	// writer is held by the open write transaction and by Close.
+	writer sync.Mutex
+	// Fields below are owned by the writer lock.
+	snaps     []*snapshot // snapshots that may still have readers
+	freelist  *freelist.Freelist
+	highWater page.Pgid // including the open writer's tail allocations
+	fileSize  int64
+	mapSize   int
+	failed    error
+
+	txPool sync.Pool
+
+	batchMu sync.Mutex
+	batch   *batch
+
+	statsMu sync.Mutex
+	stats   Stats
+}
+
+// snapshot is one committed state and the mapping it is read through. refs
+// counts its readers plus one while it is the current snapshot; a snapshot
+// whose refs reached zero is never used again.
+type snapshot struct {
+	meta  page.Meta
+	epoch *mmap.Epoch
+	refs  atomic.Int64
+}
+
+func (s *snapshot) acquire() bool {
+	for {
+		n := s.refs.Load()
+		if n <= 0 {
+			return false
+		}
+		if s.refs.CompareAndSwap(n, n+1) {
+			return true
+		}
+	}
+}
+
+func (s *snapshot) release() {
+	if s.refs.Add(-1) == 0 {
+		_ = s.epoch.Release()
+	}
+}
+
+// Stats are database-wide counters.
+type Stats struct {
+	FreePageN     int // free pages ready for allocation
+	PendingPageN  int // freed pages waiting for readers to finish
+	FreeAlloc     int // bytes in free and pending pages
+	FreelistInuse int // bytes the freelist checkpoint takes
+	TxN           int // read transactions started
+	OpenTxN       int // read transactions open
+	TxStats       TxStats
+}
+
+// Open opens the database at path, creating it with mode if it does not
+// exist. opts may be nil.
+func Open(path string, mode os.FileMode, opts *Options) (*DB, error) {
+	if opts == nil {
+		opts = DefaultOptions
+	}
+	o := *opts
+	if o.PageSize == 0 {
+		o.PageSize = page.DefaultPageSize
+	}
+	if !page.ValidPageSize(o.PageSize) {
+		return nil, fmt.Errorf("quiver: invalid page size %d (a power of two from %d to %d)", o.PageSize, page.MinPageSize, page.MaxPageSize)
+	}
+	if o.AllocSize <= 0 {
+		o.AllocSize = DefaultAllocSize
+	}
+	if o.MaxBatchSize <= 0 {
+		o.MaxBatchSize = DefaultMaxBatchSize
+	}
+	if o.MaxBatchDelay <= 0 {
+		o.MaxBatchDelay = DefaultMaxBatchDelay
+	}
+	if o.OpenFile == nil {
+		o.OpenFile = OpenOSFile
+	}
+	switch o.FreelistType {
+	case "":
+		o.FreelistType = FreelistArray
+	case FreelistArray:
+	default:
+		return nil, fmt.Errorf("quiver: unknown freelist type %q", o.FreelistType)
+	}
+	db := &DB{
+		NoSync: o.NoSync, NoGrowSync: o.NoGrowSync, MaxBatchSize: o.MaxBatchSize,
+		MaxBatchDelay: o.MaxBatchDelay, AllocSize: o.AllocSize,
+		path: path, readOnly: o.ReadOnly, opts: o,
+	}
+	flag := os.O_RDWR | os.O_CREATE
+	if o.ReadOnly {
+		flag = os.O_RDONLY
+	}
+	f, err := o.OpenFile(path, flag, mode)
+	if err != nil {
+		return nil, err
+	}
+	db.file = f
+	if err := mmap.Lock(f.Fd(), !o.ReadOnly, o.Timeout); err != nil {
+		f.Close()
+		return nil, err
+	}
+	if err := db.open(); err != nil {
+		_ = mmap.Unlock(f.Fd())
+		f.Close()
+		return nil, err
+	}
+	return db, nil
+}
+
+func (db *DB) open() error {
+	size, err := db.file.Size()
+	if err != nil {
+		return err
+	}
+	if size == 0 {
+		if db.readOnly {
+			return fmt.Errorf("%w: empty file opened read-only", ErrInvalid)
+		}
+		if err := db.init(); err != nil {
+			return err
+		}
+		if size, err = db.file.Size(); err != nil {
+			return err
+		}
+	}
+	db.fileSize = size
+	meta, err := db.readMeta(size)
+	if err != nil {
+		return err
+	}
+	db.pageSize = int(meta.PageSize)
+	epoch, err := db.mapFile(meta.HighWater)
+	if err != nil {
+		return err
+	}
+	s := &snapshot{meta: *meta, epoch: epoch}
+	s.refs.Store(1)
+	db.snap.Store(s)
+	db.snaps = append(db.snaps, s)
+	db.highWater = meta.HighWater
+	if !db.readOnly {
+		if err := db.loadFreelist(meta, s.epoch.Data()); err != nil {
+			s.release()
+			return err
+		}
+	}
+	return nil
+}
+
+// init writes a new, empty database: two metas, an empty freelist
+// checkpoint.
+func (db *DB) init() error {
+	ps := db.opts.PageSize
+	buf := make([]byte, 3*ps)
+	page.PutFreelist(buf[2*ps:], 2, 0, ps, func(func(page.Pgid, uint64)) {})
+	for slot := 0; slot < 2; slot++ {
+		m := &page.Meta{PageSize: uint32(ps), Freelist: 2, HighWater: 3, Txid: page.Txid(slot)}
+		page.PutMeta(buf[slot*ps:], page.Pgid(slot), m)
+	}
+	if _, err := db.file.WriteAt(buf, 0); err != nil {
+		return err
+	}
+	return db.file.Sync()
+}
+
+// readMeta picks the meta to open: the newest valid one whose commit record
+// verifies, else the other.
+func (db *DB) readMeta(size int64) (*page.Meta, error) {
+	if size < 2*page.MinPageSize {
+		return nil, fmt.Errorf("%w: file is %d bytes", ErrInvalid, size)
+	}
+	buf := make([]byte, page.MetaEnd)
+	read := func(off int64, id page.Pgid) (*page.Meta, error) {
+		if off+page.MetaEnd > size {
+			return nil, fmt.Errorf("%w: file too short for meta %d", ErrInvalid, id)
+		}
+		if _, err := db.file.ReadAt(buf, off); err != nil {
+			return nil, err
+		}
+		return page.DecodeMeta(buf, id)
+	}
+	m0, err0 := read(0, 0)
+	var m1 *page.Meta
+	var err1 error
+	if m0 != nil {
+		m1, err1 = read(int64(m0.PageSize), 1)
+	} else {
+		// Meta 0 is damaged: find meta 1 by trying each page size.
+		err1 = err0
+		for ps := page.MinPageSize; ps <= page.MaxPageSize; ps *= 2 {
+			if m, err := read(int64(ps), 1); err == nil && int(m.PageSize) == ps {
+				m1, err1 = m, nil
+				break
+			}
+		}
+	}
+	if m0 != nil && m1 != nil && m0.PageSize != m1.PageSize {
+		return nil, page.Corruptf(1, "meta page sizes differ (%d, %d)", m0.PageSize, m1.PageSize)
+	}
+	cands := []*page.Meta{}
+	for _, m := range []*page.Meta{m0, m1} {
+		if m != nil {
+			cands = append(cands, m)
+		}
+	}
+	if len(cands) == 0 {
+		if errors.Is(err0, ErrVersionMismatch) || errors.Is(err1, ErrVersionMismatch) {
+			return nil, errors.Join(err0, err1)
+		}
+		if errors.Is(err0, ErrInvalid) && errors.Is(err1, ErrInvalid) {
+			return nil, err0
+		}
+		return nil, errors.Join(err0, err1)
+	}
+	sort.Slice(cands, func(i, j int) bool { return cands[i].Txid > cands[j].Txid })
+	var verr error
+	for i, m := range cands {
+		if int64(m.HighWater)*int64(m.PageSize) > size {
+			verr = page.Corruptf(page.Pgid(m.Txid%2), "meta of tx %d needs %d pages, the file has %d bytes", m.Txid, m.HighWater, size)
+			continue
+		}
+		// The older meta was made durable before the newer commit began;
+		// only the newest needs its record checked.
+		if i == 0 && len(cands) > 1 {
+			if err := db.verifyRecord(m); err != nil {
+				verr = err
+				continue
+			}
+		}
+		return m, nil
+	}
+	return nil, verr
+}
+
+// verifyRecord checks that every page span m's commit wrote is intact.
+func (db *DB) verifyRecord(m *page.Meta) error {
+	if m.Record == 0 {
+		return nil
+	}
+	ps := int(m.PageSize)
+	rec, err := db.readSpan(m.Record, ps, m.HighWater)
+	if err != nil {
+		return err
+	}
+	r, err := page.DecodeRecord(rec, m.Record)
+	if err != nil {
+		return err
+	}
+	if page.TxidOf(rec) != m.Txid {
+		return page.Corruptf(m.Record, "commit record of tx %d, meta is tx %d", page.TxidOf(rec), m.Txid)
+	}
+	for _, w := range r.Written {
+		p, err := db.readSpan(w.ID, ps, m.HighWater)
+		if err != nil {
+			return err
+		}
+		if page.TxidOf(p) != m.Txid || page.Checksum(p) != w.Checksum || int(page.Overflow(p))+1 != int(w.N) {
+			return page.Corruptf(w.ID, "not as commit %d wrote it", m.Txid)
+		}
+	}
+	return nil
+}
+
+// readSpan reads and verifies the page span at id through the file.
+func (db *DB) readSpan(id page.Pgid, ps int, hw page.Pgid) ([]byte, error) {
+	if id < 2 || id >= hw {
+		return nil, page.Corruptf(id, "page id out of range (high water %d)", hw)
+	}
+	head := make([]byte, ps)
+	if _, err := db.file.ReadAt(head, int64(id)*int64(ps)); err != nil {
+		return nil, err
+	}
+	if err := page.CheckHeader(head, id, ps); err != nil {
+		return nil, err
+	}
+	n := uint64(page.Overflow(head)) + 1
+	if uint64(id)+n > uint64(hw) {
+		return nil, page.Corruptf(id, "overflow runs past the high water mark")
+	}
+	p := head
+	if n > 1 {
+		p = make([]byte, int(n)*ps)
+		if _, err := db.file.ReadAt(p, int64(id)*int64(ps)); err != nil {
+			return nil, err
+		}
+	}
+	if err := page.Verify(p, id, ps); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// minReservation is the least virtual size of a mapping.
+const minReservation = 1 << 30
+
+// mapFile creates a mapping epoch large enough for hw pages, with room to
+// grow.
+func (db *DB) mapFile(hw page.Pgid) (*mmap.Epoch, error) {
+	size := reservation(int64(hw)*int64(db.pageSize), db.opts.InitialMmapSize)
+	data, err := mmap.Map(db.file.Fd(), size)
+	if err != nil {
+		return nil, err
+	}
+	db.mapSize = size
+	return mmap.NewEpoch(data), nil
+}
+
+// reservation returns a mapping size for need bytes: at least
+// minReservation and twice need, a power of two.
+func reservation(need int64, initial int) int {
+	want := need * 2
+	if int64(initial) > want {
+		want = int64(initial)
+	}
+	size := int64(minReservation)
+	for size < want {
+		size *= 2
+	}
+	return int(size)
+}
+
+func (db *DB) loadFreelist(m *page.Meta, data []byte) error {
+	var idx freelist.Index
+	switch db.opts.FreelistType {
+	default:
+		idx = array.New()
+	}
+	db.freelist = freelist.New(idx)
+	ps := db.pageSize
+	off := int(m.Freelist) * ps
+	p := data[off : off+ps]
+	if err := page.CheckHeader(p, m.Freelist, ps); err != nil {
+		return err
+	}
+	if ov := uint64(page.Overflow(p)); uint64(m.Freelist)+ov >= uint64(m.HighWater) {
+		return page.Corruptf(m.Freelist, "overflow runs past the high water mark")
+	} else {
+		p = data[off : off+int(ov+1)*ps]
+	}
+	if err := page.Verify(p, m.Freelist, ps); err != nil {
+		return err
+	}
+	var spans []page.Span
+	if err := page.DecodeFreelist(p, m.Freelist, m.HighWater, func(id page.Pgid, n uint64) {
+		spans = append(spans, page.Span{ID: id, N: n})
+	}); err != nil {
+		return err
+	}
+	db.freelist.Load(spans)
+	return nil
+}
+
+// Path returns the path of the database file.
+func (db *DB) Path() string { return db.path }
+
+// IsReadOnly reports whether the database was opened read-only.
+func (db *DB) IsReadOnly() bool { return db.readOnly }
+
+// GoString and String name the database for logs.
+func (db *DB) String() string { return fmt.Sprintf("DB<%q>", db.path) }
+
+// Close waits for the open write transaction and every read transaction to
+// end, then releases the mapping, the lock and the file.
+func (db *DB) Close() error {
+	if !db.closed.CompareAndSwap(false, true) {
+		return nil
+	}
+	db.writer.Lock()
+	defer db.writer.Unlock()
+	// Wait for readers: the current snapshot keeps its own reference.
+	for {
+		busy := false
+		cur := db.snap.Load()
+		for _, s := range db.snaps {
+			n := s.refs.Load()
+			if (s == cur && n > 1) || (s != cur && n > 0) {
+				busy = true
+			}
+		}
+		if !busy {
+			break
+		}
+		time.Sleep(time.Millisecond)
+	}
+	db.snap.Load().release()
+	db.snaps = nil
+	var err error
+	if !db.readOnly && db.failed == nil && !db.NoSync {
+		err = db.file.Sync()
+	}
+	_ = mmap.Unlock(db.file.Fd())
+	if cerr := db.file.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// Sync forces an fdatasync of the file: useful after commits made with
+// NoSync.
+func (db *DB) Sync() error {
+	if db.closed.Load() {
+		return ErrDatabaseNotOpen
+	}
+	return db.file.Sync()
+}
+
+// Stats returns database-wide counters.
+func (db *DB) Stats() Stats {
+	db.statsMu.Lock()
+	defer db.statsMu.Unlock()
+	return db.stats
+}
+
+// Begin starts a transaction. Read transactions must be rolled back when
+// done, or the pages they see are never reused; only one write transaction
+// runs at a time, so Begin(true) waits for the current one to end.
+func (db *DB) Begin(writable bool) (*Tx, error) {
+	if writable {
+		return db.beginRW()
+	}
+	t := &Tx{}
+	if err := db.beginRO(t); err != nil {
+		return nil, err
+	}
+	return t, nil
+}
+
+func (db *DB) beginRO(t *Tx) error {
+	if db.closed.Load() {
+		return ErrDatabaseNotOpen
+	}
+	var s *snapshot
+	for {
+		s = db.snap.Load()
+		if s.acquire() {
+			break
+		}
+	}
+	t.Init(db, &s.meta, s.epoch.Data(), false, s)
+	db.statsMu.Lock()
+	db.stats.TxN++
+	db.stats.OpenTxN++
+	db.statsMu.Unlock()
+	return nil
+}
+
+func (db *DB) beginRW() (*Tx, error) {
+	if db.readOnly {
+		return nil, ErrDatabaseReadOnly
+	}
+	if db.closed.Load() {
+		return nil, ErrDatabaseNotOpen
+	}
+	db.writer.Lock()
+	if db.closed.Load() {
+		db.writer.Unlock()
+		return nil, ErrDatabaseNotOpen
+	}
+	if db.failed != nil {
+		db.writer.Unlock()
+		return nil, fmt.Errorf("%w: %v", ErrFailed, db.failed)
+	}
+	db.freelist.Release(db.readers())
+	s := db.snap.Load()
+	s.acquire() // the writer holds the lock: s is current and alive
+	db.highWater = s.meta.HighWater
+	t := &Tx{}
+	t.Init(db, &s.meta, s.epoch.Data(), true, s)
+	return t, nil
+}
+
+// readers returns the sorted snapshot txids that may have readers, pruning
+// dead snapshots. Writer lock held.
+func (db *DB) readers() []page.Txid {
+	cur := db.snap.Load()
+	live := db.snaps[:0]
+	var txids []page.Txid
+	for _, s := range db.snaps {
+		if s == cur || s.refs.Load() > 0 {
+			live = append(live, s)
+			if s != cur {
+				txids = append(txids, s.meta.Txid)
+			}
+		}
+	}
+	for i := len(live); i < len(db.snaps); i++ {
+		db.snaps[i] = nil
+	}
+	db.snaps = live
+	return txids // ascending: snapshots are appended in commit order
+}
+
+// Update runs fn in a write transaction and commits it if fn returns nil,
+// or rolls it back and returns fn's error.
+func (db *DB) Update(fn func(*Tx) error) error {
+	t, err := db.Begin(true)
+	if err != nil {
+		return err
+	}
+	defer t.End() // rolls back if fn panics
+	t.SetManaged(true)
+	err = fn(t)
+	t.SetManaged(false)
+	if err != nil {
+		t.End()
+		return err
+	}
+	return t.CommitManaged()
+}
+
+// View runs fn in a read transaction. Values fn reads are valid only until
+// it returns. A corruption met while reading is returned if fn returns nil.
+func (db *DB) View(fn func(*Tx) error) error {
+	t, _ := db.txPool.Get().(*Tx)
+	if t == nil {
+		t = &Tx{}
+	}
+	if err := db.beginRO(t); err != nil {
+		db.txPool.Put(t)
+		return err
+	}
+	t.SetManaged(true)
+	defer func() {
+		t.End()
+		db.txPool.Put(t)
+	}()
+	err := fn(t)
+	if err == nil {
+		err = t.Err()
+	}
+	return err
+}

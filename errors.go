@@ -1,0 +1,60 @@
+package quiver
+
+import (
+	"errors"
+
+	"github.com/quiverdb/quiver/mmap"
+	"github.com/quiverdb/quiver/page"
+	"github.com/quiverdb/quiver/tx"
+)
+
+// Errors returned by quiver, grouped here with when each is returned. Match
+// them with errors.Is: some are wrapped with detail.
+var (
+	// ErrDatabaseNotOpen: an operation on a closed database.
+	ErrDatabaseNotOpen = tx.ErrDatabaseNotOpen
+	// ErrDatabaseReadOnly: a write transaction on a database opened with
+	// Options.ReadOnly.
+	ErrDatabaseReadOnly = tx.ErrDatabaseReadOnly
+	// ErrTimeout: Open could not take the file lock within Options.Timeout
+	// because another process has the file open for writing.
+	ErrTimeout = mmap.ErrTimeout
+	// ErrInvalid: the file is not a quiver database (bad magic, too short).
+	ErrInvalid = page.ErrInvalid
+	// ErrVersionMismatch: the file is a quiver database of another format
+	// version.
+	ErrVersionMismatch = page.ErrVersionMismatch
+	// ErrCorrupt: the category of every error about damaged bytes in the
+	// file. Use errors.As with *CorruptionError to learn the page.
+	ErrCorrupt = page.ErrCorrupt
+	// ErrFailed: an earlier commit failed to write or sync; the database
+	// refuses writes until it is closed and reopened, because the kernel may
+	// have dropped the unsynced pages.
+	ErrFailed = errors.New("quiver: database refuses writes after a failed commit; reopen it")
+
+	ErrTxNotWritable = tx.ErrTxNotWritable
+	ErrTxClosed      = tx.ErrTxClosed
+	// ErrTxManaged: Commit or Rollback called inside Update, View or Batch.
+	ErrTxManaged = tx.ErrTxManaged
+
+	ErrBucketNotFound     = tx.ErrBucketNotFound
+	ErrBucketExists       = tx.ErrBucketExists
+	ErrBucketNameRequired = tx.ErrBucketNameRequired
+	ErrKeyRequired        = tx.ErrKeyRequired
+	ErrKeyTooLarge        = tx.ErrKeyTooLarge
+	ErrValueTooLarge      = tx.ErrValueTooLarge
+	ErrIncompatibleValue  = tx.ErrIncompatibleValue
+	ErrSequenceOverflow   = tx.ErrSequenceOverflow
+)
+
+// CorruptionError reports a damaged page; it matches ErrCorrupt.
+type CorruptionError = page.CorruptionError
+
+// IsCorruption reports whether err reports a damaged file.
+func IsCorruption(err error) bool { return errors.Is(err, ErrCorrupt) }
+
+// Limits of keys and values.
+const (
+	MaxKeySize   = tx.MaxKeySize
+	MaxValueSize = tx.MaxValueSize
+)

@@ -1,0 +1,49 @@
+package quiver
+
+import (
+	"os"
+
+	"github.com/quiverdb/quiver/mmap"
+)
+
+// File is the seam through which quiver does all its file I/O, so that
+// tests can inject faults and simulate power loss (Options.OpenFile). The
+// database uses a File from one goroutine at a time for writes; ReadAt may
+// be called concurrently.
+type File interface {
+	// ReadAt and WriteAt behave as os.File's.
+	ReadAt(p []byte, off int64) (int, error)
+	WriteAt(p []byte, off int64) (int, error)
+	// Truncate sets the file size.
+	Truncate(size int64) error
+	// Sync makes everything written so far durable (fdatasync). After a
+	// failed Sync the database writes nothing more.
+	Sync() error
+	// Size returns the file size.
+	Size() (int64, error)
+	// Fd returns the descriptor that is mapped and locked.
+	Fd() uintptr
+	Close() error
+}
+
+// OpenOSFile is the default Options.OpenFile: an *os.File whose Sync is
+// fdatasync.
+func OpenOSFile(path string, flag int, mode os.FileMode) (File, error) {
+	f, err := os.OpenFile(path, flag, mode)
+	if err != nil {
+		return nil, err
+	}
+	return osFile{f}, nil
+}
+
+type osFile struct{ *os.File }
+
+func (f osFile) Sync() error { return mmap.Fdatasync(f.File.Fd()) }
+
+func (f osFile) Size() (int64, error) {
+	st, err := f.File.Stat()
+	if err != nil {
+		return 0, err
+	}
+	return st.Size(), nil
+}

@@ -1,0 +1,80 @@
+// Package array is the baseline freelist index: a sorted slice of free page
+// ids, allocated first fit by a linear scan. It is what bbolt users know;
+// allocation costs O(free pages), which is why freelist/hashmap exists.
+package array
+
+import (
+	"github.com/quiverdb/quiver/freelist"
+	"github.com/quiverdb/quiver/page"
+)
+
+// Index is a sorted slice of free page ids.
+type Index struct {
+	ids []page.Pgid
+}
+
+var _ freelist.Index = (*Index)(nil)
+
+// New returns an empty index.
+func New() *Index { return &Index{} }
+
+// Allocate returns the first run of n consecutive free ids (first fit).
+func (a *Index) Allocate(n int) page.Pgid {
+	if n <= 0 || len(a.ids) < n {
+		return 0
+	}
+	start := 0
+	for i := 1; i <= len(a.ids); i++ {
+		if i-start == n {
+			id := a.ids[start]
+			a.ids = append(a.ids[:start], a.ids[i:]...)
+			return id
+		}
+		if i < len(a.ids) && a.ids[i] != a.ids[i-1]+1 {
+			start = i
+		}
+	}
+	return 0
+}
+
+// Free merges the sorted spans into the sorted id slice.
+func (a *Index) Free(spans []page.Span) {
+	add := 0
+	for _, s := range spans {
+		add += int(s.N)
+	}
+	if add == 0 {
+		return
+	}
+	old := a.ids
+	merged := make([]page.Pgid, 0, len(old)+add)
+	i := 0
+	for _, s := range spans {
+		for ; i < len(old) && old[i] < s.ID; i++ {
+			merged = append(merged, old[i])
+		}
+		for k := uint64(0); k < s.N; k++ {
+			merged = append(merged, s.ID+page.Pgid(k))
+		}
+	}
+	merged = append(merged, old[i:]...)
+	a.ids = merged
+}
+
+// FreeCount returns the number of free pages.
+func (a *Index) FreeCount() int { return len(a.ids) }
+
+// Spans reports maximal runs of consecutive free ids.
+func (a *Index) Spans(fn func(id page.Pgid, n uint64)) {
+	for i := 0; i < len(a.ids); {
+		j := i + 1
+		for j < len(a.ids) && a.ids[j] == a.ids[j-1]+1 {
+			j++
+		}
+		fn(a.ids[i], uint64(j-i))
+		i = j
+	}
+}
+
+// Reset empties the index.
+func (a *Index) Reset() { a.ids = a.ids[:0] }

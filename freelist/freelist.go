@@ -1,0 +1,254 @@
+// Package freelist tracks which pages of a quiver file are free.
+//
+// The free-span structure itself is an Index, of which there are two
+// implementations: freelist/array (sorted page ids, first fit: the baseline
+// bbolt users know) and freelist/hashmap (segregated spans). Everything the
+// two share lives here in Freelist: pages freed by a transaction stay
+// pending until no open reader can see them, allocations of the open writer
+// are remembered so that a rollback restores the prior state exactly, and
+// the free set is enumerated for the on-disk checkpoint.
+//
+// A Freelist is used by the single writer only; it is not safe for
+// concurrent use.
+package freelist
+
+import (
+	"fmt"
+	"sort"
+
+	"github.com/quiverdb/quiver/page"
+)
+
+// Index is a set of free pages, kept as spans. Implementations need not be
+// safe for concurrent use.
+type Index interface {
+	// Allocate removes n contiguous free pages from the set and returns the
+	// first, or 0 if the set holds no run of n pages. n >= 1.
+	Allocate(n int) page.Pgid
+	// Free adds spans to the set, coalescing with free neighbours. spans is
+	// sorted by id, its spans do not overlap each other or the set.
+	Free(spans []page.Span)
+	// FreeCount returns the number of free pages.
+	FreeCount() int
+	// Spans calls fn for runs of free pages in ascending order. Adjacent
+	// runs may be reported separately.
+	Spans(fn func(id page.Pgid, n uint64))
+	// Reset empties the set.
+	Reset()
+}
+
+// pendingSpan is a span freed by a transaction. alloc is the transaction
+// that wrote it: readers of snapshots in [alloc, freedBy) can still see it.
+type pendingSpan struct {
+	page.Span
+	alloc page.Txid
+}
+
+type pendingTx struct {
+	txid  page.Txid
+	spans []pendingSpan
+}
+
+// Freelist is the shared bookkeeping over an Index.
+type Freelist struct {
+	idx     Index
+	pending []pendingTx // ascending txid
+	npend   int         // pages in pending
+
+	// The open writer's changes, undone by Rollback.
+	writer    page.Txid
+	allocated []page.Span
+	freed     []page.Span
+}
+
+// New returns a Freelist over idx.
+func New(idx Index) *Freelist {
+	return &Freelist{idx: idx}
+}
+
+// Index returns the underlying index.
+func (f *Freelist) Index() Index { return f.idx }
+
+func (f *Freelist) begin(txid page.Txid) {
+	if f.writer != txid {
+		if len(f.allocated) > 0 || len(f.freed) > 0 {
+			panic(fmt.Sprintf("freelist: tx %d started while tx %d is uncommitted", txid, f.writer))
+		}
+		f.writer = txid
+	}
+}
+
+// Allocate takes n contiguous free pages for writer txid and returns the
+// first, or 0 if no run of n free pages exists.
+func (f *Freelist) Allocate(txid page.Txid, n int) page.Pgid {
+	f.begin(txid)
+	id := f.idx.Allocate(n)
+	if id != 0 {
+		f.allocated = append(f.allocated, page.Span{ID: id, N: uint64(n)})
+	}
+	return id
+}
+
+// NoteAllocated records that writer txid took n pages at id from outside the
+// index (the end of the file), so that they appear in the commit's delta.
+func (f *Freelist) NoteAllocated(txid page.Txid, id page.Pgid, n int) {
+	f.begin(txid)
+	f.allocated = append(f.allocated, page.Span{ID: id, N: uint64(n)})
+}
+
+// Free marks n pages at id, written by transaction alloc, as freed by writer
+// txid. They stay pending until Release finds no reader that can see them.
+func (f *Freelist) Free(txid, alloc page.Txid, id page.Pgid, n int) {
+	f.begin(txid)
+	if alloc > txid {
+		panic(fmt.Sprintf("freelist: page %d written by tx %d freed by earlier tx %d", id, alloc, txid))
+	}
+	sp := pendingSpan{Span: page.Span{ID: id, N: uint64(n)}, alloc: alloc}
+	if k := len(f.pending); k == 0 || f.pending[k-1].txid != txid {
+		f.pending = append(f.pending, pendingTx{txid: txid})
+	}
+	last := &f.pending[len(f.pending)-1]
+	last.spans = append(last.spans, sp)
+	f.npend += n
+	f.freed = append(f.freed, sp.Span)
+}
+
+// Commit makes writer txid's changes permanent.
+func (f *Freelist) Commit(txid page.Txid) {
+	if f.writer == txid {
+		f.allocated = f.allocated[:0]
+		f.freed = f.freed[:0]
+	}
+}
+
+// Rollback undoes every Allocate, NoteAllocated and Free of writer txid.
+// Pages NoteAllocated from the end of the file are not returned to the
+// index: the caller restores its high-water mark.
+func (f *Freelist) Rollback(txid page.Txid, highWater page.Pgid) {
+	if f.writer != txid {
+		return
+	}
+	if k := len(f.pending); k > 0 && f.pending[k-1].txid == txid {
+		for _, s := range f.pending[k-1].spans {
+			f.npend -= int(s.N)
+		}
+		f.pending = f.pending[:k-1]
+	}
+	var back []page.Span
+	for _, s := range f.allocated {
+		if s.ID < highWater {
+			back = append(back, s)
+		}
+	}
+	f.freeSorted(back)
+	f.allocated = f.allocated[:0]
+	f.freed = f.freed[:0]
+}
+
+// TxAllocated returns the spans the open writer has allocated so far. The
+// slice is valid until the next call that changes the freelist.
+func (f *Freelist) TxAllocated() []page.Span { return f.allocated }
+
+// TxFreed returns the spans the open writer has freed so far.
+func (f *Freelist) TxFreed() []page.Span { return f.freed }
+
+// Release moves pending spans that no reader can see into the index.
+// readers holds the snapshot txids of every open read transaction, sorted
+// ascending (duplicates allowed). A span freed by T and written by A is
+// visible to snapshots A..T-1.
+func (f *Freelist) Release(readers []page.Txid) {
+	var out []page.Span
+	keep := f.pending[:0]
+	for _, p := range f.pending {
+		if p.txid == f.writer && (len(f.allocated) > 0 || len(f.freed) > 0) {
+			keep = append(keep, p) // the open writer's own frees
+			continue
+		}
+		// r is the newest reader older than p.txid.
+		i := sort.Search(len(readers), func(i int) bool { return readers[i] >= p.txid })
+		if i == 0 {
+			for _, s := range p.spans {
+				out = append(out, s.Span)
+				f.npend -= int(s.N)
+			}
+			continue
+		}
+		r := readers[i-1]
+		rest := p.spans[:0]
+		for _, s := range p.spans {
+			if s.alloc > r {
+				out = append(out, s.Span)
+				f.npend -= int(s.N)
+			} else {
+				rest = append(rest, s)
+			}
+		}
+		if len(rest) > 0 {
+			p.spans = rest
+			keep = append(keep, p)
+		}
+	}
+	for i := len(keep); i < len(f.pending); i++ {
+		f.pending[i] = pendingTx{}
+	}
+	f.pending = keep
+	f.freeSorted(out)
+}
+
+func (f *Freelist) freeSorted(spans []page.Span) {
+	if len(spans) == 0 {
+		return
+	}
+	sort.Slice(spans, func(i, j int) bool { return spans[i].ID < spans[j].ID })
+	f.idx.Free(spans)
+}
+
+// FreeCount returns the number of free pages ready for allocation.
+func (f *Freelist) FreeCount() int { return f.idx.FreeCount() }
+
+// PendingCount returns the number of freed pages awaiting release.
+func (f *Freelist) PendingCount() int { return f.npend }
+
+// Spans calls fn for every free or pending span in ascending order: the set
+// that is free once no reader exists, which is what a checkpoint records.
+func (f *Freelist) Spans(fn func(id page.Pgid, n uint64)) {
+	var pend []page.Span
+	for _, p := range f.pending {
+		for _, s := range p.spans {
+			pend = append(pend, s.Span)
+		}
+	}
+	sort.Slice(pend, func(i, j int) bool { return pend[i].ID < pend[j].ID })
+	i := 0
+	f.idx.Spans(func(id page.Pgid, n uint64) {
+		for i < len(pend) && pend[i].ID < id {
+			fn(pend[i].ID, pend[i].N)
+			i++
+		}
+		fn(id, n)
+	})
+	for ; i < len(pend); i++ {
+		fn(pend[i].ID, pend[i].N)
+	}
+}
+
+// SpanCount returns the number of spans Spans would report (an upper bound
+// used to size a checkpoint).
+func (f *Freelist) SpanCount() int {
+	n := 0
+	for _, p := range f.pending {
+		n += len(p.spans)
+	}
+	f.idx.Spans(func(page.Pgid, uint64) { n++ })
+	return n
+}
+
+// Load resets the freelist to hold exactly spans (ascending), all free.
+func (f *Freelist) Load(spans []page.Span) {
+	f.idx.Reset()
+	f.pending = f.pending[:0]
+	f.npend = 0
+	f.allocated = f.allocated[:0]
+	f.freed = f.freed[:0]
+	f.idx.Free(spans)
+}

@@ -1,0 +1,66 @@
+//go:build unix
+
+package mmap
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// Map maps size bytes of the file fd read-only and shared.
+func Map(fd uintptr, size int) ([]byte, error) {
+	b, err := unix.Mmap(int(fd), 0, size, unix.PROT_READ, unix.MAP_SHARED)
+	if err != nil {
+		return nil, fmt.Errorf("quiver: mmap %d bytes: %w", size, err)
+	}
+	// Pages are visited in tree order, not sequentially.
+	_ = unix.Madvise(b, unix.MADV_RANDOM)
+	return b, nil
+}
+
+// Unmap releases a mapping returned by Map.
+func Unmap(b []byte) error {
+	if b == nil {
+		return nil
+	}
+	return unix.Munmap(b)
+}
+
+// ErrTimeout is returned by Lock when the lock was not granted in time.
+var ErrTimeout = errors.New("quiver: timeout waiting for the file lock")
+
+// Lock takes an advisory lock on fd: exclusive for a read-write open, shared
+// for a read-only one. It retries until timeout (0 waits forever).
+func Lock(fd uintptr, exclusive bool, timeout time.Duration) error {
+	how := unix.LOCK_SH
+	if exclusive {
+		how = unix.LOCK_EX
+	}
+	deadline := time.Now().Add(timeout)
+	for {
+		err := unix.Flock(int(fd), how|unix.LOCK_NB)
+		if err == nil {
+			return nil
+		}
+		if err != unix.EWOULDBLOCK && err != unix.EINTR {
+			return fmt.Errorf("quiver: flock: %w", err)
+		}
+		if timeout > 0 && time.Now().After(deadline) {
+			return ErrTimeout
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// Unlock releases the lock taken by Lock.
+func Unlock(fd uintptr) error {
+	return unix.Flock(int(fd), unix.LOCK_UN)
+}
+
+// Fdatasync flushes the file's data and the metadata needed to read it.
+func Fdatasync(fd uintptr) error {
+	return unix.Fdatasync(int(fd))
+}

@@ -1,0 +1,64 @@
+package quiver
+
+import (
+	"os"
+	"time"
+)
+
+// FreelistType names a freelist implementation.
+type FreelistType string
+
+const (
+	// FreelistArray keeps free page ids in a sorted array and allocates
+	// first fit: bbolt's classic freelist.
+	FreelistArray FreelistType = "array"
+)
+
+// Defaults.
+const (
+	DefaultMaxBatchSize  = 1000
+	DefaultMaxBatchDelay = 10 * time.Millisecond
+	// DefaultAllocSize is the largest step by which the file grows.
+	DefaultAllocSize = 16 << 20
+	// DefaultFillPercent is how full split pages are filled.
+	DefaultFillPercent = 0.5
+)
+
+// Options configures Open. A nil *Options means the defaults.
+type Options struct {
+	// Timeout is how long Open waits for the file lock; 0 waits forever.
+	Timeout time.Duration
+	// NoSync skips the fdatasync of each commit. A crash may then lose
+	// recent commits or leave the file unopenable; for bulk loads that can
+	// be redone.
+	NoSync bool
+	// NoGrowSync is accepted for bbolt compatibility. quiver's commit makes
+	// the file size durable with its single fdatasync, so there is no
+	// separate grow sync to skip.
+	NoGrowSync bool
+	// ReadOnly opens the file read-only under a shared lock. The database
+	// shows the state committed when it was opened.
+	ReadOnly bool
+	// PageSize is the page size of a new file (default 4096). An existing
+	// file keeps its own.
+	PageSize int
+	// InitialMmapSize is the minimum size of the first mapping. quiver
+	// reserves generously anyway; readers never block the writer.
+	InitialMmapSize int
+	// AllocSize is the largest step by which the file grows (default
+	// 16 MiB); small files double instead. Growing ahead lets commits
+	// overwrite pages rather than append.
+	AllocSize int
+	// FreelistType selects the freelist (default FreelistArray).
+	FreelistType FreelistType
+	// OpenFile opens the database file (default OpenOSFile): the seam for
+	// fault injection.
+	OpenFile func(path string, flag int, mode os.FileMode) (File, error)
+	// MaxBatchSize and MaxBatchDelay bound a Batch group (defaults
+	// DefaultMaxBatchSize and DefaultMaxBatchDelay).
+	MaxBatchSize  int
+	MaxBatchDelay time.Duration
+}
+
+// DefaultOptions are the options used when Open is given nil.
+var DefaultOptions = &Options{}

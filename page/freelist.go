@@ -1,0 +1,73 @@
+package page
+
+import (
+	"encoding/binary"
+)
+
+const freelistFixed = HeaderSize + 16
+
+// FreelistMaxSize is an upper bound of the bytes a checkpoint of the given
+// number of spans takes.
+func FreelistMaxSize(spans int) int {
+	return freelistFixed + spans*2*binary.MaxVarintLen64
+}
+
+// PutFreelist encodes a freelist checkpoint into the zeroed span b for page
+// id. each must call its argument once per free span in ascending order.
+func PutFreelist(b []byte, id Pgid, txid Txid, pageSize int, each func(yield func(id Pgid, n uint64))) {
+	le := binary.LittleEndian
+	var count, total uint64
+	var end Pgid
+	off := freelistFixed
+	each(func(s Pgid, n uint64) {
+		off += binary.PutUvarint(b[off:], uint64(s-end))
+		off += binary.PutUvarint(b[off:], n-1)
+		end = s + Pgid(n)
+		count++
+		total += n
+	})
+	PutHeader(b, id, txid, FlagFreelist, 0, uint32(len(b)/pageSize-1))
+	le.PutUint64(b[HeaderSize:], count)
+	le.PutUint64(b[HeaderSize+8:], total)
+	Seal(b)
+}
+
+// DecodeFreelist calls fn for each span of the freelist checkpoint b (read
+// for page id, already verified). Spans are checked to be ascending,
+// non-overlapping and below highWater.
+func DecodeFreelist(b []byte, id Pgid, highWater Pgid, fn func(id Pgid, n uint64)) error {
+	if Flags(b) != FlagFreelist {
+		return Corruptf(id, "expected a freelist page, found a %s page", FlagName(Flags(b)))
+	}
+	if len(b) < freelistFixed {
+		return Corruptf(id, "short freelist page")
+	}
+	le := binary.LittleEndian
+	count, total := le.Uint64(b[HeaderSize:]), le.Uint64(b[HeaderSize+8:])
+	off := freelistFixed
+	var end Pgid
+	var sum uint64
+	for i := uint64(0); i < count; i++ {
+		gap, n := binary.Uvarint(b[off:])
+		if n <= 0 {
+			return Corruptf(id, "bad span %d", i)
+		}
+		off += n
+		l, n := binary.Uvarint(b[off:])
+		if n <= 0 {
+			return Corruptf(id, "bad span %d", i)
+		}
+		off += n
+		start := end + Pgid(gap)
+		if start < end || l >= uint64(highWater) || start+Pgid(l)+1 > highWater || start < 2 {
+			return Corruptf(id, "span %d (%d+%d) out of order or range", i, start, l+1)
+		}
+		fn(start, l+1)
+		end = start + Pgid(l) + 1
+		sum += l + 1
+	}
+	if sum != total {
+		return Corruptf(id, "freelist total %d differs from its spans' %d", total, sum)
+	}
+	return nil
+}

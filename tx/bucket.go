@@ -1,0 +1,370 @@
+package tx
+
+import (
+	"bytes"
+	"encoding/binary"
+
+	"github.com/quiverdb/quiver/page"
+)
+
+// Fill percent limits and default: when a node is split, pages are filled
+// up to FillPercent of their size.
+const (
+	minFillPercent     = 0.1
+	maxFillPercent     = 1.0
+	DefaultFillPercent = 0.5
+)
+
+// Bucket is a collection of key/value pairs and nested buckets, ordered by
+// key. A Bucket is valid for the life of its transaction.
+type Bucket struct {
+	tx     *Tx
+	hdr    page.BucketHeader
+	parent *Bucket // nil for the root bucket
+	name   []byte  // name in parent
+
+	// Writable transactions only.
+	buckets  map[string]*Bucket    // sub-buckets opened in this tx
+	rootNode *node                 // materialised root
+	nodes    map[page.Pgid]*node   // materialised pages
+	dirty    bool                  // hdr changed (sequence)
+	hdrBuf   [page.BucketHeaderSize]byte
+
+	// FillPercent is how full split pages are filled (0.1 to 1.0). Set it
+	// close to 1 for append-only loads. It is not persisted: set it in
+	// every transaction that needs it.
+	FillPercent float64
+}
+
+func (b *Bucket) init(t *Tx, hdr page.BucketHeader, parent *Bucket, name []byte) {
+	*b = Bucket{tx: t, hdr: hdr, parent: parent, name: name, FillPercent: DefaultFillPercent}
+}
+
+// encodeHeader writes hdr into hdrBuf, the value filed in the parent.
+func (b *Bucket) encodeHeader() {
+	binary.LittleEndian.PutUint64(b.hdrBuf[0:], uint64(b.hdr.Root))
+	binary.LittleEndian.PutUint64(b.hdrBuf[8:], b.hdr.Sequence)
+}
+
+// Tx returns the bucket's transaction.
+func (b *Bucket) Tx() *Tx { return b.tx }
+
+// Root returns the root page of the bucket, 0 when it is empty.
+func (b *Bucket) Root() page.Pgid { return b.hdr.Root }
+
+// Writable reports whether the bucket can be changed.
+func (b *Bucket) Writable() bool { return b.tx.writable }
+
+// Cursor returns a cursor over the bucket, valid for the life of the
+// transaction.
+func (b *Bucket) Cursor() *Cursor {
+	c := &Cursor{}
+	c.init(b)
+	return c
+}
+
+// Get returns the value of key, or nil if the key does not exist or is a
+// bucket. The returned slice is valid until the transaction ends, and must
+// not be changed.
+func (b *Bucket) Get(key []byte) []byte {
+	var c Cursor
+	c.init(b)
+	k, v, flags := c.seek(key)
+	if flags&page.LeafBucket != 0 || !bytes.Equal(k, key) {
+		return nil
+	}
+	return v
+}
+
+// Bucket returns the nested bucket name, or nil if it does not exist.
+func (b *Bucket) Bucket(name []byte) *Bucket {
+	if b.buckets != nil {
+		if child, ok := b.buckets[string(name)]; ok {
+			return child
+		}
+	}
+	var c Cursor
+	c.init(b)
+	k, v, flags := c.seek(name)
+	if !bytes.Equal(k, name) || flags&page.LeafBucket == 0 {
+		return nil
+	}
+	return b.openBucket(k, v)
+}
+
+func (b *Bucket) openBucket(name, value []byte) *Bucket {
+	hdr, ok := page.DecodeBucketHeader(value)
+	if !ok {
+		b.tx.corrupt(page.Corruptf(0, "bucket %q has a malformed header", name))
+		return nil
+	}
+	child := b.tx.newBucket()
+	if b.tx.writable {
+		name = b.tx.arena.clone(name)
+	}
+	child.init(b.tx, hdr, b, name)
+	if b.tx.writable {
+		if b.buckets == nil {
+			b.buckets = make(map[string]*Bucket)
+		}
+		b.buckets[string(name)] = child
+	}
+	return child
+}
+
+// CreateBucket creates the nested bucket name. It returns ErrBucketExists if
+// it exists, ErrIncompatibleValue if name is a key.
+func (b *Bucket) CreateBucket(name []byte) (*Bucket, error) {
+	if err := b.tx.checkWritable(); err != nil {
+		return nil, err
+	}
+	if len(name) == 0 {
+		return nil, ErrBucketNameRequired
+	}
+	if len(name) > MaxKeySize {
+		return nil, ErrKeyTooLarge
+	}
+	var c Cursor
+	c.init(b)
+	k, _, flags := c.seek(name)
+	if err := b.tx.err; err != nil {
+		return nil, err
+	}
+	if bytes.Equal(k, name) {
+		if flags&page.LeafBucket != 0 {
+			return nil, ErrBucketExists
+		}
+		return nil, ErrIncompatibleValue
+	}
+	key := b.tx.arena.clone(name)
+	c.node().put(key, key, page.BucketHeader{}.Encode(), 0, page.LeafBucket)
+	return b.Bucket(key), nil
+}
+
+// CreateBucketIfNotExists returns the nested bucket name, creating it if
+// needed.
+func (b *Bucket) CreateBucketIfNotExists(name []byte) (*Bucket, error) {
+	if err := b.tx.checkWritable(); err != nil {
+		return nil, err
+	}
+	if len(name) == 0 {
+		return nil, ErrBucketNameRequired
+	}
+	if child := b.Bucket(name); child != nil {
+		return child, nil
+	}
+	if err := b.tx.err; err != nil {
+		return nil, err
+	}
+	return b.CreateBucket(name)
+}
+
+// DeleteBucket deletes the nested bucket name and everything in it.
+func (b *Bucket) DeleteBucket(name []byte) error {
+	if err := b.tx.checkWritable(); err != nil {
+		return err
+	}
+	if len(name) == 0 {
+		return ErrBucketNameRequired
+	}
+	var c Cursor
+	c.init(b)
+	k, _, flags := c.seek(name)
+	if err := b.tx.err; err != nil {
+		return err
+	}
+	if !bytes.Equal(k, name) {
+		return ErrBucketNotFound
+	}
+	if flags&page.LeafBucket == 0 {
+		return ErrIncompatibleValue
+	}
+	child := b.Bucket(name)
+	if child == nil {
+		return b.tx.errOr(ErrBucketNotFound)
+	}
+	// Free every page of the child and of its descendants.
+	if err := child.freeAll(); err != nil {
+		return err
+	}
+	delete(b.buckets, string(name))
+	c.node().del(name)
+	return nil
+}
+
+// freeAll frees every page of the bucket and its nested buckets.
+func (b *Bucket) freeAll() error {
+	if err := b.ForEachBucket(func(name []byte) error {
+		child := b.Bucket(name)
+		if child == nil {
+			return b.tx.errOr(ErrBucketNotFound)
+		}
+		return child.freeAll()
+	}); err != nil {
+		return err
+	}
+	if b.hdr.Root != 0 {
+		b.tx.forEachPage(b.hdr.Root, func(p []byte, id page.Pgid) {
+			b.tx.free(id, p)
+		})
+	}
+	// Nodes materialised in this tx were new or already freed above.
+	b.nodes = nil
+	b.rootNode = nil
+	b.hdr.Root = 0
+	return b.tx.err
+}
+
+// Put sets key to value. The key and value are copied. It returns
+// ErrIncompatibleValue if key is a bucket.
+func (b *Bucket) Put(key, value []byte) error {
+	if err := b.tx.checkWritable(); err != nil {
+		return err
+	}
+	if len(key) == 0 {
+		return ErrKeyRequired
+	}
+	if len(key) > MaxKeySize {
+		return ErrKeyTooLarge
+	}
+	if int64(len(value)) > MaxValueSize {
+		return ErrValueTooLarge
+	}
+	var c Cursor
+	c.init(b)
+	k, _, flags := c.seek(key)
+	if err := b.tx.err; err != nil {
+		return err
+	}
+	if bytes.Equal(k, key) && flags&page.LeafBucket != 0 {
+		return ErrIncompatibleValue
+	}
+	kc := b.tx.arena.clone(key)
+	vc := b.tx.arena.clone(value)
+	c.node().put(kc, kc, vc, 0, 0)
+	return nil
+}
+
+// Delete removes key. Deleting a missing key is not an error; deleting a
+// bucket's name returns ErrIncompatibleValue.
+func (b *Bucket) Delete(key []byte) error {
+	if err := b.tx.checkWritable(); err != nil {
+		return err
+	}
+	var c Cursor
+	c.init(b)
+	k, _, flags := c.seek(key)
+	if err := b.tx.err; err != nil {
+		return err
+	}
+	if !bytes.Equal(k, key) {
+		return nil
+	}
+	if flags&page.LeafBucket != 0 {
+		return ErrIncompatibleValue
+	}
+	c.node().del(key)
+	return nil
+}
+
+// Sequence returns the bucket's current sequence.
+func (b *Bucket) Sequence() uint64 { return b.hdr.Sequence }
+
+// SetSequence sets the bucket's sequence.
+func (b *Bucket) SetSequence(v uint64) error {
+	if err := b.tx.checkWritable(); err != nil {
+		return err
+	}
+	b.materializeRoot()
+	b.hdr.Sequence = v
+	b.dirty = true
+	return nil
+}
+
+// NextSequence increments and returns the bucket's sequence.
+func (b *Bucket) NextSequence() (uint64, error) {
+	if err := b.tx.checkWritable(); err != nil {
+		return 0, err
+	}
+	if b.hdr.Sequence == ^uint64(0) {
+		return 0, ErrSequenceOverflow
+	}
+	b.materializeRoot()
+	b.hdr.Sequence++
+	b.dirty = true
+	return b.hdr.Sequence, nil
+}
+
+// materializeRoot makes sure the bucket is written at commit.
+func (b *Bucket) materializeRoot() {
+	if b.rootNode == nil {
+		b.node(b.hdr.Root, nil)
+	}
+}
+
+// ForEach calls fn for every key of the bucket in order; v is nil for
+// nested buckets. fn must not change the bucket. An error from fn stops the
+// iteration and is returned.
+func (b *Bucket) ForEach(fn func(k, v []byte) error) error {
+	if b.tx.closed {
+		return ErrTxClosed
+	}
+	c := Cursor{}
+	c.init(b)
+	for k, v := c.First(); k != nil; k, v = c.Next() {
+		if err := fn(k, v); err != nil {
+			return err
+		}
+	}
+	return b.tx.err
+}
+
+// ForEachBucket calls fn for the name of every nested bucket, in order.
+func (b *Bucket) ForEachBucket(fn func(k []byte) error) error {
+	if b.tx.closed {
+		return ErrTxClosed
+	}
+	c := Cursor{}
+	c.init(b)
+	for k, _, flags := c.first(); k != nil; k, _, flags = c.next() {
+		if flags&page.LeafBucket != 0 {
+			if err := fn(k); err != nil {
+				return err
+			}
+		}
+	}
+	return b.tx.err
+}
+
+// node returns the node of page id, materialising it on first use.
+func (b *Bucket) node(id page.Pgid, parent *node) *node {
+	if b.nodes == nil {
+		b.nodes = make(map[page.Pgid]*node)
+	}
+	if id == 0 && parent == nil && b.rootNode != nil {
+		return b.rootNode
+	}
+	if id != 0 {
+		if n, ok := b.nodes[id]; ok {
+			return n
+		}
+	}
+	n := &node{bucket: b, parent: parent, leaf: true}
+	if parent == nil {
+		b.rootNode = n
+	} else {
+		parent.children = append(parent.children, n)
+	}
+	if id == 0 {
+		// An empty bucket: a new, empty root leaf.
+		return n
+	}
+	if p := b.tx.page(id); p != nil {
+		if err := n.read(p, id); err != nil {
+			b.tx.corrupt(err)
+			n.inodes = nil
+		}
+	}
+	b.nodes[id] = n
+	return n
+}

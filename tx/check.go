@@ -1,0 +1,256 @@
+package tx
+
+import (
+	"bytes"
+	"fmt"
+
+	"github.com/quiverdb/quiver/page"
+)
+
+// CheckOption configures Check. None are defined yet; the type keeps
+// bbolt's signature.
+type CheckOption func(*checkConfig)
+
+type checkConfig struct{}
+
+// Check verifies the consistency of the snapshot the transaction started
+// from and sends every problem it finds on the returned channel, which is
+// closed when the check ends. It verifies that:
+//   - every page below the high-water mark is a meta page, part of the
+//     tree (reachable exactly once), the freelist checkpoint or the commit
+//     record, or free — and never two of these;
+//   - every reachable page's checksum matches, its header names it, and its
+//     elements are within bounds;
+//   - keys are strictly ascending within each page and across pages, and
+//     each branch key is the first key of its child;
+//   - the commit record's checksums match its pages and the freelist's
+//     counts match its spans.
+//
+// In a write transaction, Check sees the committed state, not the
+// transaction's own changes.
+func (t *Tx) Check(opts ...CheckOption) <-chan error {
+	ch := make(chan error)
+	go func() {
+		defer close(ch)
+		c := checker{t: t, ch: ch, hw: t.meta.HighWater, owner: make([]page.Pgid, t.meta.HighWater)}
+		c.run()
+	}()
+	return ch
+}
+
+type checker struct {
+	t     *Tx
+	ch    chan<- error
+	hw    page.Pgid
+	owner []page.Pgid // page -> referrer+1 (metaOwner, freeOwner, ...); 0 = unseen
+	n     int
+}
+
+const (
+	ownerMeta page.Pgid = 1 << 62
+	ownerFree page.Pgid = ownerMeta + 1
+	ownerSys  page.Pgid = ownerMeta + 2 // freelist checkpoint, commit record
+)
+
+func (c *checker) errorf(format string, args ...any) {
+	c.n++
+	c.ch <- fmt.Errorf(format, args...)
+}
+
+// read returns the verified span of page id.
+func (c *checker) read(id page.Pgid) []byte {
+	ps := c.t.pageSize
+	if id < 2 || id >= c.hw {
+		c.errorf("page %d: out of range (high water %d)", id, c.hw)
+		return nil
+	}
+	off := int(id) * ps
+	first := c.t.data[off : off+ps]
+	if err := page.CheckHeader(first, id, ps); err != nil {
+		c.errorf("%v", err)
+		return nil
+	}
+	ov := uint64(page.Overflow(first))
+	if uint64(id)+ov >= uint64(c.hw) {
+		c.errorf("page %d: overflow %d runs past the high water mark %d", id, ov, c.hw)
+		return nil
+	}
+	p := c.t.data[off : off+int(ov+1)*ps]
+	if err := page.Verify(p, id, ps); err != nil {
+		c.errorf("%v", err)
+		return nil
+	}
+	return p
+}
+
+// mark records that the n pages at id belong to owner.
+func (c *checker) mark(id page.Pgid, n uint64, owner page.Pgid) bool {
+	ok := true
+	for i := uint64(0); i < n; i++ {
+		p := id + page.Pgid(i)
+		if p >= c.hw {
+			c.errorf("page %d: beyond the high water mark %d", p, c.hw)
+			return false
+		}
+		if prev := c.owner[p]; prev != 0 {
+			c.errorf("page %d: claimed by %s and by %s", p, ownerName(prev), ownerName(owner))
+			ok = false
+			continue
+		}
+		c.owner[p] = owner
+	}
+	return ok
+}
+
+func ownerName(o page.Pgid) string {
+	switch o {
+	case ownerMeta:
+		return "the meta"
+	case ownerFree:
+		return "the freelist (free)"
+	case ownerSys:
+		return "the freelist checkpoint or commit record"
+	}
+	return fmt.Sprintf("page %d", o-1)
+}
+
+func (c *checker) run() {
+	m := &c.t.meta
+	c.mark(0, 2, ownerMeta)
+	// The freelist checkpoint.
+	if p := c.read(m.Freelist); p != nil {
+		c.mark(m.Freelist, uint64(page.Overflow(p))+1, ownerSys)
+		err := page.DecodeFreelist(p, m.Freelist, c.hw, func(id page.Pgid, n uint64) {
+			c.mark(id, n, ownerFree)
+		})
+		if err != nil {
+			c.errorf("%v", err)
+		}
+	}
+	// The commit record.
+	if m.Record != 0 {
+		if p := c.read(m.Record); p != nil {
+			c.mark(m.Record, uint64(page.Overflow(p))+1, ownerSys)
+			c.checkRecord(p)
+		}
+	}
+	// The tree.
+	c.checkBucket(m.Root, 0)
+	for id := page.Pgid(0); id < c.hw; id++ {
+		if c.owner[id] == 0 {
+			c.errorf("page %d: unreachable and not free", id)
+		}
+	}
+}
+
+func (c *checker) checkRecord(p []byte) {
+	id := page.ID(p)
+	r, err := page.DecodeRecord(p, id)
+	if err != nil {
+		c.errorf("%v", err)
+		return
+	}
+	if r.Txid != c.t.meta.Txid {
+		c.errorf("page %d: commit record of tx %d, meta is tx %d", id, r.Txid, c.t.meta.Txid)
+	}
+	ps := c.t.pageSize
+	for _, w := range r.Written {
+		if w.ID < 2 || uint64(w.ID)+uint64(w.N) > uint64(c.hw) || w.N == 0 {
+			c.errorf("page %d: commit record lists pages %d+%d out of range", id, w.ID, w.N)
+			continue
+		}
+		q := c.t.data[int(w.ID)*ps : (int(w.ID)+int(w.N))*ps]
+		// Pages this commit wrote are visible to this snapshot, so they
+		// cannot have been reused yet.
+		if page.ID(q) != w.ID || page.Checksum(q) != w.Checksum || page.Sum(q) != w.Checksum {
+			c.errorf("page %d: commit record's checksum for pages %d+%d does not match them", id, w.ID, w.N)
+		}
+	}
+}
+
+// checkBucket checks the bucket tree rooted at root.
+func (c *checker) checkBucket(root page.Pgid, depth int) {
+	if root == 0 {
+		return
+	}
+	if depth > maxDepth {
+		c.errorf("page %d: buckets nested deeper than %d", root, maxDepth)
+		return
+	}
+	c.checkNode(root, nil, nil, 0, ownerMeta, depth)
+}
+
+// checkNode checks page id, whose keys must lie in [lo, hi) (nil = open)
+// and whose first key must equal first when first is not nil.
+func (c *checker) checkNode(id page.Pgid, lo, hi []byte, level int, parent page.Pgid, bucketDepth int) {
+	if level > maxDepth {
+		c.errorf("page %d: tree deeper than %d levels", id, maxDepth)
+		return
+	}
+	p := c.read(id)
+	if p == nil {
+		return
+	}
+	owner := parent
+	if parent != ownerMeta {
+		owner = parent + 1
+	}
+	if !c.mark(id, uint64(page.Overflow(p))+1, owner) {
+		return // seen before: do not walk it twice
+	}
+	flags := page.Flags(p)
+	if flags != page.FlagBranch && flags != page.FlagLeaf {
+		c.errorf("page %d: a %s page in a bucket tree", id, page.FlagName(flags))
+		return
+	}
+	n := page.Count(p)
+	if n == 0 {
+		c.errorf("page %d: empty %s page", id, page.FlagName(flags))
+		return
+	}
+	var prev []byte
+	for i := 0; i < n; i++ {
+		var key []byte
+		var child page.Pgid
+		var fl uint8
+		var value []byte
+		var ok bool
+		if flags == page.FlagBranch {
+			child, key, ok = page.BranchElem(p, i)
+		} else {
+			fl, key, value, ok = page.LeafElem(p, i)
+		}
+		if !ok {
+			c.errorf("page %d: element %d out of bounds", id, i)
+			return
+		}
+		if i == 0 && lo != nil && !bytes.Equal(key, lo) {
+			c.errorf("page %d: first key %q differs from its parent's key %q", id, key, lo)
+		}
+		if i > 0 && bytes.Compare(prev, key) >= 0 {
+			c.errorf("page %d: keys out of order (%q then %q)", id, prev, key)
+		}
+		if hi != nil && bytes.Compare(key, hi) >= 0 {
+			c.errorf("page %d: key %q not below its parent's next key %q", id, key, hi)
+		}
+		prev = key
+		if flags == page.FlagBranch {
+			var next []byte
+			if i+1 < n {
+				_, next, _ = page.BranchElem(p, i+1)
+			} else {
+				next = hi
+			}
+			c.checkNode(child, key, next, level+1, id, bucketDepth)
+			continue
+		}
+		if fl&page.LeafBucket != 0 {
+			h, ok := page.DecodeBucketHeader(value)
+			if !ok {
+				c.errorf("page %d: bucket %q has a malformed header", id, key)
+				continue
+			}
+			c.checkBucket(h.Root, bucketDepth+1)
+		}
+	}
+}

@@ -1,0 +1,225 @@
+package tx
+
+import (
+	"bytes"
+	"sort"
+
+	"github.com/quiverdb/quiver/page"
+)
+
+// The commit of a write transaction runs in phases so that every page it
+// writes is known before any is allocated, and can be placed in one
+// contiguous run when the freelist has one:
+//
+//  1. rebalance nodes that lost keys;
+//  2. split every dirty node to fit its pages, bottom up, adding the new
+//     siblings to their parents (child page ids still unknown), and free
+//     the pages the nodes were read from;
+//  3. allocate pages for all the nodes at once, falling back to smaller
+//     runs, then to the end of the file;
+//  4. fill in child page ids and bucket root ids, encode every node into
+//     the buffer of its run, and hand the runs to the backend.
+type commitState struct {
+	t     *Tx
+	nodes []*node // every node to write, children before parents
+}
+
+func (t *Tx) commit() error {
+	t.root.rebalanceAll()
+	s := &commitState{t: t}
+	s.prepareBucket(&t.root)
+	writes, err := s.allocate()
+	if err != nil {
+		return err
+	}
+	s.resolve(&t.root)
+	for _, n := range s.nodes {
+		n.write(n.buf, n.pgid, t.txid(), t.pageSize)
+		page.Seal(n.buf)
+	}
+	t.stats.NodeCount += len(s.nodes)
+	return t.backend.Commit(t, writes, t.root.hdr)
+}
+
+// prepareBucket splits the dirty nodes of b and its nested buckets.
+func (s *commitState) prepareBucket(b *Bucket) {
+	for _, name := range b.childNames() {
+		child := b.buckets[name]
+		if child.rootNode == nil && !child.dirty {
+			continue // unchanged
+		}
+		s.prepareBucket(child)
+		// File the child's header under its name; resolve fills in its root.
+		var c Cursor
+		c.init(b)
+		k, _, flags := c.seek(child.name)
+		if !bytes.Equal(k, child.name) || flags&page.LeafBucket == 0 {
+			continue // deleted in this tx
+		}
+		c.node().put(child.name, child.name, child.hdrBuf[:], 0, page.LeafBucket)
+	}
+	if b.rootNode == nil {
+		return
+	}
+	root := b.rootNode
+	if root.leaf && len(root.inodes) == 0 {
+		// The bucket is empty: it needs no page.
+		root.freePage()
+		b.rootNode = nil
+		b.hdr.Root = 0
+		return
+	}
+	b.rootNode = s.splitTree(root)
+}
+
+// splitTree splits n's materialised subtree and returns the (possibly new)
+// root above it.
+func (s *commitState) splitTree(n *node) *node {
+	s.splitNode(n)
+	for n.parent != nil {
+		n = n.parent
+	}
+	return n
+}
+
+func (s *commitState) splitNode(n *node) {
+	children := n.children
+	sort.Slice(children, func(i, j int) bool { return bytes.Compare(children[i].firstKey(), children[j].firstKey()) < 0 })
+	for _, c := range append([]*node(nil), children...) {
+		s.splitNode(c)
+	}
+	n.children = nil
+	n.freePage()
+	if len(n.inodes) == 0 {
+		// Only a corrupt tree leaves an empty non-root node here.
+		if n.parent != nil {
+			n.parent.del(n.key)
+		}
+		return
+	}
+	pieces := n.split(s.t.pageSize)
+	if len(pieces) > 1 {
+		s.t.stats.Split += len(pieces) - 1
+	}
+	for _, p := range pieces {
+		if p.parent != nil {
+			key := p.key
+			if key == nil {
+				key = p.inodes[0].key
+			}
+			p.parent.putChild(key, p.inodes[0].key, p)
+		}
+		p.key = p.inodes[0].key
+		s.nodes = append(s.nodes, p)
+	}
+	// A split root made a new parent, which must be split and written too.
+	if par := n.parent; par != nil && par.pgid == 0 && par.parent == nil && par.bucket.rootNode == n {
+		par.bucket.rootNode = par
+		par.children = nil
+		s.splitNode(par)
+	}
+}
+
+func (n *node) firstKey() []byte {
+	if len(n.inodes) > 0 {
+		return n.inodes[0].key
+	}
+	return n.key
+}
+
+// putChild files child under newKey (replacing oldKey) in branch n.
+func (n *node) putChild(oldKey, newKey []byte, child *node) {
+	n.put(oldKey, newKey, nil, 0, 0)
+	i, _ := n.index(newKey)
+	n.inodes[i].child = child
+}
+
+// allocate gives every node its pages and returns the write runs, each
+// backed by one buffer in which the nodes are encoded.
+func (s *commitState) allocate() ([]Write, error) {
+	t := s.t
+	ps := t.pageSize
+	need := make([]int, len(s.nodes))
+	total := 0
+	for i, n := range s.nodes {
+		need[i] = page.Pages(n.size(), ps)
+		total += need[i]
+	}
+	var writes []Write
+	place := func(id page.Pgid, nodes []*node, pages []int, n int) {
+		buf := make([]byte, n*ps)
+		off := 0
+		for i, nd := range nodes {
+			nd.pgid = id + page.Pgid(off/ps)
+			nd.buf = buf[off : off+pages[i]*ps]
+			off += pages[i] * ps
+		}
+		writes = append(writes, Write{ID: id, Buf: buf})
+		t.stats.PageCount += n
+		t.stats.PageAlloc += n * ps
+	}
+	for i := 0; i < len(s.nodes); {
+		// Try the rest as one run, then shorter prefixes of it.
+		rest := 0
+		for _, p := range need[i:] {
+			rest += p
+		}
+		j, want := len(s.nodes), rest
+		var id page.Pgid
+		for {
+			var err error
+			if id, err = t.backend.Allocate(t.txid(), want, false); err != nil {
+				return nil, err
+			}
+			if id != 0 || j == i+1 {
+				break
+			}
+			// Halve the run.
+			j = i + (j-i+1)/2
+			want = 0
+			for _, p := range need[i:j] {
+				want += p
+			}
+		}
+		if id == 0 {
+			// No free run fits even one node: the rest goes at the end of the
+			// file, contiguously.
+			j, want = len(s.nodes), rest
+			var err error
+			if id, err = t.backend.Allocate(t.txid(), want, true); err != nil {
+				return nil, err
+			}
+		}
+		place(id, s.nodes[i:j], need[i:j], want)
+		i = j
+	}
+	sort.Slice(writes, func(a, b int) bool { return writes[a].ID < writes[b].ID })
+	return writes, nil
+}
+
+// resolve fills in child page ids in branch nodes and root ids in bucket
+// headers, now that every node has a page.
+func (s *commitState) resolve(b *Bucket) {
+	for _, n := range s.nodes {
+		if n.leaf {
+			continue
+		}
+		for i := range n.inodes {
+			if c := n.inodes[i].child; c != nil {
+				n.inodes[i].pgid = c.pgid
+				n.inodes[i].child = nil
+			}
+		}
+	}
+	s.resolveBucket(b)
+}
+
+func (s *commitState) resolveBucket(b *Bucket) {
+	for _, name := range b.childNames() {
+		s.resolveBucket(b.buckets[name])
+	}
+	if b.rootNode != nil {
+		b.hdr.Root = b.rootNode.pgid
+	}
+	b.encodeHeader()
+}

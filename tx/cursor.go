@@ -1,0 +1,417 @@
+package tx
+
+import (
+	"bytes"
+	"sort"
+
+	"github.com/quiverdb/quiver/page"
+)
+
+// Cursor iterates over a bucket's keys in order. Keys and values it returns
+// are valid until the transaction ends. A cursor over a writable bucket sees
+// the transaction's own changes; changing the bucket other than through
+// Cursor.Delete invalidates the cursor's position.
+type Cursor struct {
+	bucket *Bucket
+	stack  []elemRef
+	buf    [8]elemRef
+}
+
+// elemRef is a position in a page or a materialised node.
+type elemRef struct {
+	page  []byte
+	node  *node
+	index int
+}
+
+func (r *elemRef) count() int {
+	if r.node != nil {
+		return len(r.node.inodes)
+	}
+	return page.Count(r.page)
+}
+
+func (r *elemRef) id() page.Pgid {
+	if r.node != nil {
+		return r.node.pgid
+	}
+	return page.ID(r.page)
+}
+
+func (r *elemRef) isLeaf() bool {
+	if r.node != nil {
+		return r.node.leaf
+	}
+	return page.Flags(r.page) == page.FlagLeaf
+}
+
+func (c *Cursor) init(b *Bucket) {
+	c.bucket = b
+	c.stack = c.buf[:0]
+}
+
+// Bucket returns the bucket the cursor was created from.
+func (c *Cursor) Bucket() *Bucket { return c.bucket }
+
+// First moves to the first key and returns it, or nil, nil if the bucket is
+// empty. The value is nil for a nested bucket.
+func (c *Cursor) First() (key, value []byte) {
+	k, v, flags := c.first()
+	return c.out(k, v, flags)
+}
+
+// Last moves to the last key.
+func (c *Cursor) Last() (key, value []byte) {
+	if c.bucket.tx.closed {
+		return nil, nil
+	}
+	c.stack = c.stack[:0]
+	if !c.pushRoot() {
+		return nil, nil
+	}
+	c.last()
+	k, v, flags := c.current()
+	if k == nil && len(c.stack) > 0 {
+		// The last leaf is empty (only in a writable tx): step back.
+		k, v, flags = c.prev()
+	}
+	return c.out(k, v, flags)
+}
+
+// Next moves to the next key; nil, nil at the end.
+func (c *Cursor) Next() (key, value []byte) {
+	if c.bucket.tx.closed {
+		return nil, nil
+	}
+	k, v, flags := c.next()
+	return c.out(k, v, flags)
+}
+
+// Prev moves to the previous key; nil, nil before the first.
+func (c *Cursor) Prev() (key, value []byte) {
+	if c.bucket.tx.closed {
+		return nil, nil
+	}
+	k, v, flags := c.prev()
+	return c.out(k, v, flags)
+}
+
+// Seek moves to seek, or to the key after it if it does not exist, and
+// returns that key; nil, nil if there is none.
+func (c *Cursor) Seek(seek []byte) (key, value []byte) {
+	if c.bucket.tx.closed {
+		return nil, nil
+	}
+	k, v, flags := c.seek(seek)
+	if k == nil {
+		// Past the end of this leaf: move to the next.
+		if r := c.top(); r != nil && r.index >= r.count() {
+			k, v, flags = c.next()
+		}
+	}
+	return c.out(k, v, flags)
+}
+
+// Delete removes the key at the cursor. It returns ErrIncompatibleValue on a
+// nested bucket.
+func (c *Cursor) Delete() error {
+	t := c.bucket.tx
+	if err := t.checkWritable(); err != nil {
+		return err
+	}
+	k, _, flags := c.current()
+	if k == nil {
+		return nil
+	}
+	if flags&page.LeafBucket != 0 {
+		return ErrIncompatibleValue
+	}
+	c.node().del(k)
+	// The element after k now sits at the same index: step back so that
+	// Next lands on it.
+	if r := c.top(); r != nil {
+		r.index--
+	}
+	return nil
+}
+
+func (c *Cursor) out(k, v []byte, flags uint8) ([]byte, []byte) {
+	if k == nil {
+		return nil, nil
+	}
+	if flags&page.LeafBucket != 0 {
+		return k, nil
+	}
+	return k, v
+}
+
+func (c *Cursor) top() *elemRef {
+	if len(c.stack) == 0 {
+		return nil
+	}
+	return &c.stack[len(c.stack)-1]
+}
+
+// pushRoot pushes the bucket's root; false for an empty bucket.
+func (c *Cursor) pushRoot() bool {
+	b := c.bucket
+	if b.rootNode != nil {
+		c.stack = append(c.stack, elemRef{node: b.rootNode})
+		return true
+	}
+	if b.hdr.Root == 0 {
+		return false
+	}
+	return c.push(b.hdr.Root)
+}
+
+// push pushes page id, or its node if materialised.
+func (c *Cursor) push(id page.Pgid) bool {
+	b := c.bucket
+	if b.nodes != nil {
+		if n, ok := b.nodes[id]; ok {
+			c.stack = append(c.stack, elemRef{node: n})
+			return true
+		}
+	}
+	p := b.tx.page(id)
+	if p == nil {
+		return false
+	}
+	if f := page.Flags(p); f != page.FlagLeaf && f != page.FlagBranch {
+		b.tx.corrupt(page.Corruptf(id, "expected a branch or leaf page, found a %s page", page.FlagName(f)))
+		return false
+	}
+	c.stack = append(c.stack, elemRef{page: p})
+	return true
+}
+
+// child returns the page id of the child at the top branch ref's index.
+func (c *Cursor) child() (page.Pgid, bool) {
+	r := c.top()
+	if r.node != nil {
+		return r.node.inodes[r.index].pgid, true
+	}
+	id, _, ok := page.BranchElem(r.page, r.index)
+	if !ok {
+		c.bucket.tx.corrupt(page.Corruptf(r.id(), "branch element %d out of bounds", r.index))
+	}
+	return id, ok
+}
+
+// first descends to the first leaf element under the top of the stack.
+func (c *Cursor) firstLeaf() bool {
+	for {
+		r := c.top()
+		if r.isLeaf() {
+			return true
+		}
+		if r.count() == 0 {
+			c.bucket.tx.corrupt(page.Corruptf(r.id(), "empty branch page"))
+			return false
+		}
+		id, ok := c.child()
+		if !ok || !c.push(id) {
+			return false
+		}
+	}
+}
+
+func (c *Cursor) last() bool {
+	for {
+		r := c.top()
+		r.index = r.count() - 1
+		if r.isLeaf() {
+			return true
+		}
+		if r.index < 0 {
+			c.bucket.tx.corrupt(page.Corruptf(r.id(), "empty branch page"))
+			return false
+		}
+		id, ok := c.child()
+		if !ok || !c.push(id) {
+			return false
+		}
+	}
+}
+
+func (c *Cursor) first() ([]byte, []byte, uint8) {
+	if c.bucket.tx.closed {
+		return nil, nil, 0
+	}
+	c.stack = c.stack[:0]
+	if !c.pushRoot() || !c.firstLeaf() {
+		return nil, nil, 0
+	}
+	if c.top().count() == 0 {
+		return c.next()
+	}
+	return c.current()
+}
+
+// next moves to the next leaf element, skipping empty leaves.
+func (c *Cursor) next() ([]byte, []byte, uint8) {
+	for {
+		// Pop finished levels.
+		i := len(c.stack) - 1
+		for ; i >= 0; i-- {
+			r := &c.stack[i]
+			if r.index < r.count()-1 {
+				r.index++
+				break
+			}
+		}
+		if i < 0 {
+			// At the end: leave the cursor past the last element.
+			if r := c.top(); r != nil {
+				r.index = r.count()
+			}
+			return nil, nil, 0
+		}
+		c.stack = c.stack[:i+1]
+		if !c.firstLeaf() {
+			return nil, nil, 0
+		}
+		if c.top().count() > 0 {
+			return c.current()
+		}
+	}
+}
+
+func (c *Cursor) prev() ([]byte, []byte, uint8) {
+	for {
+		i := len(c.stack) - 1
+		for ; i >= 0; i-- {
+			r := &c.stack[i]
+			if r.index > 0 {
+				r.index--
+				break
+			}
+		}
+		if i < 0 {
+			// Before the first: stay before it.
+			c.stack = c.stack[:0]
+			return nil, nil, 0
+		}
+		c.stack = c.stack[:i+1]
+		if i < len(c.stack)-1 || !c.top().isLeaf() {
+			id, ok := c.child()
+			if !ok || !c.push(id) || !c.last() {
+				return nil, nil, 0
+			}
+		}
+		if c.top().count() > 0 {
+			return c.current()
+		}
+	}
+}
+
+// seek positions the cursor at the first leaf element >= key.
+func (c *Cursor) seek(key []byte) ([]byte, []byte, uint8) {
+	if c.bucket.tx.closed {
+		return nil, nil, 0
+	}
+	c.stack = c.stack[:0]
+	if !c.pushRoot() {
+		return nil, nil, 0
+	}
+	for {
+		r := c.top()
+		if r.isLeaf() {
+			c.searchLeaf(r, key)
+			return c.current()
+		}
+		if !c.searchBranch(r, key) {
+			return nil, nil, 0
+		}
+		id, ok := c.child()
+		if !ok || !c.push(id) {
+			return nil, nil, 0
+		}
+	}
+}
+
+func (c *Cursor) searchBranch(r *elemRef, key []byte) bool {
+	var i int
+	var exact bool
+	if n := r.node; n != nil {
+		i, exact = n.index(key)
+	} else {
+		p := r.page
+		bad := false
+		i = sort.Search(page.Count(p), func(i int) bool {
+			_, k, ok := page.BranchElem(p, i)
+			if !ok {
+				bad = true
+				return true
+			}
+			return bytes.Compare(k, key) >= 0
+		})
+		if bad {
+			c.bucket.tx.corrupt(page.Corruptf(page.ID(p), "branch element out of bounds"))
+			return false
+		}
+		if i < page.Count(p) {
+			_, k, _ := page.BranchElem(p, i)
+			exact = bytes.Equal(k, key)
+		}
+	}
+	if !exact && i > 0 {
+		i--
+	}
+	if i >= r.count() {
+		c.bucket.tx.corrupt(page.Corruptf(r.id(), "empty branch page"))
+		return false
+	}
+	r.index = i
+	return true
+}
+
+func (c *Cursor) searchLeaf(r *elemRef, key []byte) {
+	if n := r.node; n != nil {
+		r.index, _ = n.index(key)
+		return
+	}
+	p := r.page
+	r.index = sort.Search(page.Count(p), func(i int) bool {
+		k, ok := page.LeafKey(p, i)
+		return !ok || bytes.Compare(k, key) >= 0
+	})
+}
+
+// current returns the leaf element at the cursor, nil if past the end.
+func (c *Cursor) current() ([]byte, []byte, uint8) {
+	r := c.top()
+	if r == nil || r.index < 0 || r.index >= r.count() {
+		return nil, nil, 0
+	}
+	if n := r.node; n != nil {
+		in := &n.inodes[r.index]
+		return in.key, in.value, in.flags
+	}
+	flags, k, v, ok := page.LeafElem(r.page, r.index)
+	if !ok {
+		c.bucket.tx.corrupt(page.Corruptf(r.id(), "leaf element %d out of bounds", r.index))
+		return nil, nil, 0
+	}
+	return k, v, flags
+}
+
+// node materialises the path to the cursor's leaf and returns the leaf node.
+func (c *Cursor) node() *node {
+	b := c.bucket
+	if len(c.stack) == 0 {
+		return b.node(b.hdr.Root, nil)
+	}
+	if r := c.top(); r.node != nil && r.isLeaf() {
+		return r.node
+	}
+	n := c.stack[0].node
+	if n == nil {
+		n = b.node(b.hdr.Root, nil)
+	}
+	for _, r := range c.stack[:len(c.stack)-1] {
+		n = n.childAt(r.index)
+	}
+	return n
+}

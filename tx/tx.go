@@ -1,0 +1,335 @@
+// Package tx implements quiver's transactions over the copy-on-write
+// B+tree: Tx, Bucket, Cursor, the in-memory nodes of a write transaction,
+// the commit sequence (rebalance, split, allocate, encode) and Check.
+//
+// A transaction reads pages straight from the mapping epoch it pinned and
+// talks to its database through Backend, so the database's file, meta pages,
+// freelist, locks and reader registry stay in the root package. The root
+// package re-exports Tx, Bucket and Cursor under the same names.
+package tx
+
+import (
+	"github.com/quiverdb/quiver/page"
+)
+
+// DB is the database a transaction belongs to. *quiver.DB implements it;
+// Tx.DB returns it so that code written for bbolt can call, for example,
+// tx.DB().Path().
+type DB interface {
+	Path() string
+	IsReadOnly() bool
+	Begin(writable bool) (*Tx, error)
+	Update(fn func(*Tx) error) error
+	View(fn func(*Tx) error) error
+	Batch(fn func(*Tx) error) error
+	Sync() error
+	Close() error
+}
+
+// Write is a run of contiguous pages a commit writes.
+type Write struct {
+	ID  page.Pgid
+	Buf []byte // whole pages
+}
+
+// Backend is what a transaction needs from its database.
+type Backend interface {
+	// Allocate returns the first of n contiguous pages for writer txid. With
+	// grow false it returns 0 when the freelist has no such run; with grow
+	// true it takes them from the end of the file instead.
+	Allocate(txid page.Txid, n int, grow bool) (page.Pgid, error)
+	// Free marks the n pages at id, written by alloc, freed by writer txid.
+	Free(txid, alloc page.Txid, id page.Pgid, n int)
+	// Commit writes the commit's pages, the freelist, the commit record and
+	// the meta, makes them durable and publishes the new snapshot. root is
+	// the root bucket's header. On error nothing was published.
+	Commit(t *Tx, writes []Write, root page.BucketHeader) error
+	// End releases the transaction's snapshot; for a writer that did not
+	// commit it also rolls back its freelist changes. It releases the
+	// writer lock.
+	End(t *Tx, committed bool)
+	// DB returns the database for Tx.DB.
+	DB() DB
+}
+
+// Tx is a read-only or read-write transaction. A read-only transaction sees
+// the snapshot of the last commit before it began, for its whole life; many
+// may run at once. One read-write transaction runs at a time. A Tx is not
+// safe for concurrent use by several goroutines.
+type Tx struct {
+	backend  Backend
+	writable bool
+	managed  bool
+	closed   bool
+	meta     page.Meta
+	data     []byte // the pinned mapping
+	pageSize int
+	root     Bucket
+	arena    arena
+	slab     []Bucket
+	err      error
+
+	commitHandlers []func()
+	stats          TxStats
+	handle         any
+}
+
+// TxStats counts a transaction's work.
+type TxStats struct {
+	PageCount int // pages allocated by the commit
+	PageAlloc int // bytes allocated by the commit
+	NodeCount int // nodes written
+	Rebalance int // nodes merged
+	Split     int // nodes split
+	Write     int // write calls made by the commit
+}
+
+// Init prepares t (new or reused) as a transaction over the snapshot meta,
+// whose pages are read from data. handle is the backend's, returned by
+// Handle.
+func (t *Tx) Init(b Backend, meta *page.Meta, data []byte, writable bool, handle any) {
+	slab := t.slab[:0]
+	arena := t.arena
+	arena.reset()
+	*t = Tx{backend: b, writable: writable, meta: *meta, data: data, pageSize: int(meta.PageSize), slab: slab, arena: arena, handle: handle}
+	t.root.init(t, page.BucketHeader{Root: meta.Root, Sequence: meta.Sequence}, nil, nil)
+}
+
+// Handle returns the backend's handle given to Init.
+func (t *Tx) Handle() any { return t.handle }
+
+// Meta returns the snapshot the transaction started from.
+func (t *Tx) Meta() *page.Meta { return &t.meta }
+
+// SetManaged marks a transaction run by Update, View or Batch, whose Commit
+// and Rollback belong to the database.
+func (t *Tx) SetManaged(m bool) { t.managed = m }
+
+// Err returns the first corruption the transaction met while reading, if
+// any. Get and cursors cannot return errors, so they stop at a damaged page
+// and record it here; Update, View and Commit return it.
+func (t *Tx) Err() error { return t.err }
+
+func (t *Tx) corrupt(err error) {
+	if t.err == nil {
+		t.err = err
+	}
+}
+
+func (t *Tx) errOr(err error) error {
+	if t.err != nil {
+		return t.err
+	}
+	return err
+}
+
+// ID returns the transaction id: for a writer the id its commit will
+// have, for a reader the id of the commit it sees.
+func (t *Tx) ID() int {
+	if t.writable {
+		return int(t.meta.Txid) + 1
+	}
+	return int(t.meta.Txid)
+}
+
+// txid is the id of the commit a writer makes.
+func (t *Tx) txid() page.Txid { return t.meta.Txid + 1 }
+
+// DB returns the database the transaction belongs to.
+func (t *Tx) DB() DB { return t.backend.DB() }
+
+// Size returns the size in bytes of the database as this transaction sees
+// it.
+func (t *Tx) Size() int64 { return int64(t.meta.HighWater) * int64(t.pageSize) }
+
+// Writable reports whether the transaction can change the database.
+func (t *Tx) Writable() bool { return t.writable }
+
+// Stats returns the transaction's counters.
+func (t *Tx) Stats() TxStats { return t.stats }
+
+// Cursor returns a cursor over the root bucket, whose keys are the names of
+// the top-level buckets (with nil values).
+func (t *Tx) Cursor() *Cursor { return t.root.Cursor() }
+
+// Bucket returns the top-level bucket name, or nil.
+func (t *Tx) Bucket(name []byte) *Bucket { return t.root.Bucket(name) }
+
+// CreateBucket creates the top-level bucket name.
+func (t *Tx) CreateBucket(name []byte) (*Bucket, error) { return t.root.CreateBucket(name) }
+
+// CreateBucketIfNotExists returns the top-level bucket name, creating it if
+// needed.
+func (t *Tx) CreateBucketIfNotExists(name []byte) (*Bucket, error) {
+	return t.root.CreateBucketIfNotExists(name)
+}
+
+// DeleteBucket deletes the top-level bucket name.
+func (t *Tx) DeleteBucket(name []byte) error { return t.root.DeleteBucket(name) }
+
+// ForEach calls fn for each top-level bucket.
+func (t *Tx) ForEach(fn func(name []byte, b *Bucket) error) error {
+	return t.root.ForEachBucket(func(name []byte) error {
+		b := t.root.Bucket(name)
+		if b == nil {
+			return t.errOr(ErrBucketNotFound)
+		}
+		return fn(name, b)
+	})
+}
+
+// OnCommit registers fn to run after a successful commit.
+func (t *Tx) OnCommit(fn func()) { t.commitHandlers = append(t.commitHandlers, fn) }
+
+func (t *Tx) checkWritable() error {
+	if t.closed {
+		return ErrTxClosed
+	}
+	if !t.writable {
+		return ErrTxNotWritable
+	}
+	return nil
+}
+
+func (t *Tx) newBucket() *Bucket {
+	if len(t.slab) == cap(t.slab) {
+		// A new slab; buckets handed out from the old one stay valid.
+		n := 2 * cap(t.slab)
+		if n < 8 {
+			n = 8
+		}
+		t.slab = make([]Bucket, 0, n)
+	}
+	t.slab = t.slab[:len(t.slab)+1]
+	return &t.slab[len(t.slab)-1]
+}
+
+// page returns the span of page id in the pinned mapping, or nil after
+// recording a corruption error if the id or the header is wrong. The slice
+// is valid until the transaction ends.
+func (t *Tx) page(id page.Pgid) []byte {
+	ps := t.pageSize
+	if id < 2 || id >= t.meta.HighWater {
+		t.corrupt(page.Corruptf(id, "page id out of range (high water %d)", t.meta.HighWater))
+		return nil
+	}
+	off := int(id) * ps
+	p := t.data[off : off+ps]
+	if page.ID(p) != id {
+		t.corrupt(page.Corruptf(id, "header names page %d", page.ID(p)))
+		return nil
+	}
+	if ov := page.Overflow(p); ov > 0 {
+		if uint64(id)+uint64(ov) >= uint64(t.meta.HighWater) {
+			t.corrupt(page.Corruptf(id, "overflow %d runs past the high water mark %d", ov, t.meta.HighWater))
+			return nil
+		}
+		p = t.data[off : off+(int(ov)+1)*ps]
+	}
+	return p
+}
+
+// forEachPage calls fn for every page of the subtree rooted at id (not
+// nested buckets).
+func (t *Tx) forEachPage(id page.Pgid, fn func(p []byte, id page.Pgid)) {
+	t.walk(id, 0, func(p []byte, id page.Pgid, depth int) bool { fn(p, id); return true })
+}
+
+// walk visits the subtree at id depth first, parents before children.
+// fn returns false to skip a page's children.
+func (t *Tx) walk(id page.Pgid, depth int, fn func(p []byte, id page.Pgid, depth int) bool) {
+	p := t.page(id)
+	if p == nil || depth > maxDepth {
+		if depth > maxDepth {
+			t.corrupt(page.Corruptf(id, "tree deeper than %d levels", maxDepth))
+		}
+		return
+	}
+	if !fn(p, id, depth) {
+		return
+	}
+	if page.Flags(p) != page.FlagBranch {
+		return
+	}
+	for i := 0; i < page.Count(p); i++ {
+		child, _, ok := page.BranchElem(p, i)
+		if !ok {
+			t.corrupt(page.Corruptf(id, "branch element %d out of bounds", i))
+			return
+		}
+		t.walk(child, depth+1, fn)
+	}
+}
+
+// maxDepth bounds tree walks so that a corrupt file with a cycle ends.
+const maxDepth = 64
+
+// free releases the page span p (page id) at commit.
+func (t *Tx) free(id page.Pgid, p []byte) {
+	t.backend.Free(t.txid(), page.TxidOf(p), id, int(page.Overflow(p))+1)
+}
+
+// Rollback ends the transaction, discarding its changes. It returns
+// ErrTxClosed if the transaction has already ended.
+func (t *Tx) Rollback() error {
+	if t.managed {
+		return ErrTxManaged
+	}
+	if t.closed {
+		return ErrTxClosed
+	}
+	t.end(false)
+	return nil
+}
+
+// End ends a managed transaction on behalf of the database.
+func (t *Tx) End() {
+	if !t.closed {
+		t.end(false)
+	}
+}
+
+func (t *Tx) end(committed bool) {
+	t.closed = true
+	t.backend.End(t, committed)
+	t.data = nil
+	t.root.nodes = nil
+	t.root.buckets = nil
+	t.root.rootNode = nil
+	for i := range t.slab {
+		t.slab[i] = Bucket{}
+	}
+}
+
+// Commit writes the transaction's changes and makes them durable (unless
+// the database runs with NoSync). On error the transaction is rolled back.
+func (t *Tx) Commit() error {
+	if t.managed {
+		return ErrTxManaged
+	}
+	return t.CommitManaged()
+}
+
+// CommitManaged commits on behalf of Update and Batch.
+func (t *Tx) CommitManaged() error {
+	if t.closed {
+		return ErrTxClosed
+	}
+	if !t.writable {
+		return ErrTxNotWritable
+	}
+	if t.err != nil {
+		err := t.err
+		t.end(false)
+		return err
+	}
+	if err := t.commit(); err != nil {
+		t.end(false)
+		return err
+	}
+	t.end(true)
+	for _, fn := range t.commitHandlers {
+		fn()
+	}
+	return nil
+}

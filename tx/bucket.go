@@ -24,10 +24,10 @@ type Bucket struct {
 	name   []byte  // name in parent
 
 	// Writable transactions only.
-	buckets  map[string]*Bucket    // sub-buckets opened in this tx
-	rootNode *node                 // materialised root
-	nodes    map[page.Pgid]*node   // materialised pages
-	dirty    bool                  // hdr changed (sequence)
+	buckets  map[string]*Bucket  // sub-buckets opened in this tx
+	rootNode *node               // materialised root
+	nodes    map[page.Pgid]*node // materialised pages
+	dirty    bool                // hdr changed (sequence)
 	hdrBuf   [page.BucketHeaderSize]byte
 
 	// FillPercent is how full split pages are filled (0.1 to 1.0). Set it

@@ -24,6 +24,7 @@ type (
 	Cursor      = tx.Cursor
 	TxStats     = tx.TxStats
 	CheckOption = tx.CheckOption
+	BucketStats = tx.BucketStats
 )
 
 // DB is an open quiver database. It is safe for concurrent use: any number

@@ -14,6 +14,12 @@ const (
 	FreelistArray FreelistType = "array"
 )
 
+// FreelistTypes lists the freelist implementations this build has; tests
+// run the engine once per entry.
+func FreelistTypes() []FreelistType {
+	return []FreelistType{FreelistArray}
+}
+
 // Defaults.
 const (
 	DefaultMaxBatchSize  = 1000

@@ -144,3 +144,34 @@ func (h BucketHeader) Encode() []byte {
 	binary.LittleEndian.PutUint64(b[8:], h.Sequence)
 	return b
 }
+
+// Used returns the bytes of branch or leaf page p that hold data: the
+// header, the offsets and the furthest element's end.
+func Used(p []byte) int {
+	n := Count(p)
+	used := ElemsStart(n)
+	leaf := Flags(p) == FlagLeaf
+	for i := 0; i < n; i++ {
+		off, ok := elemOffset(p, i)
+		if !ok {
+			continue
+		}
+		var ks, vs int
+		if leaf {
+			if ks, off, ok = uvarint(p, off+1); !ok {
+				continue
+			}
+			if vs, off, ok = uvarint(p, off); !ok {
+				continue
+			}
+		} else if off+8 > len(p) {
+			continue
+		} else if ks, off, ok = uvarint(p, off+8); !ok {
+			continue
+		}
+		if end := off + ks + vs; end > used && end <= len(p) {
+			used = end
+		}
+	}
+	return used
+}

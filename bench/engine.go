@@ -1,0 +1,97 @@
+// Package bench compares quiver with bbolt on the same workloads. The
+// benchmarks live in bench_test.go; this file defines the small Engine
+// interface they drive and the table of engines, so that a new engine or a
+// new freelist of an existing one is one more row.
+//
+// The package is its own module so that the comparison engines stay out of
+// quiver's go.mod.
+package bench
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+)
+
+// bucketName is the one bucket every engine stores the workload in.
+var bucketName = []byte("bench")
+
+// Engine is one storage engine behind the benchmarks. Methods are called
+// from one goroutine at a time. Keys and values passed in may be reused by
+// the caller as soon as the call returns.
+type Engine interface {
+	// PutBatch puts the n pairs kv(0) .. kv(n-1) in one write transaction
+	// and commits it, durably unless the engine was opened with NoSync.
+	PutBatch(n int, kv func(i int) (key, value []byte)) error
+	// Get looks key up in a read transaction of its own and reports whether
+	// it exists.
+	Get(key []byte) (bool, error)
+	// GetInTx looks up the n keys key(0) .. key(n-1) inside one read
+	// transaction and returns how many exist.
+	GetInTx(n int, key func(i int) []byte) (int, error)
+	// Scan walks every key and value with a cursor in one read transaction
+	// and returns the number of pairs.
+	Scan() (int, error)
+	// FileSize returns the size of the database file in bytes.
+	FileSize() (int64, error)
+	// Close closes the database; the file stays.
+	Close() error
+}
+
+// OpenOptions are the settings the workloads vary.
+type OpenOptions struct {
+	// NoSync skips the sync of each commit (fixture loads only).
+	NoSync bool
+	// FillPercent is the bucket fill percent set in every write
+	// transaction; 0 means the engine's default.
+	FillPercent float64
+}
+
+// EngineSpec names an engine configuration and opens it.
+type EngineSpec struct {
+	// Name is the value of the engine= part of the benchmark name.
+	Name string
+	// Open opens or creates the database at path and creates the bench
+	// bucket if needed.
+	Open func(path string, o OpenOptions) (Engine, error)
+}
+
+// Engines lists every configuration the benchmarks run, in the order they
+// run. An entry whose Open fails on a new file is skipped with the error
+// (see Available), so a freelist that quiver does not have yet can be listed
+// before it lands.
+var Engines = []EngineSpec{
+	{Name: "quiver-array", Open: quiverOpener("array")},
+	{Name: "quiver-hashmap", Open: quiverOpener("hashmap")},
+	{Name: "bbolt-array", Open: bboltOpener("array")},
+	{Name: "bbolt-hashmap", Open: bboltOpener("hashmap")},
+}
+
+// Available opens and closes a new database of spec in a temporary
+// directory and returns the error that makes the engine unusable, if any.
+func Available(spec EngineSpec) error {
+	dir, err := os.MkdirTemp("", "quiver-bench-probe-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	e, err := spec.Open(filepath.Join(dir, "probe.db"), OpenOptions{NoSync: true})
+	if err != nil {
+		return fmt.Errorf("%s: %w", spec.Name, err)
+	}
+	return e.Close()
+}
+
+// errMissingBucket is returned by a read on a database without the bench
+// bucket, which Open always creates.
+var errMissingBucket = errors.New("bench: bucket missing")
+
+// fileSize returns the size of the file at path.
+func fileSize(path string) (int64, error) {
+	st, err := os.Stat(path)
+	if err != nil {
+		return 0, err
+	}
+	return st.Size(), nil
+}

@@ -1,0 +1,10 @@
+module github.com/quiverdb/quiver/bench
+
+go 1.26.8
+
+require (
+	github.com/quiverdb/quiver v0.0.0-00010101000000-000000000000
+	go.etcd.io/bbolt v1.5.0
+)
+
+replace github.com/quiverdb/quiver => ../

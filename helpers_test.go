@@ -1,0 +1,123 @@
+package quiver_test
+
+import (
+	"flag"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/quiverdb/quiver"
+)
+
+var seedFlag = flag.Uint64("seed", 0, "seed for randomised tests (0: from the clock; also QUIVER_SEED)")
+
+// testSeed returns the seed for a randomised test and logs it, so that a
+// failure is reproducible with -seed N.
+func testSeed(t testing.TB) uint64 {
+	seed := *seedFlag
+	if seed == 0 {
+		if s, err := strconv.ParseUint(os.Getenv("QUIVER_SEED"), 10, 64); err == nil {
+			seed = s
+		}
+	}
+	if seed == 0 {
+		seed = uint64(time.Now().UnixNano())
+	}
+	t.Logf("seed %d (rerun with -seed %d)", seed, seed)
+	return seed
+}
+
+func newRand(seed uint64) *rand.Rand { return rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)) }
+
+// forEachFreelist runs fn once per freelist implementation.
+func forEachFreelist(t *testing.T, fn func(t *testing.T, ft quiver.FreelistType)) {
+	for _, ft := range quiver.FreelistTypes() {
+		t.Run("freelist="+string(ft), func(t *testing.T) { fn(t, ft) })
+	}
+}
+
+// testDB is an open database in a temporary directory that is checked and
+// closed when the test ends.
+type testDB struct {
+	*quiver.DB
+	t    testing.TB
+	opts quiver.Options
+}
+
+// openDB opens a new database of freelist ft (nil opts: defaults) and
+// registers a cleanup that runs Check and closes it.
+func openDB(t testing.TB, ft quiver.FreelistType, opts *quiver.Options) *testDB {
+	t.Helper()
+	var o quiver.Options
+	if opts != nil {
+		o = *opts
+	}
+	o.FreelistType = ft
+	path := filepath.Join(t.TempDir(), "db")
+	db, err := quiver.Open(path, 0o600, &o)
+	if err != nil {
+		t.Fatalf("open: %v", err)
+	}
+	tdb := &testDB{DB: db, t: t, opts: o}
+	t.Cleanup(func() {
+		if tdb.DB == nil {
+			return
+		}
+		tdb.mustCheck()
+		if err := tdb.DB.Close(); err != nil {
+			t.Errorf("close: %v", err)
+		}
+	})
+	return tdb
+}
+
+// mustCheck runs a full consistency check and fails the test on any error.
+func (db *testDB) mustCheck() {
+	db.t.Helper()
+	mustCheck(db.t, db.DB)
+}
+
+func mustCheck(t testing.TB, db *quiver.DB) {
+	t.Helper()
+	err := db.View(func(tx *quiver.Tx) error {
+		n := 0
+		for err := range tx.Check() {
+			n++
+			if n <= 10 {
+				t.Errorf("check: %v", err)
+			}
+		}
+		if n > 10 {
+			t.Errorf("check: %d more errors", n-10)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Errorf("check view: %v", err)
+	}
+}
+
+// reopen closes and reopens the database.
+func (db *testDB) reopen() {
+	db.t.Helper()
+	path := db.Path()
+	if err := db.DB.Close(); err != nil {
+		db.t.Fatalf("close: %v", err)
+	}
+	db.DB = nil
+	d, err := quiver.Open(path, 0o600, &db.opts)
+	if err != nil {
+		db.t.Fatalf("reopen: %v", err)
+	}
+	db.DB = d
+}
+
+func ok(t testing.TB, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}

@@ -18,8 +18,9 @@ import (
 var bucketName = []byte("bench")
 
 // Engine is one storage engine behind the benchmarks. Methods are called
-// from one goroutine at a time. Keys and values passed in may be reused by
-// the caller as soon as the call returns.
+// from one goroutine at a time. Slices handed to a method must stay unchanged
+// until it returns (bbolt's Put keeps the value slice until the commit); the
+// caller may reuse them afterwards.
 type Engine interface {
 	// PutBatch puts the n pairs kv(0) .. kv(n-1) in one write transaction
 	// and commits it, durably unless the engine was opened with NoSync.

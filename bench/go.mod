@@ -7,4 +7,9 @@ require (
 	go.etcd.io/bbolt v1.5.0
 )
 
+require (
+	github.com/cespare/xxhash/v2 v2.3.0 // indirect
+	golang.org/x/sys v0.49.0 // indirect
+)
+
 replace github.com/quiverdb/quiver => ../

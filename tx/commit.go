@@ -41,14 +41,14 @@ func (t *Tx) commit() error {
 	return t.backend.Commit(t, writes, t.root.hdr)
 }
 
-// prepareBucket splits the dirty nodes of b and its nested buckets.
-func (s *commitState) prepareBucket(b *Bucket) {
+// prepareBucket splits the dirty nodes of b and its nested buckets and
+// reports whether b changed.
+func (s *commitState) prepareBucket(b *Bucket) bool {
 	for _, name := range b.childNames() {
 		child := b.buckets[name]
-		if child.rootNode == nil && !child.dirty {
+		if !s.prepareBucket(child) {
 			continue // unchanged
 		}
-		s.prepareBucket(child)
 		// File the child's header under its name; resolve fills in its root.
 		var c Cursor
 		c.init(b)
@@ -59,7 +59,7 @@ func (s *commitState) prepareBucket(b *Bucket) {
 		c.node().put(child.name, child.name, child.hdrBuf[:], 0, page.LeafBucket)
 	}
 	if b.rootNode == nil {
-		return
+		return b.dirty
 	}
 	root := b.rootNode
 	if root.leaf && len(root.inodes) == 0 {
@@ -67,9 +67,10 @@ func (s *commitState) prepareBucket(b *Bucket) {
 		root.freePage()
 		b.rootNode = nil
 		b.hdr.Root = 0
-		return
+		return true
 	}
 	b.rootNode = s.splitTree(root)
+	return true
 }
 
 // splitTree splits n's materialised subtree and returns the (possibly new)

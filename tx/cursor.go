@@ -398,6 +398,8 @@ func (c *Cursor) current() ([]byte, []byte, uint8) {
 }
 
 // node materialises the path to the cursor's leaf and returns the leaf node.
+// The stack is switched to the nodes, so that the cursor sees later changes
+// to them (Cursor.Delete).
 func (c *Cursor) node() *node {
 	b := c.bucket
 	if len(c.stack) == 0 {
@@ -409,9 +411,11 @@ func (c *Cursor) node() *node {
 	n := c.stack[0].node
 	if n == nil {
 		n = b.node(b.hdr.Root, nil)
+		c.stack[0].node, c.stack[0].page = n, nil
 	}
-	for _, r := range c.stack[:len(c.stack)-1] {
-		n = n.childAt(r.index)
+	for i := 0; i < len(c.stack)-1; i++ {
+		n = n.childAt(c.stack[i].index)
+		c.stack[i+1].node, c.stack[i+1].page = n, nil
 	}
 	return n
 }

@@ -1,0 +1,255 @@
+package quiver_test
+
+import (
+	"bytes"
+	"fmt"
+	"testing"
+
+	"github.com/quiverdb/quiver"
+)
+
+func TestCursorEmptyBucket(t *testing.T) {
+	db := openDB(t, quiver.FreelistArray, nil)
+	ok(t, db.Update(func(tx *quiver.Tx) error {
+		b, err := tx.CreateBucket([]byte("b"))
+		ok(t, err)
+		checkEmptyCursor(t, b.Cursor())
+		return nil
+	}))
+	ok(t, db.View(func(tx *quiver.Tx) error {
+		checkEmptyCursor(t, tx.Bucket([]byte("b")).Cursor())
+		return nil
+	}))
+	// Emptied by deletes, in the same tx and after commit.
+	ok(t, db.Update(func(tx *quiver.Tx) error {
+		b := tx.Bucket([]byte("b"))
+		ok(t, b.Put([]byte("x"), []byte("1")))
+		ok(t, b.Delete([]byte("x")))
+		checkEmptyCursor(t, b.Cursor())
+		return nil
+	}))
+	ok(t, db.View(func(tx *quiver.Tx) error {
+		checkEmptyCursor(t, tx.Bucket([]byte("b")).Cursor())
+		return nil
+	}))
+}
+
+func checkEmptyCursor(t *testing.T, c *quiver.Cursor) {
+	t.Helper()
+	for name, f := range map[string]func() ([]byte, []byte){
+		"First": c.First, "Last": c.Last, "Next": c.Next, "Prev": c.Prev,
+		"Seek": func() ([]byte, []byte) { return c.Seek([]byte("a")) },
+	} {
+		if k, v := f(); k != nil || v != nil {
+			t.Errorf("%s on an empty bucket: %q %q", name, k, v)
+		}
+	}
+}
+
+// cursorFixture makes bucket b with keys 0..n-1 (every other key, so that
+// seeks can land between keys) and nested bucket "k000005x".
+func cursorFixture(t *testing.T, n int) *testDB {
+	db := openDB(t, quiver.FreelistArray, nil)
+	ok(t, db.Update(func(tx *quiver.Tx) error {
+		b, err := tx.CreateBucket([]byte("b"))
+		ok(t, err)
+		for i := 0; i < n; i += 2 {
+			ok(t, b.Put(key(i), value(i, 200)))
+		}
+		_, err = b.CreateBucket([]byte("k000005x"))
+		return err
+	}))
+	return db
+}
+
+func TestCursorIterate(t *testing.T) {
+	db := cursorFixture(t, 4000)
+	check := func(tx *quiver.Tx) {
+		c := tx.Bucket([]byte("b")).Cursor()
+		var fwd [][]byte
+		for k, v := c.First(); k != nil; k, v = c.Next() {
+			if bytes.Equal(k, []byte("k000005x")) {
+				if v != nil {
+					t.Errorf("bucket %q has value %q", k, v)
+				}
+			}
+			fwd = append(fwd, k)
+		}
+		if len(fwd) != 2001 {
+			t.Fatalf("forward saw %d keys", len(fwd))
+		}
+		i := len(fwd) - 1
+		for k, _ := c.Last(); k != nil; k, _ = c.Prev() {
+			if !bytes.Equal(k, fwd[i]) {
+				t.Fatalf("backward key %d = %q, forward %q", i, k, fwd[i])
+			}
+			i--
+		}
+		if i != -1 {
+			t.Fatalf("backward stopped at %d", i)
+		}
+		// Prev from the first key returns nil.
+		c.First()
+		if k, _ := c.Prev(); k != nil {
+			t.Errorf("Prev from first = %q", k)
+		}
+		// Next past the end stays at the end.
+		c.Last()
+		if k, _ := c.Next(); k != nil {
+			t.Errorf("Next from last = %q", k)
+		}
+		if k, _ := c.Next(); k != nil {
+			t.Errorf("Next after the end = %q", k)
+		}
+		if c.Bucket() != tx.Bucket([]byte("b")) && c.Bucket() == nil {
+			t.Error("Cursor.Bucket is nil")
+		}
+	}
+	ok(t, db.View(func(tx *quiver.Tx) error { check(tx); return nil }))
+	ok(t, db.Update(func(tx *quiver.Tx) error { check(tx); return nil }))
+}
+
+func TestCursorSeek(t *testing.T) {
+	db := cursorFixture(t, 4000)
+	fn := func(tx *quiver.Tx) error {
+		c := tx.Bucket([]byte("b")).Cursor()
+		cases := []struct{ seek, want string }{
+			{"", "k000000"},
+			{"a", "k000000"},
+			{"k000000", "k000000"},
+			{"k000001", "k000002"},     // between keys
+			{"k000005", "k000005x"},    // lands on the nested bucket
+			{"k002001", "k002002"},     // mid tree
+			{"k003998", "k003998"},     // last key
+			{"k003999", ""},            // past the end
+			{"zzz", ""},                // far past the end
+			{"k001999\xff", "k002000"}, // just above a key
+		}
+		for _, c2 := range cases {
+			k, v := c.Seek([]byte(c2.seek))
+			if string(k) != c2.want {
+				t.Errorf("Seek(%q) = %q, want %q", c2.seek, k, c2.want)
+			}
+			if c2.want == "k000005x" && v != nil {
+				t.Errorf("Seek onto a bucket returned value %q", v)
+			}
+		}
+		// Next after a seek continues in order.
+		k, _ := c.Seek([]byte("k001001"))
+		k2, _ := c.Next()
+		if string(k) != "k001002" || string(k2) != "k001004" {
+			t.Errorf("Seek then Next: %q %q", k, k2)
+		}
+		// Prev after seeking past the end returns nothing more.
+		c.Seek([]byte("zzz"))
+		return nil
+	}
+	ok(t, db.View(fn))
+	ok(t, db.Update(fn))
+}
+
+func TestCursorDeleteWhileIterating(t *testing.T) {
+	db := cursorFixture(t, 6000)
+	ok(t, db.Update(func(tx *quiver.Tx) error {
+		c := tx.Bucket([]byte("b")).Cursor()
+		seen := 0
+		for k, _ := c.First(); k != nil; k, _ = c.Next() {
+			seen++
+			if bytes.Equal(k, []byte("k000005x")) {
+				if err := c.Delete(); err != quiver.ErrIncompatibleValue {
+					t.Errorf("Cursor.Delete on a bucket: %v", err)
+				}
+				continue
+			}
+			// Delete every key whose number is divisible by 4.
+			var n int
+			fmt.Sscanf(string(k), "k%d", &n)
+			if n%4 == 0 {
+				ok(t, c.Delete())
+			}
+		}
+		if seen != 3001 {
+			t.Errorf("iteration while deleting saw %d keys, want 3001", seen)
+		}
+		return nil
+	}))
+	ok(t, db.View(func(tx *quiver.Tx) error {
+		n := 0
+		ok(t, tx.Bucket([]byte("b")).ForEach(func(k, v []byte) error {
+			var i int
+			fmt.Sscanf(string(k), "k%d", &i)
+			if i%4 == 0 && !bytes.Equal(k, []byte("k000005x")) {
+				t.Errorf("key %q survived", k)
+			}
+			n++
+			return nil
+		}))
+		if n != 1501 {
+			t.Errorf("%d keys left, want 1501", n)
+		}
+		return nil
+	}))
+	// Delete everything through a cursor: the bucket empties and merges.
+	ok(t, db.Update(func(tx *quiver.Tx) error {
+		c := tx.Bucket([]byte("b")).Cursor()
+		for k, _ := c.First(); k != nil; k, _ = c.Next() {
+			if !bytes.Equal(k, []byte("k000005x")) {
+				ok(t, c.Delete())
+			}
+		}
+		return nil
+	}))
+	ok(t, db.View(func(tx *quiver.Tx) error {
+		k, _ := tx.Bucket([]byte("b")).Cursor().First()
+		k2, _ := tx.Bucket([]byte("b")).Cursor().Last()
+		if string(k) != "k000005x" || string(k2) != "k000005x" {
+			t.Errorf("after deleting all keys First %q Last %q", k, k2)
+		}
+		return nil
+	}))
+}
+
+func TestCursorSeesOwnWrites(t *testing.T) {
+	db := cursorFixture(t, 200)
+	ok(t, db.Update(func(tx *quiver.Tx) error {
+		b := tx.Bucket([]byte("b"))
+		ok(t, b.Put([]byte("k000001"), []byte("new")))
+		ok(t, b.Delete([]byte("k000002")))
+		c := b.Cursor()
+		k, v := c.Seek([]byte("k000001"))
+		if string(k) != "k000001" || string(v) != "new" {
+			t.Errorf("seek own put: %q %q", k, v)
+		}
+		k, _ = c.Next()
+		if string(k) != "k000004" {
+			t.Errorf("after own delete Next = %q", k)
+		}
+		return nil
+	}))
+}
+
+func TestTxCursorListsBuckets(t *testing.T) {
+	db := openDB(t, quiver.FreelistArray, nil)
+	ok(t, db.Update(func(tx *quiver.Tx) error {
+		for _, n := range []string{"c", "a", "b"} {
+			if _, err := tx.CreateBucket([]byte(n)); err != nil {
+				return err
+			}
+		}
+		return nil
+	}))
+	ok(t, db.View(func(tx *quiver.Tx) error {
+		var names []string
+		c := tx.Cursor()
+		for k, v := c.First(); k != nil; k, v = c.Next() {
+			if v != nil {
+				t.Errorf("bucket %q has a value", k)
+			}
+			names = append(names, string(k))
+		}
+		if fmt.Sprint(names) != "[a b c]" {
+			t.Errorf("root cursor saw %v", names)
+		}
+		return nil
+	}))
+}

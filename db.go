@@ -346,7 +346,7 @@ func (db *DB) readSpan(id page.Pgid, ps int, hw page.Pgid) ([]byte, error) {
 }
 
 // minReservation is the least virtual size of a mapping.
-const minReservation = 1 << 30
+var minReservation = 1 << 30
 
 // mapFile creates a mapping epoch large enough for hw pages, with room to
 // grow.

@@ -295,4 +295,3 @@ func TestRandomModel(t *testing.T) {
 		}
 	})
 }
-

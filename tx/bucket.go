@@ -67,10 +67,8 @@ func (b *Bucket) Cursor() *Cursor {
 // bucket. The returned slice is valid until the transaction ends, and must
 // not be changed.
 func (b *Bucket) Get(key []byte) []byte {
-	var c Cursor
-	c.init(b)
-	k, v, flags := c.seek(key)
-	if flags&page.LeafBucket != 0 || !bytes.Equal(k, key) {
+	v, flags, found := b.lookup(key)
+	if !found || flags&page.LeafBucket != 0 {
 		return nil
 	}
 	return v
@@ -83,31 +81,33 @@ func (b *Bucket) Bucket(name []byte) *Bucket {
 			return child
 		}
 	}
-	var c Cursor
-	c.init(b)
-	k, v, flags := c.seek(name)
-	if !bytes.Equal(k, name) || flags&page.LeafBucket == 0 {
+	v, flags, found := b.lookup(name)
+	if !found || flags&page.LeafBucket == 0 {
 		return nil
 	}
-	return b.openBucket(k, v)
+	return b.openBucket(name, v)
 }
 
 func (b *Bucket) openBucket(name, value []byte) *Bucket {
 	hdr, ok := page.DecodeBucketHeader(value)
 	if !ok {
-		b.tx.corrupt(page.Corruptf(0, "bucket %q has a malformed header", name))
+		b.tx.corrupt(page.Corruptf(0, "bucket %q has a malformed header", string(name)))
 		return nil
 	}
 	child := b.tx.newBucket()
+	// Only a writer needs the name (to file the header at commit); keeping
+	// it out of read transactions lets callers' name slices stay on the
+	// stack.
+	var own []byte
 	if b.tx.writable {
-		name = b.tx.arena.clone(name)
+		own = b.tx.arena.clone(name)
 	}
-	child.init(b.tx, hdr, b, name)
+	child.init(b.tx, hdr, b, own)
 	if b.tx.writable {
 		if b.buckets == nil {
 			b.buckets = make(map[string]*Bucket)
 		}
-		b.buckets[string(name)] = child
+		b.buckets[string(own)] = child
 	}
 	return child
 }

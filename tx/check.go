@@ -173,8 +173,8 @@ func (c *checker) checkBucket(root page.Pgid, depth int) {
 	if root == 0 {
 		return
 	}
-	if depth > maxDepth {
-		c.errorf("page %d: buckets nested deeper than %d", root, maxDepth)
+	if depth > maxNesting {
+		c.errorf("page %d: buckets nested deeper than %d", root, maxNesting)
 		return
 	}
 	c.checkNode(root, nil, nil, 0, ownerMeta, depth)

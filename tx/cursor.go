@@ -13,8 +13,10 @@ import (
 // Cursor.Delete invalidates the cursor's position.
 type Cursor struct {
 	bucket *Bucket
-	stack  []elemRef
-	buf    [8]elemRef
+	depth  int // elements of stack in use
+	// A fixed array rather than a slice into itself, so that a Cursor
+	// declared in a function (Put, Delete) stays on the stack.
+	stack [maxDepth]elemRef
 }
 
 // elemRef is a position in a page or a materialised node.
@@ -47,7 +49,7 @@ func (r *elemRef) isLeaf() bool {
 
 func (c *Cursor) init(b *Bucket) {
 	c.bucket = b
-	c.stack = c.buf[:0]
+	c.depth = 0
 }
 
 // Bucket returns the bucket the cursor was created from.
@@ -65,13 +67,13 @@ func (c *Cursor) Last() (key, value []byte) {
 	if c.bucket.tx.closed {
 		return nil, nil
 	}
-	c.stack = c.stack[:0]
+	c.depth = 0
 	if !c.pushRoot() {
 		return nil, nil
 	}
 	c.last()
 	k, v, flags := c.current()
-	if k == nil && len(c.stack) > 0 {
+	if k == nil && c.depth > 0 {
 		// The last leaf is empty (only in a writable tx): step back.
 		k, v, flags = c.prev()
 	}
@@ -146,17 +148,18 @@ func (c *Cursor) out(k, v []byte, flags uint8) ([]byte, []byte) {
 }
 
 func (c *Cursor) top() *elemRef {
-	if len(c.stack) == 0 {
+	if c.depth == 0 {
 		return nil
 	}
-	return &c.stack[len(c.stack)-1]
+	return &c.stack[c.depth-1]
 }
 
 // pushRoot pushes the bucket's root; false for an empty bucket.
 func (c *Cursor) pushRoot() bool {
 	b := c.bucket
 	if b.rootNode != nil {
-		c.stack = append(c.stack, elemRef{node: b.rootNode})
+		c.stack[0] = elemRef{node: b.rootNode}
+		c.depth = 1
 		return true
 	}
 	if b.hdr.Root == 0 {
@@ -167,34 +170,49 @@ func (c *Cursor) pushRoot() bool {
 
 // push pushes page id, or its node if materialised.
 func (c *Cursor) push(id page.Pgid) bool {
-	b := c.bucket
+	if c.depth >= maxDepth {
+		c.bucket.tx.corrupt(page.Corruptf(id, "tree deeper than %d levels", maxDepth))
+		return false
+	}
+	r, ok := c.bucket.ref(id)
+	if ok {
+		c.stack[c.depth] = r
+		c.depth++
+	}
+	return ok
+}
+
+// ref returns a reference to page id, or to its node if materialised.
+func (b *Bucket) ref(id page.Pgid) (elemRef, bool) {
 	if b.nodes != nil {
 		if n, ok := b.nodes[id]; ok {
-			c.stack = append(c.stack, elemRef{node: n})
-			return true
+			return elemRef{node: n}, true
 		}
 	}
 	p := b.tx.page(id)
 	if p == nil {
-		return false
+		return elemRef{}, false
 	}
 	if f := page.Flags(p); f != page.FlagLeaf && f != page.FlagBranch {
 		b.tx.corrupt(page.Corruptf(id, "expected a branch or leaf page, found a %s page", page.FlagName(f)))
-		return false
+		return elemRef{}, false
 	}
-	c.stack = append(c.stack, elemRef{page: p})
-	return true
+	return elemRef{page: p}, true
 }
 
 // child returns the page id of the child at the top branch ref's index.
 func (c *Cursor) child() (page.Pgid, bool) {
-	r := c.top()
+	return c.bucket.childID(c.top())
+}
+
+// childID returns the page id of the child at branch ref r's index.
+func (b *Bucket) childID(r *elemRef) (page.Pgid, bool) {
 	if r.node != nil {
 		return r.node.inodes[r.index].pgid, true
 	}
 	id, _, ok := page.BranchElem(r.page, r.index)
 	if !ok {
-		c.bucket.tx.corrupt(page.Corruptf(r.id(), "branch element %d out of bounds", r.index))
+		b.tx.corrupt(page.Corruptf(r.id(), "branch element %d out of bounds", r.index))
 	}
 	return id, ok
 }
@@ -239,7 +257,7 @@ func (c *Cursor) first() ([]byte, []byte, uint8) {
 	if c.bucket.tx.closed {
 		return nil, nil, 0
 	}
-	c.stack = c.stack[:0]
+	c.depth = 0
 	if !c.pushRoot() || !c.firstLeaf() {
 		return nil, nil, 0
 	}
@@ -253,7 +271,7 @@ func (c *Cursor) first() ([]byte, []byte, uint8) {
 func (c *Cursor) next() ([]byte, []byte, uint8) {
 	for {
 		// Pop finished levels.
-		i := len(c.stack) - 1
+		i := c.depth - 1
 		for ; i >= 0; i-- {
 			r := &c.stack[i]
 			if r.index < r.count()-1 {
@@ -268,7 +286,7 @@ func (c *Cursor) next() ([]byte, []byte, uint8) {
 			}
 			return nil, nil, 0
 		}
-		c.stack = c.stack[:i+1]
+		c.depth = i + 1
 		if !c.firstLeaf() {
 			return nil, nil, 0
 		}
@@ -280,7 +298,7 @@ func (c *Cursor) next() ([]byte, []byte, uint8) {
 
 func (c *Cursor) prev() ([]byte, []byte, uint8) {
 	for {
-		i := len(c.stack) - 1
+		i := c.depth - 1
 		for ; i >= 0; i-- {
 			r := &c.stack[i]
 			if r.index > 0 {
@@ -290,11 +308,11 @@ func (c *Cursor) prev() ([]byte, []byte, uint8) {
 		}
 		if i < 0 {
 			// Before the first: stay before it.
-			c.stack = c.stack[:0]
+			c.depth = 0
 			return nil, nil, 0
 		}
-		c.stack = c.stack[:i+1]
-		if i < len(c.stack)-1 || !c.top().isLeaf() {
+		c.depth = i + 1
+		if !c.top().isLeaf() {
 			id, ok := c.child()
 			if !ok || !c.push(id) || !c.last() {
 				return nil, nil, 0
@@ -311,17 +329,17 @@ func (c *Cursor) seek(key []byte) ([]byte, []byte, uint8) {
 	if c.bucket.tx.closed {
 		return nil, nil, 0
 	}
-	c.stack = c.stack[:0]
+	c.depth = 0
 	if !c.pushRoot() {
 		return nil, nil, 0
 	}
 	for {
 		r := c.top()
 		if r.isLeaf() {
-			c.searchLeaf(r, key)
+			searchLeaf(r, key)
 			return c.current()
 		}
-		if !c.searchBranch(r, key) {
+		if !c.bucket.searchBranch(r, key) {
 			return nil, nil, 0
 		}
 		id, ok := c.child()
@@ -331,7 +349,7 @@ func (c *Cursor) seek(key []byte) ([]byte, []byte, uint8) {
 	}
 }
 
-func (c *Cursor) searchBranch(r *elemRef, key []byte) bool {
+func (b *Bucket) searchBranch(r *elemRef, key []byte) bool {
 	var i int
 	var exact bool
 	if n := r.node; n != nil {
@@ -348,7 +366,7 @@ func (c *Cursor) searchBranch(r *elemRef, key []byte) bool {
 			return bytes.Compare(k, key) >= 0
 		})
 		if bad {
-			c.bucket.tx.corrupt(page.Corruptf(page.ID(p), "branch element out of bounds"))
+			b.tx.corrupt(page.Corruptf(page.ID(p), "branch element out of bounds"))
 			return false
 		}
 		if i < page.Count(p) {
@@ -360,14 +378,14 @@ func (c *Cursor) searchBranch(r *elemRef, key []byte) bool {
 		i--
 	}
 	if i >= r.count() {
-		c.bucket.tx.corrupt(page.Corruptf(r.id(), "empty branch page"))
+		b.tx.corrupt(page.Corruptf(r.id(), "empty branch page"))
 		return false
 	}
 	r.index = i
 	return true
 }
 
-func (c *Cursor) searchLeaf(r *elemRef, key []byte) {
+func searchLeaf(r *elemRef, key []byte) {
 	if n := r.node; n != nil {
 		r.index, _ = n.index(key)
 		return
@@ -402,7 +420,7 @@ func (c *Cursor) current() ([]byte, []byte, uint8) {
 // to them (Cursor.Delete).
 func (c *Cursor) node() *node {
 	b := c.bucket
-	if len(c.stack) == 0 {
+	if c.depth == 0 {
 		return b.node(b.hdr.Root, nil)
 	}
 	if r := c.top(); r.node != nil && r.isLeaf() {
@@ -413,9 +431,63 @@ func (c *Cursor) node() *node {
 		n = b.node(b.hdr.Root, nil)
 		c.stack[0].node, c.stack[0].page = n, nil
 	}
-	for i := 0; i < len(c.stack)-1; i++ {
+	for i := 0; i < c.depth-1; i++ {
 		n = n.childAt(c.stack[i].index)
 		c.stack[i+1].node, c.stack[i+1].page = n, nil
 	}
 	return n
+}
+
+// lookup returns the leaf element whose key equals key, if any, without a
+// cursor stack: the read path of Get and Bucket, which allocates nothing.
+func (b *Bucket) lookup(key []byte) (v []byte, flags uint8, found bool) {
+	if b.tx.closed {
+		return nil, 0, false
+	}
+	var r elemRef
+	switch {
+	case b.rootNode != nil:
+		r.node = b.rootNode
+	case b.hdr.Root == 0:
+		return nil, 0, false
+	default:
+		var ok bool
+		if r, ok = b.ref(b.hdr.Root); !ok {
+			return nil, 0, false
+		}
+	}
+	for depth := 0; ; depth++ {
+		if r.isLeaf() {
+			searchLeaf(&r, key)
+			if r.index >= r.count() {
+				return nil, 0, false
+			}
+			var k []byte
+			if n := r.node; n != nil {
+				in := &n.inodes[r.index]
+				k, v, flags = in.key, in.value, in.flags
+			} else {
+				var ok bool
+				if flags, k, v, ok = page.LeafElem(r.page, r.index); !ok {
+					b.tx.corrupt(page.Corruptf(r.id(), "leaf element %d out of bounds", r.index))
+					return nil, 0, false
+				}
+			}
+			return v, flags, bytes.Equal(k, key)
+		}
+		if depth > maxDepth {
+			b.tx.corrupt(page.Corruptf(r.id(), "tree deeper than %d levels", maxDepth))
+			return nil, 0, false
+		}
+		if !b.searchBranch(&r, key) {
+			return nil, 0, false
+		}
+		id, ok := b.childID(&r)
+		if !ok {
+			return nil, 0, false
+		}
+		if r, ok = b.ref(id); !ok {
+			return nil, 0, false
+		}
+	}
 }

@@ -65,7 +65,7 @@ func (t *Tx) bucketStats(root page.Pgid, s *BucketStats, nesting int) {
 			s.LeafAlloc += (ov + 1) * ps
 			s.LeafInuse += used
 			s.KeyN += n
-			for i := 0; i < n && nesting < maxDepth; i++ {
+			for i := 0; i < n && nesting < maxNesting; i++ {
 				if fl, _, v, ok := page.LeafElem(p, i); ok && fl&page.LeafBucket != 0 {
 					if h, ok := page.DecodeBucketHeader(v); ok {
 						t.bucketStats(h.Root, s, nesting+1)

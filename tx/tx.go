@@ -261,8 +261,13 @@ func (t *Tx) walk(id page.Pgid, depth int, fn func(p []byte, id page.Pgid, depth
 	}
 }
 
-// maxDepth bounds tree walks so that a corrupt file with a cycle ends.
-const maxDepth = 64
+// maxDepth bounds the levels of a page tree (a B+tree whose branches hold
+// at least two children is far shallower) so that a corrupt file with a
+// cycle ends; maxNesting bounds nested buckets the same way.
+const (
+	maxDepth   = 40
+	maxNesting = 1024
+)
 
 // free releases the page span p (page id) at commit.
 func (t *Tx) free(id page.Pgid, p []byte) {

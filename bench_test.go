@@ -1,0 +1,88 @@
+package quiver_test
+
+import (
+	"encoding/binary"
+	"path/filepath"
+	"testing"
+
+	"github.com/quiverdb/quiver"
+)
+
+// Engine-only benchmarks; side-by-side comparisons with bbolt live in the
+// bench module.
+
+func benchDB(b *testing.B, n int) *quiver.DB {
+	b.Helper()
+	db, err := quiver.Open(filepath.Join(b.TempDir(), "db"), 0o600, &quiver.Options{NoSync: true})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { db.Close() })
+	k := make([]byte, 16)
+	v := make([]byte, 100)
+	for start := 0; start < n; start += 10000 {
+		err := db.Update(func(tx *quiver.Tx) error {
+			bk, err := tx.CreateBucketIfNotExists([]byte("b"))
+			if err != nil {
+				return err
+			}
+			for i := start; i < start+10000 && i < n; i++ {
+				binary.BigEndian.PutUint64(k, uint64(i)*2654435761%uint64(n))
+				if err := bk.Put(k, v); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			b.Fatal(err)
+		}
+	}
+	return db
+}
+
+func BenchmarkViewGet(b *testing.B) {
+	const n = 100000
+	db := benchDB(b, n)
+	k := make([]byte, 16)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		binary.BigEndian.PutUint64(k, uint64(i*7919%n))
+		err := db.View(func(tx *quiver.Tx) error {
+			if tx.Bucket([]byte("b")).Get(k) == nil {
+				b.Fatal("missing")
+			}
+			return nil
+		})
+		if err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkBeginRollback(b *testing.B) {
+	db := benchDB(b, 10)
+	b.ReportAllocs()
+	for i := 0; i < b.N; i++ {
+		_ = db.View(func(tx *quiver.Tx) error { return nil })
+	}
+}
+
+func BenchmarkGetOneTx(b *testing.B) {
+	const n = 100000
+	db := benchDB(b, n)
+	k := make([]byte, 16)
+	b.ReportAllocs()
+	b.ResetTimer()
+	_ = db.View(func(tx *quiver.Tx) error {
+		bk := tx.Bucket([]byte("b"))
+		for i := 0; i < b.N; i++ {
+			binary.BigEndian.PutUint64(k, uint64(i*7919%n))
+			if bk.Get(k) == nil {
+				b.Fatal("missing")
+			}
+		}
+		return nil
+	})
+}

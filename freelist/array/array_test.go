@@ -1,0 +1,13 @@
+package array_test
+
+import (
+	"testing"
+
+	"github.com/quiverdb/quiver/freelist"
+	"github.com/quiverdb/quiver/freelist/array"
+	"github.com/quiverdb/quiver/freelist/freelisttest"
+)
+
+func TestConformance(t *testing.T) {
+	freelisttest.Run(t, func() freelist.Index { return array.New() })
+}

@@ -1,0 +1,173 @@
+package page_test
+
+import (
+	"bytes"
+	"errors"
+	"math/rand/v2"
+	"testing"
+
+	"github.com/quiverdb/quiver/page"
+)
+
+const ps = 4096
+
+func TestMetaRoundTrip(t *testing.T) {
+	m := &page.Meta{PageSize: ps, Root: 7, Sequence: 9, Freelist: 3, HighWater: 100, Txid: 42, Record: 5}
+	b := make([]byte, ps)
+	page.PutMeta(b, 0, m)
+	got, err := page.DecodeMeta(b, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if *got != *m {
+		t.Fatalf("decoded %+v, want %+v", got, m)
+	}
+	if _, err := page.DecodeMeta(b, 1); err == nil {
+		t.Fatal("meta of slot 0 decoded as slot 1")
+	}
+	// Every single-byte change inside the checksummed range is detected.
+	for i := 0; i < page.MetaEnd; i++ {
+		c := append([]byte(nil), b...)
+		c[i] ^= 0x40
+		if _, err := page.DecodeMeta(c, 0); err == nil {
+			t.Fatalf("flip at byte %d not detected", i)
+		}
+	}
+}
+
+func TestMetaRejectsBadFields(t *testing.T) {
+	for _, m := range []page.Meta{
+		{PageSize: 1000, Freelist: 2, HighWater: 3},
+		{PageSize: ps, Freelist: 2, HighWater: 1},
+		{PageSize: ps, Freelist: 9, HighWater: 3},
+		{PageSize: ps, Root: 1, Freelist: 2, HighWater: 3},
+		{PageSize: ps, Freelist: 2, HighWater: 3, Record: 3},
+	} {
+		b := make([]byte, ps)
+		page.PutMeta(b, 0, &m)
+		if _, err := page.DecodeMeta(b, 0); !errors.Is(err, page.ErrCorrupt) {
+			t.Errorf("meta %+v: %v, want a corruption error", m, err)
+		}
+	}
+	b := make([]byte, ps)
+	if _, err := page.DecodeMeta(b, 0); !errors.Is(err, page.ErrInvalid) {
+		t.Errorf("zero page: %v, want ErrInvalid", err)
+	}
+}
+
+func TestLeafAndBranchElements(t *testing.T) {
+	keys := [][]byte{[]byte("a"), bytes.Repeat([]byte("k"), 300), []byte("zz")}
+	vals := [][]byte{{}, []byte("value"), bytes.Repeat([]byte("v"), 200)}
+	leaf := make([]byte, ps)
+	page.PutHeader(leaf, 9, 3, page.FlagLeaf, len(keys), 0)
+	off := page.ElemsStart(len(keys))
+	for i := range keys {
+		off = page.PutLeafElem(leaf, i, off, uint8(i%2), keys[i], vals[i])
+	}
+	page.Seal(leaf)
+	if err := page.Verify(leaf, 9, ps); err != nil {
+		t.Fatal(err)
+	}
+	size := page.HeaderSize
+	for i := range keys {
+		f, k, v, ok := page.LeafElem(leaf, i)
+		if !ok || f != uint8(i%2) || !bytes.Equal(k, keys[i]) || !bytes.Equal(v, vals[i]) {
+			t.Fatalf("leaf element %d: %v %q %q %v", i, f, k, v, ok)
+		}
+		size += page.LeafElemSize(len(keys[i]), len(vals[i]))
+	}
+	if page.Used(leaf) != size {
+		t.Fatalf("Used %d, sizes add to %d", page.Used(leaf), size)
+	}
+	if _, _, _, ok := page.LeafElem(leaf, 3); ok {
+		t.Fatal("element past the count decoded")
+	}
+	branch := make([]byte, ps)
+	page.PutHeader(branch, 10, 3, page.FlagBranch, len(keys), 0)
+	off = page.ElemsStart(len(keys))
+	for i := range keys {
+		off = page.PutBranchElem(branch, i, off, page.Pgid(100+i), keys[i])
+	}
+	for i := range keys {
+		c, k, ok := page.BranchElem(branch, i)
+		if !ok || c != page.Pgid(100+i) || !bytes.Equal(k, keys[i]) {
+			t.Fatalf("branch element %d: %d %q", i, c, k)
+		}
+	}
+	// A flipped byte fails Verify with the page named.
+	leaf[2000] ^= 1
+	var ce *page.CorruptionError
+	if err := page.Verify(leaf, 9, ps); !errors.As(err, &ce) || ce.Pgid != 9 {
+		t.Fatalf("Verify of a damaged page: %v", err)
+	}
+	if err := page.CheckHeader(leaf, 8, ps); !errors.Is(err, page.ErrCorrupt) {
+		t.Fatalf("header read for another id: %v", err)
+	}
+}
+
+func TestRecordAndFreelistRoundTrip(t *testing.T) {
+	r := &page.Record{
+		Txid:      77,
+		Written:   []page.Written{{ID: 5, N: 1, Checksum: 123}, {ID: 9, N: 3, Checksum: 456}},
+		Freed:     []page.Span{{ID: 2, N: 1}},
+		Allocated: []page.Span{{ID: 5, N: 1}, {ID: 9, N: 3}},
+	}
+	b := make([]byte, page.Pages(page.RecordSize(2, 1, 2), ps)*ps)
+	page.PutRecord(b, 12, ps, r)
+	if err := page.Verify(b, 12, ps); err != nil {
+		t.Fatal(err)
+	}
+	got, err := page.DecodeRecord(b, 12)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Txid != 77 || len(got.Written) != 2 || got.Written[1] != r.Written[1] || got.Freed[0] != r.Freed[0] || got.Allocated[1] != r.Allocated[1] {
+		t.Fatalf("record %+v", got)
+	}
+
+	spans := []page.Span{{ID: 3, N: 1}, {ID: 10, N: 5}, {ID: 1000000, N: 300}}
+	fb := make([]byte, page.Pages(page.FreelistMaxSize(len(spans)), ps)*ps)
+	page.PutFreelist(fb, 4, 1, ps, func(yield func(page.Pgid, uint64)) {
+		for _, s := range spans {
+			yield(s.ID, s.N)
+		}
+	})
+	var back []page.Span
+	if err := page.DecodeFreelist(fb, 4, 2000000, func(id page.Pgid, n uint64) { back = append(back, page.Span{ID: id, N: n}) }); err != nil {
+		t.Fatal(err)
+	}
+	if len(back) != 3 || back[2] != spans[2] {
+		t.Fatalf("freelist %v", back)
+	}
+	// Spans beyond the high-water mark are corruption.
+	if err := page.DecodeFreelist(fb, 4, 1000, func(page.Pgid, uint64) {}); !errors.Is(err, page.ErrCorrupt) {
+		t.Fatalf("freelist past high water: %v", err)
+	}
+}
+
+// TestDecodersNeverPanic feeds random and mutated bytes to every decoder.
+func TestDecodersNeverPanic(t *testing.T) {
+	r := rand.New(rand.NewPCG(1, 2))
+	for i := 0; i < 20000; i++ {
+		n := page.HeaderSize + r.IntN(2*ps)
+		b := make([]byte, n)
+		for j := range b {
+			if r.IntN(3) == 0 {
+				b[j] = byte(r.Uint32())
+			}
+		}
+		if r.IntN(2) == 0 {
+			b[24] = []byte{1, 2, 4, 0x10, 0x20}[r.IntN(5)]
+		}
+		id := page.Pgid(r.IntN(10))
+		_ = page.Verify(b, id, ps)
+		_, _ = page.DecodeMeta(b, id)
+		_, _ = page.DecodeRecord(b, id)
+		_ = page.DecodeFreelist(b, id, page.Pgid(r.IntN(1<<20)), func(page.Pgid, uint64) {})
+		for e := 0; e < page.Count(b) && e < 50; e++ {
+			page.LeafElem(b, e)
+			page.BranchElem(b, e)
+		}
+		_ = page.Used(b)
+	}
+}

@@ -34,6 +34,13 @@ func (db *DB) Free(txid, alloc page.Txid, id page.Pgid, n int) {
 	db.freelist.Free(txid, alloc, id, n)
 }
 
+// Pin implements tx.Backend.
+func (db *DB) Pin(t *tx.Tx) (release func()) {
+	s := t.Handle().(*snapshot)
+	s.acquire() // t holds a reference: s is alive
+	return s.release
+}
+
 // End implements tx.Backend.
 func (db *DB) End(t *tx.Tx, committed bool) {
 	s := t.Handle().(*snapshot)

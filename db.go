@@ -490,6 +490,11 @@ func (db *DB) beginRO(t *Tx) error {
 		if s.acquire() {
 			break
 		}
+		// Only a snapshot replaced by a commit, or released by Close,
+		// refuses: reload, unless the database is closing.
+		if db.closed.Load() {
+			return ErrDatabaseNotOpen
+		}
 	}
 	t.Init(db, &s.meta, s.epoch.Data(), false, s)
 	db.statsMu.Lock()

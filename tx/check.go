@@ -27,19 +27,32 @@ type checkConfig struct{}
 //     counts match its spans.
 //
 // In a write transaction, Check sees the committed state, not the
-// transaction's own changes.
+// transaction's own changes. Read the channel until it is closed: the check
+// keeps the snapshot's pages mapped until then, even past the end of the
+// transaction.
 func (t *Tx) Check(opts ...CheckOption) <-chan error {
 	ch := make(chan error)
+	if t.closed {
+		go func() { ch <- ErrTxClosed; close(ch) }()
+		return ch
+	}
+	release := t.backend.Pin(t)
+	c := &checker{ch: ch, data: t.data, pageSize: t.pageSize, meta: t.meta, hw: t.meta.HighWater}
 	go func() {
 		defer close(ch)
-		c := checker{t: t, ch: ch, hw: t.meta.HighWater, owner: make([]page.Pgid, t.meta.HighWater)}
+		defer release()
+		c.owner = make([]page.Pgid, c.hw)
 		c.run()
 	}()
 	return ch
 }
 
+// checker holds copies of what it needs from the transaction, so that it
+// can outlive it.
 type checker struct {
-	t     *Tx
+	data     []byte
+	pageSize int
+	meta     page.Meta
 	ch    chan<- error
 	hw    page.Pgid
 	owner []page.Pgid // page -> referrer+1 (metaOwner, freeOwner, ...); 0 = unseen
@@ -59,13 +72,13 @@ func (c *checker) errorf(format string, args ...any) {
 
 // read returns the verified span of page id.
 func (c *checker) read(id page.Pgid) []byte {
-	ps := c.t.pageSize
+	ps := c.pageSize
 	if id < 2 || id >= c.hw {
 		c.errorf("page %d: out of range (high water %d)", id, c.hw)
 		return nil
 	}
 	off := int(id) * ps
-	first := c.t.data[off : off+ps]
+	first := c.data[off : off+ps]
 	if err := page.CheckHeader(first, id, ps); err != nil {
 		c.errorf("%v", err)
 		return nil
@@ -75,7 +88,7 @@ func (c *checker) read(id page.Pgid) []byte {
 		c.errorf("page %d: overflow %d runs past the high water mark %d", id, ov, c.hw)
 		return nil
 	}
-	p := c.t.data[off : off+int(ov+1)*ps]
+	p := c.data[off : off+int(ov+1)*ps]
 	if err := page.Verify(p, id, ps); err != nil {
 		c.errorf("%v", err)
 		return nil
@@ -115,7 +128,7 @@ func ownerName(o page.Pgid) string {
 }
 
 func (c *checker) run() {
-	m := &c.t.meta
+	m := &c.meta
 	c.mark(0, 2, ownerMeta)
 	// The freelist checkpoint.
 	if p := c.read(m.Freelist); p != nil {
@@ -150,16 +163,16 @@ func (c *checker) checkRecord(p []byte) {
 		c.errorf("%v", err)
 		return
 	}
-	if r.Txid != c.t.meta.Txid {
-		c.errorf("page %d: commit record of tx %d, meta is tx %d", id, r.Txid, c.t.meta.Txid)
+	if r.Txid != c.meta.Txid {
+		c.errorf("page %d: commit record of tx %d, meta is tx %d", id, r.Txid, c.meta.Txid)
 	}
-	ps := c.t.pageSize
+	ps := c.pageSize
 	for _, w := range r.Written {
 		if w.ID < 2 || uint64(w.ID)+uint64(w.N) > uint64(c.hw) || w.N == 0 {
 			c.errorf("page %d: commit record lists pages %d+%d out of range", id, w.ID, w.N)
 			continue
 		}
-		q := c.t.data[int(w.ID)*ps : (int(w.ID)+int(w.N))*ps]
+		q := c.data[int(w.ID)*ps : (int(w.ID)+int(w.N))*ps]
 		// Pages this commit wrote are visible to this snapshot, so they
 		// cannot have been reused yet.
 		if page.ID(q) != w.ID || page.Checksum(q) != w.Checksum || page.Sum(q) != w.Checksum {

@@ -53,10 +53,10 @@ type checker struct {
 	data     []byte
 	pageSize int
 	meta     page.Meta
-	ch    chan<- error
-	hw    page.Pgid
-	owner []page.Pgid // page -> referrer+1 (metaOwner, freeOwner, ...); 0 = unseen
-	n     int
+	ch       chan<- error
+	hw       page.Pgid
+	owner    []page.Pgid // page -> referrer+1 (metaOwner, freeOwner, ...); 0 = unseen
+	n        int
 }
 
 const (

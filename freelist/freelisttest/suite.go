@@ -308,4 +308,3 @@ func testRandom(t *testing.T, newIndex func() freelist.Index) {
 		t.Fatalf("pending %d with no readers", f.PendingCount())
 	}
 }
-

@@ -159,34 +159,36 @@ func (s *commitState) allocate() ([]Write, error) {
 		t.stats.PageCount += n
 		t.stats.PageAlloc += n * ps
 	}
-	for i := 0; i < len(s.nodes); {
-		// Try the rest as one run, then shorter prefixes of it.
-		rest := 0
-		for _, p := range need[i:] {
-			rest += p
+	sum := func(pages []int) int {
+		n := 0
+		for _, p := range pages {
+			n += p
 		}
-		j, want := len(s.nodes), rest
-		var id page.Pgid
-		for {
-			var err error
-			if id, err = t.backend.Allocate(t.txid(), want, false); err != nil {
-				return nil, err
-			}
-			if id != 0 || j == i+1 {
-				break
-			}
-			// Halve the run.
-			j = i + (j-i+1)/2
-			want = 0
-			for _, p := range need[i:j] {
-				want += p
-			}
+		return n
+	}
+	// Ask the freelist for the whole commit as one run; on failure, for
+	// runs of half as many nodes, and so on. span only shrinks, so a commit
+	// makes at most log2(nodes) failed requests.
+	span := len(s.nodes)
+	for i := 0; i < len(s.nodes); {
+		if rest := len(s.nodes) - i; span > rest {
+			span = rest
+		}
+		j := i + span
+		want := sum(need[i:j])
+		id, err := t.backend.Allocate(t.txid(), want, false)
+		if err != nil {
+			return nil, err
 		}
 		if id == 0 {
-			// No free run fits even one node: the rest goes at the end of the
-			// file, contiguously.
-			j, want = len(s.nodes), rest
-			var err error
+			if span > 1 {
+				span = (span + 1) / 2
+				continue
+			}
+			// Not even one node fits a free run: the rest goes at the end
+			// of the file, contiguously.
+			j = len(s.nodes)
+			want = sum(need[i:])
 			if id, err = t.backend.Allocate(t.txid(), want, true); err != nil {
 				return nil, err
 			}

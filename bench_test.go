@@ -86,3 +86,37 @@ func BenchmarkGetOneTx(b *testing.B) {
 		return nil
 	})
 }
+
+// BenchmarkRandLoad loads 200k random 16-byte keys with 100-byte values,
+// 1000 puts per synced commit.
+func BenchmarkRandLoad(b *testing.B) {
+	const n = 200000
+	for i := 0; i < b.N; i++ {
+		db, err := quiver.Open(filepath.Join(b.TempDir(), "db"), 0o600, nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		k := make([]byte, 16)
+		v := make([]byte, 100)
+		for start := 0; start < n; start += 1000 {
+			err := db.Update(func(tx *quiver.Tx) error {
+				bk, err := tx.CreateBucketIfNotExists([]byte("b"))
+				if err != nil {
+					return err
+				}
+				for j := start; j < start+1000; j++ {
+					binary.BigEndian.PutUint64(k, uint64(j)*0x9e3779b97f4a7c15)
+					if err := bk.Put(k, v); err != nil {
+						return err
+					}
+				}
+				return nil
+			})
+			if err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.ReportMetric(float64(n)/b.Elapsed().Seconds()*float64(i+1)/float64(b.N), "puts/s")
+		db.Close()
+	}
+}

@@ -2,6 +2,7 @@ package quiver
 
 import (
 	"fmt"
+	"unsafe"
 
 	"github.com/quiverdb/quiver/page"
 	"github.com/quiverdb/quiver/tx"
@@ -34,6 +35,27 @@ func (db *DB) Free(txid, alloc page.Txid, id page.Pgid, n int) {
 	db.freelist.Free(txid, alloc, id, n)
 }
 
+// WriteBuffer implements tx.Backend: the writer's scratch, reused across
+// commits so that a commit's page buffers are not garbage.
+func (db *DB) WriteBuffer(size int) []byte {
+	if len(db.wbuf)+size > cap(db.wbuf) {
+		// Keep what was handed out valid: start a new, larger buffer.
+		n := 2 * cap(db.wbuf)
+		if n < size {
+			n = size
+		}
+		if n < 1<<20 {
+			n = 1 << 20
+		}
+		db.wbuf = make([]byte, 0, n)
+	}
+	off := len(db.wbuf)
+	db.wbuf = db.wbuf[:off+size]
+	b := db.wbuf[off : off+size : off+size]
+	clear(b)
+	return b
+}
+
 // Pin implements tx.Backend.
 func (db *DB) Pin(t *tx.Tx) (release func()) {
 	s := t.Handle().(*snapshot)
@@ -57,6 +79,7 @@ func (db *DB) End(t *tx.Tx, committed bool) {
 		db.highWater = s.meta.HighWater
 	}
 	s.release()
+	db.wbuf = db.wbuf[:0]
 	db.writer.Unlock()
 }
 
@@ -93,7 +116,7 @@ func (db *DB) Commit(t *tx.Tx, writes []tx.Write, root page.BucketHeader) error 
 	if err != nil {
 		return err
 	}
-	sys := make([]byte, (flPages+recPages)*ps)
+	sys := db.WriteBuffer((flPages + recPages) * ps)
 	flID, recID := sysID, sysID+page.Pgid(flPages)
 	page.PutFreelist(sys[:flPages*ps], flID, txid, ps, db.freelist.Spans)
 	written = append(written, page.Written{ID: flID, N: uint32(flPages), Checksum: page.Checksum(sys)})
@@ -132,13 +155,23 @@ func (db *DB) Commit(t *tx.Tx, writes []tx.Write, root page.BucketHeader) error 
 	return db.publish(&meta, t, len(runs)+1)
 }
 
-// coalesce merges runs that touch into single writes (copying), so that a
-// commit makes as few pwrite calls as possible.
+// coalesce merges runs that touch into single writes, so that a commit
+// makes as few pwrite calls as possible. Runs adjacent in the write buffer
+// merge for free; others are copied when small, where a syscall costs more
+// than the copy.
 func coalesce(writes []tx.Write, ps int) []tx.Write {
 	sortWrites(writes)
 	out := writes[:0:0]
 	for _, w := range writes {
 		if k := len(out); k > 0 && out[k-1].ID+page.Pgid(len(out[k-1].Buf)/ps) == w.ID {
+			prev := &out[k-1]
+			if n := len(prev.Buf); unsafe.Add(unsafe.Pointer(&prev.Buf[0]), n) == unsafe.Pointer(&w.Buf[0]) {
+				// Consecutive slices of one WriteBuffer allocation.
+				prev.Buf = unsafe.Slice(&prev.Buf[0], n+len(w.Buf))
+				continue
+			}
+		}
+		if k := len(out); k > 0 && out[k-1].ID+page.Pgid(len(out[k-1].Buf)/ps) == w.ID && len(out[k-1].Buf)+len(w.Buf) <= 256<<10 {
 			prev := &out[k-1]
 			merged := make([]byte, 0, len(prev.Buf)+len(w.Buf))
 			merged = append(append(merged, prev.Buf...), w.Buf...)

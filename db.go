@@ -56,6 +56,7 @@ type DB struct {
 	fileSize  int64
 	mapSize   int
 	failed    error
+	wbuf      []byte // commit scratch (WriteBuffer)
 
 	txPool sync.Pool
 

@@ -148,7 +148,7 @@ func (s *commitState) allocate() ([]Write, error) {
 	}
 	var writes []Write
 	place := func(id page.Pgid, nodes []*node, pages []int, n int) {
-		buf := make([]byte, n*ps)
+		buf := t.backend.WriteBuffer(n * ps)
 		off := 0
 		for i, nd := range nodes {
 			nd.pgid = id + page.Pgid(off/ps)

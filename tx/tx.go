@@ -48,6 +48,9 @@ type Backend interface {
 	// commit it also rolls back its freelist changes. It releases the
 	// writer lock.
 	End(t *Tx, committed bool)
+	// WriteBuffer returns size zeroed bytes of scratch for encoding pages,
+	// valid until the commit ends.
+	WriteBuffer(size int) []byte
 	// Pin takes another reference to the transaction's snapshot, so that
 	// its pages stay mapped after the transaction ends, until release.
 	Pin(t *Tx) (release func())

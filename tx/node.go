@@ -113,7 +113,8 @@ func (n *node) read(p []byte, id page.Pgid) error {
 	n.pages = int(page.Overflow(p)) + 1
 	n.leaf = page.Flags(p) == page.FlagLeaf
 	cnt := page.Count(p)
-	n.inodes = make([]inode, cnt)
+	// Room for a few inserts: a node is usually read to be changed.
+	n.inodes = make([]inode, cnt, cnt+cnt/8+2)
 	for i := 0; i < cnt; i++ {
 		in := &n.inodes[i]
 		var ok bool

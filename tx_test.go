@@ -258,3 +258,29 @@ func TestManyKeysSplitsAndMerges(t *testing.T) {
 		}))
 	})
 }
+
+// TestLargeTransaction puts 300k keys in one transaction: splitting the one
+// huge leaf this makes must take one pass (it once copied the remainder at
+// every split, quadratic in the keys of the transaction).
+func TestLargeTransaction(t *testing.T) {
+	n := 300_000
+	if testing.Short() {
+		n = 50_000
+	}
+	forEachFreelist(t, func(t *testing.T, ft quiver.FreelistType) {
+		db := openDB(t, ft, &quiver.Options{NoSync: true})
+		ok(t, db.Update(func(tx *quiver.Tx) error {
+			b, err := tx.CreateBucket([]byte("b"))
+			if err != nil {
+				return err
+			}
+			for i := 0; i < n; i++ {
+				if err := b.Put(key(i), value(i, 50)); err != nil {
+					return err
+				}
+			}
+			return nil
+		}))
+		expectFill(t, db.DB, "b", n, 50)
+	})
+}

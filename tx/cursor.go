@@ -85,6 +85,15 @@ func (c *Cursor) Next() (key, value []byte) {
 	if c.bucket.tx.closed {
 		return nil, nil
 	}
+	// Fast path: the next element of the same leaf page.
+	if c.depth > 0 {
+		if r := &c.stack[c.depth-1]; r.page != nil && r.index+1 < page.Count(r.page) && page.Flags(r.page) == page.FlagLeaf {
+			if flags, k, v, ok := page.LeafElem(r.page, r.index+1); ok {
+				r.index++
+				return c.out(k, v, flags)
+			}
+		}
+	}
 	k, v, flags := c.next()
 	return c.out(k, v, flags)
 }

@@ -153,25 +153,16 @@ func (n *node) write(buf []byte, id page.Pgid, txid page.Txid, pageSize int) {
 }
 
 // split breaks the node into nodes that each fit a page (or hold a single
-// element that does not), filling each up to the bucket's FillPercent. New
+// element that does not), filling each up to the bucket's FillPercent, in
+// one pass over its elements (a node may have grown to millions of
+// elements in one transaction). The pieces share the node's element array,
+// each capped so that appending to one cannot clobber the next. New
 // siblings are added to the parent, which is created if the node was the
 // root.
 func (n *node) split(pageSize int) []*node {
-	var out []*node
-	cur := n
-	for {
-		next := cur.splitTwo(pageSize)
-		out = append(out, cur)
-		if next == nil {
-			return out
-		}
-		cur = next
-	}
-}
-
-func (n *node) splitTwo(pageSize int) *node {
-	if len(n.inodes) <= 2*n.minKeys() || n.sizeLess(pageSize+1) {
-		return nil
+	min := n.minKeys()
+	if len(n.inodes) <= 2*min || n.sizeLess(pageSize+1) {
+		return []*node{n}
 	}
 	fill := n.bucket.FillPercent
 	if fill < minFillPercent {
@@ -180,29 +171,42 @@ func (n *node) splitTwo(pageSize int) *node {
 		fill = maxFillPercent
 	}
 	threshold := int(float64(pageSize) * fill)
-	// Split after the element that takes the page past threshold, keeping
-	// at least minKeys on each side.
-	at, sz := n.minKeys(), page.HeaderSize
-	for i := 0; i < len(n.inodes)-n.minKeys(); i++ {
-		sz += n.elemSize(&n.inodes[i])
-		if i >= n.minKeys()-1 && sz > threshold {
-			at = i
-			break
+	total := 0
+	for i := range n.inodes {
+		total += n.elemSize(&n.inodes[i])
+	}
+	var cuts []int
+	start, sz, before := 0, page.HeaderSize, 0
+	for i := range n.inodes {
+		es := n.elemSize(&n.inodes[i])
+		if sz+total-before <= pageSize {
+			break // the rest fits one page
 		}
-		at = i + 1
+		if i-start >= min && len(n.inodes)-i >= min && sz+es > threshold {
+			cuts = append(cuts, i)
+			start, sz = i, page.HeaderSize
+		}
+		sz += es
+		before += es
 	}
-	if at < n.minKeys() {
-		at = n.minKeys()
-	}
-	if at >= len(n.inodes) {
-		return nil
+	if len(cuts) == 0 {
+		return []*node{n}
 	}
 	if n.parent == nil {
 		n.parent = &node{bucket: n.bucket, children: []*node{n}}
 	}
-	next := &node{bucket: n.bucket, leaf: n.leaf, parent: n.parent}
-	next.inodes = append([]inode(nil), n.inodes[at:]...)
-	n.inodes = n.inodes[:at:at]
-	n.parent.children = append(n.parent.children, next)
-	return next
+	all := n.inodes
+	out := make([]*node, 0, len(cuts)+1)
+	n.inodes = all[:cuts[0]:cuts[0]]
+	out = append(out, n)
+	for k, c := range cuts {
+		end := len(all)
+		if k+1 < len(cuts) {
+			end = cuts[k+1]
+		}
+		next := &node{bucket: n.bucket, leaf: n.leaf, parent: n.parent, inodes: all[c:end:end]}
+		n.parent.children = append(n.parent.children, next)
+		out = append(out, next)
+	}
+	return out
 }

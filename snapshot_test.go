@@ -89,6 +89,7 @@ func TestSnapshotIsolation(t *testing.T) {
 			work := model.clone()
 			tx, err := db.Begin(true)
 			ok(t, err)
+			t.Cleanup(func() { _ = tx.Rollback() })
 			for n := r.IntN(100); n >= 0; n-- {
 				randomOp(t, r, tx, work)
 			}

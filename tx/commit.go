@@ -167,8 +167,15 @@ func (s *commitState) redistribute(n *node) {
 		}
 		c.inodes = parts[0]
 		nb.inodes = parts[len(parts)-1]
+		// Refile the right sibling under its new, smaller first key (still
+		// above c's), and file the middle node, so that n stays ordered
+		// whatever is refiled later.
+		nb.key = nb.inodes[0].key
+		n.inodes[i+1].key = nb.key
 		if k == 3 {
 			mid := &node{bucket: c.bucket, leaf: true, parent: n, inodes: parts[1]}
+			mid.key = mid.inodes[0].key
+			n.putChild(mid.key, mid.key, mid)
 			n.children = append(n.children, mid)
 		}
 		s.t.stats.Split++

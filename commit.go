@@ -83,13 +83,13 @@ func (db *DB) End(t *tx.Tx, committed bool) {
 	db.writer.Unlock()
 }
 
-// Commit implements tx.Backend.
-func (db *DB) Commit(t *tx.Tx, writes []tx.Write, root page.BucketHeader) error {
+// Reserve implements tx.Backend: it supersedes the previous commit's
+// checkpoint and record (freeing them under this txid) and sizes this
+// commit's.
+func (db *DB) Reserve(t *tx.Tx, nodes int) int {
 	ps := db.pageSize
 	base := t.Meta()
 	txid := base.Txid + 1
-
-	// The previous commit's checkpoint and record are superseded.
 	prev := db.snap.Load().epoch.Data()
 	for _, id := range []page.Pgid{base.Freelist, base.Record} {
 		if id == 0 {
@@ -98,31 +98,29 @@ func (db *DB) Commit(t *tx.Tx, writes []tx.Write, root page.BucketHeader) error 
 		p := prev[int(id)*ps : int(id+1)*ps]
 		db.freelist.Free(txid, page.TxidOf(p), id, int(page.Overflow(p))+1)
 	}
+	// Allocating the commit's runs (at most nodes+1 of them) only removes
+	// pages from spans; each run may grow the checkpoint by a few bytes of
+	// varint.
+	flBytes := page.FreelistSize(db.freelist.Spans) + 4*(nodes+2)
+	recBytes := page.RecordSize(nodes+1, len(db.freelist.TxFreed()), nodes+3)
+	db.sysSplit = page.Pages(flBytes, ps)
+	return db.sysSplit + page.Pages(recBytes, ps)
+}
 
-	// Room for the checkpoint and the record, in one run. Allocating never
-	// adds a span, so the span count now bounds the checkpoint.
-	flPages := page.Pages(page.FreelistMaxSize(db.freelist.SpanCount()), ps)
-	var written []page.Written
-	for _, w := range writes {
-		for off := 0; off < len(w.Buf); {
-			p := w.Buf[off:]
-			n := int(page.Overflow(p)) + 1
-			written = append(written, page.Written{ID: page.ID(p), N: uint32(n), Checksum: page.Checksum(p)})
-			off += n * ps
-		}
-	}
-	recPages := page.Pages(page.RecordSize(len(written)+1, len(db.freelist.TxFreed()), len(db.freelist.TxAllocated())+1), ps)
-	sysID, err := db.Allocate(txid, flPages+recPages, true)
-	if err != nil {
-		return err
-	}
-	sys := db.WriteBuffer((flPages + recPages) * ps)
-	flID, recID := sysID, sysID+page.Pgid(flPages)
+// Commit implements tx.Backend.
+func (db *DB) Commit(t *tx.Tx, cp tx.CommitPages, root page.BucketHeader) error {
+	ps := db.pageSize
+	txid := t.Meta().Txid + 1
+
+	// The checkpoint and the record go in the reserved span.
+	sys := cp.Sys.Buf
+	flPages := db.sysSplit
+	flID, recID := cp.Sys.ID, cp.Sys.ID+page.Pgid(flPages)
 	page.PutFreelist(sys[:flPages*ps], flID, txid, ps, db.freelist.Spans)
-	written = append(written, page.Written{ID: flID, N: uint32(flPages), Checksum: page.Checksum(sys)})
+	written := append(cp.Written, page.Written{ID: flID, N: uint32(flPages), Checksum: page.Checksum(sys)})
 	rec := &page.Record{Txid: txid, Written: written, Freed: db.freelist.TxFreed(), Allocated: db.freelist.TxAllocated()}
 	page.PutRecord(sys[flPages*ps:], recID, ps, rec)
-	writes = append(writes, tx.Write{ID: sysID, Buf: sys})
+	writes := cp.Writes
 
 	meta := page.Meta{
 		PageSize:  uint32(ps),

@@ -57,6 +57,7 @@ type DB struct {
 	mapSize   int
 	failed    error
 	wbuf      []byte // commit scratch (WriteBuffer)
+	sysSplit  int    // checkpoint pages of the reserved span (Reserve)
 
 	txPool sync.Pool
 

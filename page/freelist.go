@@ -71,3 +71,24 @@ func DecodeFreelist(b []byte, id Pgid, highWater Pgid, fn func(id Pgid, n uint64
 	}
 	return nil
 }
+
+// FreelistSize returns the exact size in bytes of the checkpoint PutFreelist
+// writes for the spans each yields.
+func FreelistSize(each func(yield func(id Pgid, n uint64))) int {
+	size := freelistFixed
+	var end Pgid
+	each(func(s Pgid, n uint64) {
+		size += uvarintLen64(uint64(s-end)) + uvarintLen64(n-1)
+		end = s + Pgid(n)
+	})
+	return size
+}
+
+func uvarintLen64(v uint64) int {
+	l := 1
+	for v >= 0x80 {
+		v >>= 7
+		l++
+	}
+	return l
+}

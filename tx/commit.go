@@ -20,25 +20,45 @@ import (
 //  4. fill in child page ids and bucket root ids, encode every node into
 //     the buffer of its run, and hand the runs to the backend.
 type commitState struct {
-	t     *Tx
-	nodes []*node // every node to write, children before parents
+	t        *Tx
+	nodes    []*node // every node to write, children before parents
+	sysPages int     // pages of the last entry of nodes, the backend's
 }
 
 func (t *Tx) commit() error {
 	t.root.rebalanceAll()
 	s := &commitState{t: t}
 	s.prepareBucket(&t.root)
+	// The database's own pages for this commit (freelist checkpoint,
+	// commit record) are placed with the nodes, usually in the same run.
+	sys := &node{}
+	s.sysPages = t.backend.Reserve(t, len(s.nodes))
+	s.nodes = append(s.nodes, sys)
 	writes, err := s.allocate()
 	if err != nil {
 		return err
 	}
+	s.nodes = s.nodes[:len(s.nodes)-1]
 	s.resolve(&t.root)
+	written := make([]page.Written, 0, len(s.nodes)+1)
 	for _, n := range s.nodes {
 		n.write(n.buf, n.pgid, t.txid(), t.pageSize)
-		page.Seal(n.buf)
+		sum := page.Seal(n.buf)
+		written = append(written, page.Written{ID: n.pgid, N: uint32(len(n.buf) / t.pageSize), Checksum: sum})
 	}
 	t.stats.NodeCount += len(s.nodes)
-	return t.backend.Commit(t, writes, t.root.hdr)
+	return t.backend.Commit(t, CommitPages{Writes: writes, Written: written, Sys: Write{ID: sys.pgid, Buf: sys.buf}}, t.root.hdr)
+}
+
+// CommitPages is what a transaction hands its backend to commit.
+type CommitPages struct {
+	// Writes are the runs of pages to write, Sys included, in page order.
+	Writes []Write
+	// Written lists every node span in Writes with its checksum.
+	Written []page.Written
+	// Sys is the span Reserve asked for, zeroed, inside one of Writes: the
+	// backend encodes its own pages there before writing.
+	Sys Write
 }
 
 // prepareBucket splits the dirty nodes of b and its nested buckets and
@@ -222,11 +242,10 @@ func (s *commitState) allocate() ([]Write, error) {
 	t := s.t
 	ps := t.pageSize
 	need := make([]int, len(s.nodes))
-	total := 0
-	for i, n := range s.nodes {
+	for i, n := range s.nodes[:len(s.nodes)-1] {
 		need[i] = page.Pages(n.size(), ps)
-		total += need[i]
 	}
+	need[len(need)-1] = s.sysPages
 	var writes []Write
 	place := func(id page.Pgid, nodes []*node, pages []int, n int) {
 		buf := t.backend.WriteBuffer(n * ps)

@@ -40,10 +40,16 @@ type Backend interface {
 	Allocate(txid page.Txid, n int, grow bool) (page.Pgid, error)
 	// Free marks the n pages at id, written by alloc, freed by writer txid.
 	Free(txid, alloc page.Txid, id page.Pgid, n int)
-	// Commit writes the commit's pages, the freelist, the commit record and
-	// the meta, makes them durable and publishes the new snapshot. root is
-	// the root bucket's header. On error nothing was published.
-	Commit(t *Tx, writes []Write, root page.BucketHeader) error
+	// Reserve is called once per commit after the tree's pages are freed
+	// and before any is allocated, with the number of nodes to write. It
+	// returns how many pages the backend needs for its own records of the
+	// commit; they are allocated with the nodes and handed back in
+	// CommitPages.Sys.
+	Reserve(t *Tx, nodes int) int
+	// Commit fills in the reserved pages, writes everything and the meta,
+	// makes them durable and publishes the new snapshot. root is the root
+	// bucket's header. On error nothing was published.
+	Commit(t *Tx, pages CommitPages, root page.BucketHeader) error
 	// End releases the transaction's snapshot; for a writer that did not
 	// commit it also rolls back its freelist changes. It releases the
 	// writer lock.

@@ -278,7 +278,7 @@ func (db *DB) readMeta(size int64) (*page.Meta, error) {
 		}
 		// The older meta was made durable before the newer commit began;
 		// only the newest needs its record checked.
-		if i == 0 && len(cands) > 1 {
+		if i == 0 {
 			if err := db.verifyRecord(m); err != nil {
 				verr = err
 				continue

@@ -120,3 +120,23 @@ func BenchmarkRandLoad(b *testing.B) {
 		db.Close()
 	}
 }
+
+func BenchmarkScan(b *testing.B) {
+	const n = 1000000
+	db := benchDB(b, n)
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		count := 0
+		_ = db.View(func(tx *quiver.Tx) error {
+			c := tx.Bucket([]byte("b")).Cursor()
+			for k, _ := c.First(); k != nil; k, _ = c.Next() {
+				count++
+			}
+			return nil
+		})
+		if count != n {
+			b.Fatalf("scanned %d keys", count)
+		}
+	}
+	b.ReportMetric(float64(n)*float64(b.N)/b.Elapsed().Seconds(), "keys/s")
+}

@@ -33,8 +33,23 @@ func uvarint(p []byte, off int) (v int, next int, ok bool) {
 
 // LeafElem returns element i of leaf page p.
 func LeafElem(p []byte, i int) (flags uint8, key, value []byte, ok bool) {
-	off, ok := elemOffset(p, i)
-	if !ok {
+	at := HeaderSize + offsetSize*i
+	if i < 0 || at+offsetSize > len(p) {
+		return 0, nil, nil, false
+	}
+	off := int(binary.LittleEndian.Uint32(p[at:]))
+	// Fast path: both lengths fit one varint byte, as for most keys and
+	// small values.
+	if off >= HeaderSize && off+3 <= len(p) {
+		if ks, vs := int(p[off+1]), int(p[off+2]); ks|vs < 0x80 {
+			k := off + 3
+			if k+ks+vs <= len(p) {
+				return p[off], p[k : k+ks : k+ks], p[k+ks : k+ks+vs : k+ks+vs], true
+			}
+			return 0, nil, nil, false
+		}
+	}
+	if off < HeaderSize || off >= len(p) {
 		return 0, nil, nil, false
 	}
 	flags = p[off]

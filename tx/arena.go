@@ -1,12 +1,18 @@
 package tx
 
 // arena holds copies of the keys and values a write transaction puts, in
-// large chunks, so that a put costs no allocation of its own.
+// chunks that double from small to arenaChunk, so that a put costs no
+// allocation of its own and a small transaction does not pay for a large
+// chunk.
 type arena struct {
 	chunk []byte
+	next  int // size of the next chunk
 }
 
-const arenaChunk = 64 << 10
+const (
+	arenaFirst = 512
+	arenaChunk = 64 << 10
+)
 
 func (a *arena) clone(b []byte) []byte {
 	if len(b) == 0 {
@@ -16,7 +22,16 @@ func (a *arena) clone(b []byte) []byte {
 		return append([]byte(nil), b...)
 	}
 	if cap(a.chunk)-len(a.chunk) < len(b) {
-		a.chunk = make([]byte, 0, arenaChunk)
+		if a.next < arenaFirst {
+			a.next = arenaFirst
+		}
+		for a.next < len(b) {
+			a.next *= 2
+		}
+		a.chunk = make([]byte, 0, a.next)
+		if a.next < arenaChunk {
+			a.next *= 2
+		}
 	}
 	n := len(a.chunk)
 	a.chunk = append(a.chunk, b...)
@@ -24,4 +39,4 @@ func (a *arena) clone(b []byte) []byte {
 }
 
 // reset forgets the chunk: slices handed out may still be referenced.
-func (a *arena) reset() { a.chunk = nil }
+func (a *arena) reset() { *a = arena{} }

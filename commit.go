@@ -134,7 +134,7 @@ func (db *DB) Commit(t *tx.Tx, cp tx.CommitPages, root page.BucketHeader) error 
 	if err := db.grow(int64(meta.HighWater) * int64(ps)); err != nil {
 		return db.fail(err)
 	}
-	runs := coalesce(writes, ps)
+	runs := db.coalesce(writes, ps)
 	for _, w := range runs {
 		if _, err := db.file.WriteAt(w.Buf, int64(w.ID)*int64(ps)); err != nil {
 			return db.fail(err)
@@ -154,29 +154,40 @@ func (db *DB) Commit(t *tx.Tx, cp tx.CommitPages, root page.BucketHeader) error 
 }
 
 // coalesce merges runs that touch into single writes, so that a commit
-// makes as few pwrite calls as possible. Runs adjacent in the write buffer
-// merge for free; others are copied when small, where a syscall costs more
-// than the copy.
-func coalesce(writes []tx.Write, ps int) []tx.Write {
+// makes as few pwrite calls as possible. Runs that are also consecutive in
+// the writer's buffer merge for free; others are copied when small, where a
+// syscall costs more than the copy.
+func (db *DB) coalesce(writes []tx.Write, ps int) []tx.Write {
 	sortWrites(writes)
+	base := db.wbuf[:cap(db.wbuf)]
+	// offset returns where b starts in base, if it lies there. Only
+	// integers are computed from the addresses: no pointer leaves base.
+	offset := func(b []byte) (int, bool) {
+		if len(base) == 0 || len(b) == 0 {
+			return 0, false
+		}
+		off := uintptr(unsafe.Pointer(unsafe.SliceData(b))) - uintptr(unsafe.Pointer(unsafe.SliceData(base)))
+		return int(off), off < uintptr(len(base)) && int(off)+len(b) <= len(base)
+	}
 	out := writes[:0:0]
 	for _, w := range writes {
-		if k := len(out); k > 0 && out[k-1].ID+page.Pgid(len(out[k-1].Buf)/ps) == w.ID {
-			prev := &out[k-1]
-			if n := len(prev.Buf); unsafe.Add(unsafe.Pointer(&prev.Buf[0]), n) == unsafe.Pointer(&w.Buf[0]) {
-				// Consecutive slices of one WriteBuffer allocation.
-				prev.Buf = unsafe.Slice(&prev.Buf[0], n+len(w.Buf))
-				continue
-			}
-		}
-		if k := len(out); k > 0 && out[k-1].ID+page.Pgid(len(out[k-1].Buf)/ps) == w.ID && len(out[k-1].Buf)+len(w.Buf) <= 256<<10 {
-			prev := &out[k-1]
-			merged := make([]byte, 0, len(prev.Buf)+len(w.Buf))
-			merged = append(append(merged, prev.Buf...), w.Buf...)
-			prev.Buf = merged
+		k := len(out)
+		if k == 0 || out[k-1].ID+page.Pgid(len(out[k-1].Buf)/ps) != w.ID {
+			out = append(out, w)
 			continue
 		}
-		out = append(out, w)
+		prev := &out[k-1]
+		a, aok := offset(prev.Buf)
+		b, bok := offset(w.Buf)
+		switch {
+		case aok && bok && a+len(prev.Buf) == b:
+			prev.Buf = base[a : b+len(w.Buf) : b+len(w.Buf)]
+		case len(prev.Buf)+len(w.Buf) <= 256<<10:
+			merged := make([]byte, 0, len(prev.Buf)+len(w.Buf))
+			prev.Buf = append(append(merged, prev.Buf...), w.Buf...)
+		default:
+			out = append(out, w)
+		}
 	}
 	return out
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/quiverdb/quiver/freelist"
 	"github.com/quiverdb/quiver/freelist/array"
+	"github.com/quiverdb/quiver/freelist/hashmap"
 	"github.com/quiverdb/quiver/mmap"
 	"github.com/quiverdb/quiver/page"
 	"github.com/quiverdb/quiver/tx"
@@ -134,7 +135,7 @@ func Open(path string, mode os.FileMode, opts *Options) (*DB, error) {
 	switch o.FreelistType {
 	case "":
 		o.FreelistType = FreelistArray
-	case FreelistArray:
+	case FreelistArray, FreelistHashmap:
 	default:
 		return nil, fmt.Errorf("quiver: unknown freelist type %q", o.FreelistType)
 	}
@@ -379,6 +380,8 @@ func reservation(need int64, initial int) int {
 func (db *DB) loadFreelist(m *page.Meta, data []byte) error {
 	var idx freelist.Index
 	switch db.opts.FreelistType {
+	case FreelistHashmap:
+		idx = hashmap.New()
 	default:
 		idx = array.New()
 	}

@@ -12,12 +12,15 @@ const (
 	// FreelistArray keeps free page ids in a sorted array and allocates
 	// first fit: bbolt's classic freelist.
 	FreelistArray FreelistType = "array"
+	// FreelistHashmap keeps free spans in size classes: O(1) allocation
+	// and coalescing at any fragmentation, low page ids first.
+	FreelistHashmap FreelistType = "hashmap"
 )
 
 // FreelistTypes lists the freelist implementations this build has; tests
 // run the engine once per entry.
 func FreelistTypes() []FreelistType {
-	return []FreelistType{FreelistArray}
+	return []FreelistType{FreelistArray, FreelistHashmap}
 }
 
 // Defaults.

@@ -107,7 +107,7 @@ func TestBenchBadUsage(t *testing.T) {
 		{"--initial-mmap-size", "-1"},
 		{"--engine", "lmdb"},
 		{"--freelist", "list"},
-		{"--engine", "quiver", "--freelist", "hashmap"}, // until quiver has one
+		{"--engine", "quiver", "--freelist", "slab"}, // not a freelist quiver has
 		{"extra"},
 	} {
 		var stdout, stderr bytes.Buffer

@@ -1,0 +1,13 @@
+package hashmap_test
+
+import (
+	"testing"
+
+	"github.com/quiverdb/quiver/freelist"
+	"github.com/quiverdb/quiver/freelist/freelisttest"
+	"github.com/quiverdb/quiver/freelist/hashmap"
+)
+
+func TestConformance(t *testing.T) {
+	freelisttest.Run(t, func() freelist.Index { return hashmap.New() })
+}

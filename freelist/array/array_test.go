@@ -11,3 +11,7 @@ import (
 func TestConformance(t *testing.T) {
 	freelisttest.Run(t, func() freelist.Index { return array.New() })
 }
+
+func BenchmarkFreelist(b *testing.B) {
+	freelisttest.Benchmark(b, func() freelist.Index { return array.New() })
+}

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"unsafe"
 
+	"github.com/quiverdb/quiver/mmap"
+
 	"github.com/quiverdb/quiver/page"
 	"github.com/quiverdb/quiver/tx"
 )
@@ -120,6 +122,7 @@ func (db *DB) Commit(t *tx.Tx, cp tx.CommitPages, root page.BucketHeader) error 
 	written := append(cp.Written, page.Written{ID: flID, N: uint32(flPages), Checksum: page.Checksum(sys)})
 	rec := &page.Record{Txid: txid, Written: written, Freed: db.freelist.TxFreed(), Allocated: db.freelist.TxAllocated()}
 	page.PutRecord(sys[flPages*ps:], recID, ps, rec)
+	recSum := page.Checksum(sys[flPages*ps:])
 	writes := cp.Writes
 
 	meta := page.Meta{
@@ -130,27 +133,46 @@ func (db *DB) Commit(t *tx.Tx, cp tx.CommitPages, root page.BucketHeader) error 
 		HighWater: db.highWater,
 		Txid:      txid,
 		Record:    recID,
+		RecordSum: recSum,
 	}
 	if err := db.grow(int64(meta.HighWater) * int64(ps)); err != nil {
+		// Nothing is written yet: the commit fails, the database does not.
+		return fmt.Errorf("quiver: commit failed: growing the file: %w", err)
+	}
+	// Map a grown file before anything is written, so that once the meta
+	// is durable nothing can fail.
+	var fresh *mmap.Epoch
+	freshSize := 0
+	if need := int64(meta.HighWater) * int64(ps); need > int64(db.mapSize) {
+		var err error
+		if fresh, freshSize, err = db.mapFile(meta.HighWater); err != nil {
+			return err
+		}
+	}
+	abandon := func(err error) error {
+		if fresh != nil {
+			_ = fresh.Release()
+		}
 		return db.fail(err)
 	}
 	runs := db.coalesce(writes, ps)
 	for _, w := range runs {
 		if _, err := db.file.WriteAt(w.Buf, int64(w.ID)*int64(ps)); err != nil {
-			return db.fail(err)
+			return abandon(err)
 		}
 	}
 	mbuf := make([]byte, ps)
 	page.PutMeta(mbuf, page.Pgid(txid%2), &meta)
 	if _, err := db.file.WriteAt(mbuf, int64(txid%2)*int64(ps)); err != nil {
-		return db.fail(err)
+		return abandon(err)
 	}
 	if !db.NoSync {
 		if err := db.file.Sync(); err != nil {
-			return db.fail(err)
+			return abandon(err)
 		}
 	}
-	return db.publish(&meta, t, len(runs)+1)
+	db.publish(&meta, t, len(runs)+1, fresh, freshSize)
+	return nil
 }
 
 // coalesce merges runs that touch into single writes, so that a commit
@@ -217,8 +239,15 @@ func (db *DB) grow(size int64) error {
 	if step < 32<<10 {
 		step = 32 << 10
 	}
-	if alloc := int64(db.AllocSize); step > alloc {
+	alloc := int64(db.AllocSize)
+	if alloc <= 0 {
+		alloc = DefaultAllocSize // the field is public and may be zeroed
+	}
+	if step > alloc {
 		step = alloc
+	}
+	if step < int64(db.pageSize) {
+		step = int64(db.pageSize)
 	}
 	target := db.fileSize
 	for target < size {
@@ -233,15 +262,12 @@ func (db *DB) grow(size int64) error {
 
 // publish makes meta the current snapshot, remapping if the file outgrew
 // the mapping.
-func (db *DB) publish(meta *page.Meta, t *tx.Tx, nwrites int) error {
+func (db *DB) publish(meta *page.Meta, t *tx.Tx, nwrites int, fresh *mmap.Epoch, freshSize int) {
 	old := db.snap.Load()
 	epoch := old.epoch
-	if need := int64(meta.HighWater) * int64(db.pageSize); need > int64(db.mapSize) {
-		e, err := db.mapFile(meta.HighWater)
-		if err != nil {
-			return db.fail(err)
-		}
-		epoch = e
+	if fresh != nil {
+		epoch = fresh
+		db.mapSize = freshSize
 	} else {
 		epoch.Acquire()
 	}
@@ -265,5 +291,4 @@ func (db *DB) publish(meta *page.Meta, t *tx.Tx, nwrites int) error {
 	db.stats.TxStats.Split += st.Split
 	db.stats.TxStats.Write += nwrites
 	db.statsMu.Unlock()
-	return nil
 }

@@ -187,10 +187,11 @@ func (db *DB) open() error {
 		return err
 	}
 	db.pageSize = int(meta.PageSize)
-	epoch, err := db.mapFile(meta.HighWater)
+	epoch, mapSize, err := db.mapFile(meta.HighWater)
 	if err != nil {
 		return err
 	}
+	db.mapSize = mapSize
 	s := &snapshot{meta: *meta, epoch: epoch}
 	s.refs.Store(1)
 	db.snap.Store(s)
@@ -281,6 +282,11 @@ func (db *DB) readMeta(size int64) (*page.Meta, error) {
 		// only the newest needs its record checked.
 		if i == 0 {
 			if err := db.verifyRecord(m); err != nil {
+				if !errors.Is(err, ErrCorrupt) {
+					// Not damage but a failed read: falling back would
+					// drop an acknowledged commit for good.
+					return nil, err
+				}
 				verr = err
 				continue
 			}
@@ -299,6 +305,9 @@ func (db *DB) verifyRecord(m *page.Meta) error {
 	rec, err := db.readSpan(m.Record, ps, m.HighWater)
 	if err != nil {
 		return err
+	}
+	if page.Checksum(rec) != m.RecordSum {
+		return page.Corruptf(m.Record, "commit record is not the one meta %d was written with", m.Txid)
 	}
 	r, err := page.DecodeRecord(rec, m.Record)
 	if err != nil {
@@ -353,14 +362,13 @@ var minReservation = 1 << 30
 
 // mapFile creates a mapping epoch large enough for hw pages, with room to
 // grow.
-func (db *DB) mapFile(hw page.Pgid) (*mmap.Epoch, error) {
+func (db *DB) mapFile(hw page.Pgid) (*mmap.Epoch, int, error) {
 	size := reservation(int64(hw)*int64(db.pageSize), db.opts.InitialMmapSize)
 	data, err := mmap.Map(db.file.Fd(), size)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
-	db.mapSize = size
-	return mmap.NewEpoch(data), nil
+	return mmap.NewEpoch(data), size, nil
 }
 
 // reservation returns a mapping size for need bytes: at least

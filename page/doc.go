@@ -39,7 +39,10 @@
 //	                 freelist/record spans
 //	80  8  Txid      the transaction this meta commits
 //	88  8  Record    first page of this commit's commit record, 0 if none
-//	96     MetaEnd
+//	96  8  RecordSum the commit record's checksum, so that a meta cannot be
+//	                 matched with a record an earlier, torn attempt at the
+//	                 same txid left at the same page
+//	104    MetaEnd
 //
 // The meta of transaction T is written to page T%2.
 //
@@ -94,7 +97,8 @@
 // freelist checkpoint) with the checksum its header carries. On open, the
 // newest valid meta wins only if its record verifies: every listed span's
 // header names its id and the meta's txid and its checksum matches both the
-// record and its bytes. Otherwise the other meta wins: it was made durable
+// record and its bytes, and the record's own checksum is the meta's
+// RecordSum. Otherwise the other meta wins: it was made durable
 // by the previous commit's sync before this commit wrote anything, and this
 // commit wrote only pages that were free in it. The freed and allocated
 // lists are the freelist's delta for this commit.

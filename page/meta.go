@@ -13,7 +13,7 @@ const (
 	Version uint32 = 1
 	// MetaEnd is the end of the meta fields; the meta checksum covers
 	// bytes [8, MetaEnd).
-	MetaEnd = 96
+	MetaEnd = 104
 )
 
 // ErrInvalid reports that a file is not a quiver database.
@@ -30,7 +30,8 @@ type Meta struct {
 	Freelist  Pgid   // first page of the freelist checkpoint
 	HighWater Pgid   // pages in use
 	Txid      Txid
-	Record    Pgid // commit record, 0 if none
+	Record    Pgid   // commit record, 0 if none
+	RecordSum uint64 // the commit record's checksum: ties this meta to it
 }
 
 // PutMeta encodes m into the meta page buffer b (at least MetaEnd bytes,
@@ -48,6 +49,7 @@ func PutMeta(b []byte, id Pgid, m *Meta) {
 	le.PutUint64(b[72:], uint64(m.HighWater))
 	le.PutUint64(b[80:], uint64(m.Txid))
 	le.PutUint64(b[88:], uint64(m.Record))
+	le.PutUint64(b[96:], m.RecordSum)
 	Seal(b)
 }
 
@@ -80,6 +82,7 @@ func DecodeMeta(b []byte, id Pgid) (*Meta, error) {
 		HighWater: Pgid(le.Uint64(b[72:])),
 		Txid:      Txid(le.Uint64(b[80:])),
 		Record:    Pgid(le.Uint64(b[88:])),
+		RecordSum: le.Uint64(b[96:]),
 	}
 	if m.Txid != TxidOf(b) {
 		return nil, Corruptf(id, "meta txid %d differs from header txid %d", m.Txid, TxidOf(b))

@@ -137,7 +137,11 @@ func (b *Bucket) CreateBucket(name []byte) (*Bucket, error) {
 		return nil, ErrIncompatibleValue
 	}
 	key := b.tx.arena.clone(name)
-	c.node().put(key, key, page.BucketHeader{}.Encode(), 0, page.LeafBucket)
+	n := c.node()
+	if n == nil {
+		return nil, b.tx.errOr(ErrCorrupt)
+	}
+	n.put(key, key, page.BucketHeader{}.Encode(), 0, page.LeafBucket)
 	return b.Bucket(key), nil
 }
 
@@ -187,8 +191,12 @@ func (b *Bucket) DeleteBucket(name []byte) error {
 	if err := child.freeAll(); err != nil {
 		return err
 	}
+	n := c.node()
+	if n == nil {
+		return b.tx.errOr(ErrCorrupt)
+	}
 	delete(b.buckets, string(name))
-	c.node().del(name)
+	n.del(name)
 	return nil
 }
 
@@ -239,9 +247,13 @@ func (b *Bucket) Put(key, value []byte) error {
 	if bytes.Equal(k, key) && flags&page.LeafBucket != 0 {
 		return ErrIncompatibleValue
 	}
+	n := c.node()
+	if n == nil {
+		return b.tx.errOr(ErrCorrupt)
+	}
 	kc := b.tx.arena.clone(key)
 	vc := b.tx.arena.clone(value)
-	c.node().put(kc, kc, vc, 0, 0)
+	n.put(kc, kc, vc, 0, 0)
 	return nil
 }
 
@@ -263,7 +275,11 @@ func (b *Bucket) Delete(key []byte) error {
 	if flags&page.LeafBucket != 0 {
 		return ErrIncompatibleValue
 	}
-	c.node().del(key)
+	n := c.node()
+	if n == nil {
+		return b.tx.errOr(ErrCorrupt)
+	}
+	n.del(key)
 	return nil
 }
 

@@ -76,7 +76,9 @@ func (s *commitState) prepareBucket(b *Bucket) bool {
 		if !bytes.Equal(k, child.name) || flags&page.LeafBucket == 0 {
 			continue // deleted in this tx
 		}
-		c.node().put(child.name, child.name, child.hdrBuf[:], 0, page.LeafBucket)
+		if n := c.node(); n != nil {
+			n.put(child.name, child.name, child.hdrBuf[:], 0, page.LeafBucket)
+		}
 	}
 	if b.rootNode == nil {
 		return b.dirty
@@ -187,6 +189,13 @@ func (s *commitState) redistribute(n *node) {
 		}
 		c.inodes = parts[0]
 		nb.inodes = parts[len(parts)-1]
+		// A first child may hold keys below its key in n (inserted in this
+		// transaction): refile it under its first key before anything else
+		// is filed, so that n stays ordered.
+		if first := c.inodes[0].key; bytes.Compare(first, n.inodes[i].key) < 0 {
+			n.inodes[i].key = first
+			c.key = first
+		}
 		// Refile the right sibling under its new, smaller first key (still
 		// above c's), and file the middle node, so that n stays ordered
 		// whatever is refiled later.

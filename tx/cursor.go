@@ -14,6 +14,9 @@ import (
 type Cursor struct {
 	bucket *Bucket
 	depth  int // elements of stack in use
+	// deleted: Delete removed the element at the position; the element
+	// after it now sits there, and Next must return it without advancing.
+	deleted bool
 	// A fixed array rather than a slice into itself, so that a Cursor
 	// declared in a function (Put, Delete) stays on the stack.
 	stack [maxDepth]elemRef
@@ -50,6 +53,7 @@ func (r *elemRef) isLeaf() bool {
 func (c *Cursor) init(b *Bucket) {
 	c.bucket = b
 	c.depth = 0
+	c.deleted = false
 }
 
 // Bucket returns the bucket the cursor was created from.
@@ -68,6 +72,7 @@ func (c *Cursor) Last() (key, value []byte) {
 		return nil, nil
 	}
 	c.depth = 0
+	c.deleted = false
 	if !c.pushRoot() {
 		return nil, nil
 	}
@@ -84,6 +89,14 @@ func (c *Cursor) Last() (key, value []byte) {
 func (c *Cursor) Next() (key, value []byte) {
 	if c.bucket.tx.closed {
 		return nil, nil
+	}
+	if c.deleted {
+		// The element after the deleted one sits at the position: step
+		// back one so that advancing lands on it.
+		c.deleted = false
+		if r := c.top(); r != nil {
+			r.index--
+		}
 	}
 	// Fast path: the next element of the same leaf page.
 	if c.depth > 0 {
@@ -103,6 +116,9 @@ func (c *Cursor) Prev() (key, value []byte) {
 	if c.bucket.tx.closed {
 		return nil, nil
 	}
+	// After a Delete the position holds the element after the deleted
+	// one; stepping back from it lands on the one before, as wanted.
+	c.deleted = false
 	k, v, flags := c.prev()
 	return c.out(k, v, flags)
 }
@@ -137,12 +153,12 @@ func (c *Cursor) Delete() error {
 	if flags&page.LeafBucket != 0 {
 		return ErrIncompatibleValue
 	}
-	c.node().del(k)
-	// The element after k now sits at the same index: step back so that
-	// Next lands on it.
-	if r := c.top(); r != nil {
-		r.index--
+	n := c.node()
+	if n == nil {
+		return t.errOr(ErrCorrupt)
 	}
+	n.del(k)
+	c.deleted = true
 	return nil
 }
 
@@ -267,6 +283,7 @@ func (c *Cursor) first() ([]byte, []byte, uint8) {
 		return nil, nil, 0
 	}
 	c.depth = 0
+	c.deleted = false
 	if !c.pushRoot() || !c.firstLeaf() {
 		return nil, nil, 0
 	}
@@ -318,6 +335,7 @@ func (c *Cursor) prev() ([]byte, []byte, uint8) {
 		if i < 0 {
 			// Before the first: stay before it.
 			c.depth = 0
+	c.deleted = false
 			return nil, nil, 0
 		}
 		c.depth = i + 1
@@ -339,6 +357,7 @@ func (c *Cursor) seek(key []byte) ([]byte, []byte, uint8) {
 		return nil, nil, 0
 	}
 	c.depth = 0
+	c.deleted = false
 	if !c.pushRoot() {
 		return nil, nil, 0
 	}
@@ -426,7 +445,8 @@ func (c *Cursor) current() ([]byte, []byte, uint8) {
 
 // node materialises the path to the cursor's leaf and returns the leaf node.
 // The stack is switched to the nodes, so that the cursor sees later changes
-// to them (Cursor.Delete).
+// to them (Cursor.Delete). It returns nil, with the transaction's error
+// set, when a page on the path turned out damaged.
 func (c *Cursor) node() *node {
 	b := c.bucket
 	if c.depth == 0 {
@@ -441,8 +461,15 @@ func (c *Cursor) node() *node {
 		c.stack[0].node, c.stack[0].page = n, nil
 	}
 	for i := 0; i < c.depth-1; i++ {
+		if n.leaf || c.stack[i].index < 0 || c.stack[i].index >= len(n.inodes) {
+			b.tx.corrupt(page.Corruptf(n.pgid, "node does not match its page"))
+			return nil
+		}
 		n = n.childAt(c.stack[i].index)
 		c.stack[i+1].node, c.stack[i+1].page = n, nil
+	}
+	if b.tx.err != nil {
+		return nil
 	}
 	return n
 }

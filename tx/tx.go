@@ -231,6 +231,10 @@ func (t *Tx) page(id page.Pgid) []byte {
 		t.corrupt(page.Corruptf(id, "header names page %d", page.ID(p)))
 		return nil
 	}
+	if w := page.TxidOf(p); w > t.meta.Txid {
+		t.corrupt(page.Corruptf(id, "written by tx %d, after this snapshot's tx %d", w, t.meta.Txid))
+		return nil
+	}
 	if ov := page.Overflow(p); ov > 0 {
 		if uint64(id)+uint64(ov) >= uint64(t.meta.HighWater) {
 			t.corrupt(page.Corruptf(id, "overflow %d runs past the high water mark %d", ov, t.meta.HighWater))

@@ -335,7 +335,7 @@ func (c *Cursor) prev() ([]byte, []byte, uint8) {
 		if i < 0 {
 			// Before the first: stay before it.
 			c.depth = 0
-	c.deleted = false
+			c.deleted = false
 			return nil, nil, 0
 		}
 		c.depth = i + 1

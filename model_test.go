@@ -231,6 +231,25 @@ func randomOp(t *testing.T, r *rand.Rand, tx *quiver.Tx, m *mbucket) {
 			}
 			k, _ = c.Next()
 		}
+	case op < 97:
+		// A run of keys in order, below or above everything else, with a
+		// random fill percent: splits and redistribution at the edges.
+		b.FillPercent = []float64{0.1, 0.5, 0.9, 1.0}[r.IntN(4)]
+		prefix := []string{"!", "~"}[r.IntN(2)]
+		n := 20 + r.IntN(200)
+		for i := 0; i < n; i++ {
+			j := i
+			if r.IntN(2) == 0 {
+				j = n - i
+			}
+			k := fmt.Sprintf("%s%05d", prefix, j)
+			if _, isBucket := mb.buckets[k]; isBucket {
+				continue
+			}
+			v := randomValue(r)
+			ok(t, b.Put([]byte(k), []byte(v)))
+			mb.keys[k] = v
+		}
 	default:
 		k := randomKey(r)
 		got := b.Get([]byte(k))

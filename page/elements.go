@@ -86,14 +86,7 @@ func BranchElem(p []byte, i int) (child Pgid, key []byte, ok bool) {
 	return child, p[off : off+ks : off+ks], true
 }
 
-func uvarintLen(n int) int {
-	l := 1
-	for n >= 0x80 {
-		n >>= 7
-		l++
-	}
-	return l
-}
+func uvarintLen(n int) int { return uvarintLen64(uint64(n)) }
 
 // LeafElemSize is the number of bytes a leaf element with a key of k bytes
 // and a value of v bytes takes, its offset included.

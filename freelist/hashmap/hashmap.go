@@ -4,15 +4,15 @@
 // that the file does not bloat.
 //
 // Structure:
-//   - a span table (slots, recycled) holding each free span's start, size
-//     and its links in one list;
-//   - byStart and byEnd maps from a span's first and last page to its
-//     slot, for coalescing;
+//   - a span table (parallel arrays, slots recycled) holding each free
+//     span's start, size and its links in one list: 20 bytes a span;
+//   - one open-addressing table from a span's first and last page to its
+//     slot, for coalescing (idTable, 8 bytes an entry);
 //   - size classes: one per size for 1..exactSizes pages, then one per
 //     power of two; a bitmask says which classes are non-empty;
-//   - within a class, spans are listed per region of regionPages pages,
-//     and a hierarchical bitset per class finds its lowest non-empty
-//     region in a few word reads.
+//   - within a class, spans are listed per region of 2^regionShift pages
+//     (list heads in a dense slice per class), and a hierarchical bitset
+//     per class finds its lowest non-empty region in a few word reads.
 //
 // Allocate(n) takes the smallest class that is sure to fit n (n's exact
 // class, or for larger sizes the next power-of-two class unless n is a
@@ -31,28 +31,29 @@ import (
 
 const (
 	exactSizes  = 64 // classes 0..63 hold spans of exactly 1..64 pages
-	regionShift = 10 // a region is 1024 pages (4 MiB of 4 KiB pages)
+	regionShift = 12 // a region is 4096 pages (16 MiB of 4 KiB pages)
 	numClasses  = exactSizes + 64
 	none        = -1
 	maxLooks    = 8 // spans examined in a class that may not fit
+	// maxSpan bounds a span's size so that it fits the table's uint32;
+	// larger free runs are kept as several spans.
+	maxSpan = 1<<32 - 1
 )
-
-type span struct {
-	start      page.Pgid
-	size       uint64
-	prev, next int32 // list links within (class, region); next also chains free slots
-}
 
 // Index is the segregated freelist index.
 type Index struct {
-	spans    []span
-	freeSlot int32
-	byStart  map[page.Pgid]int32
-	byEnd    map[page.Pgid]int32 // last page of a span (start+size-1)
-	heads    map[uint64]int32    // listKey(class, region) -> first slot
-	regions  [numClasses]bitset
-	classes  [2]uint64 // bit c: class c has spans
-	count    int
+	// The span table, by slot.
+	start      []page.Pgid
+	size       []uint32
+	prev, next []int32 // list links within (class, region); next also chains free slots
+	freeSlot   int32
+
+	ids     idTable
+	heads   [numClasses][]int32 // [class][region] -> first slot, none if empty
+	regions [numClasses]bitset
+	classes [2]uint64 // bit c: class c has spans
+	count   int
+	nspans  int
 }
 
 var _ freelist.Index = (*Index)(nil)
@@ -66,12 +67,7 @@ func New() *Index {
 
 // Reset empties the index.
 func (x *Index) Reset() {
-	*x = Index{
-		freeSlot: none,
-		byStart:  map[page.Pgid]int32{},
-		byEnd:    map[page.Pgid]int32{},
-		heads:    map[uint64]int32{},
-	}
+	*x = Index{freeSlot: none}
 }
 
 // classOf returns the class a span of size pages is filed in.
@@ -92,70 +88,101 @@ func fitClass(n uint64) int {
 	return c
 }
 
-func listKey(class int, region uint64) uint64 { return uint64(class)<<48 | region }
-
 func regionOf(id page.Pgid) uint64 { return uint64(id) >> regionShift }
 
-func (x *Index) newSlot(s span) int32 {
-	if x.freeSlot != none {
-		i := x.freeSlot
-		x.freeSlot = x.spans[i].next
-		x.spans[i] = s
+func (x *Index) newSlot() int32 {
+	if i := x.freeSlot; i != none {
+		x.freeSlot = x.next[i]
 		return i
 	}
-	x.spans = append(x.spans, s)
-	return int32(len(x.spans) - 1)
+	x.start = append(x.start, 0)
+	x.size = append(x.size, 0)
+	x.prev = append(x.prev, none)
+	x.next = append(x.next, none)
+	return int32(len(x.start) - 1)
+}
+
+func (x *Index) head(c int, r uint64) int32 {
+	if r < uint64(len(x.heads[c])) {
+		return x.heads[c][r]
+	}
+	return none
+}
+
+func (x *Index) setHead(c int, r uint64, i int32) {
+	for uint64(len(x.heads[c])) <= r {
+		x.heads[c] = append(x.heads[c], none)
+	}
+	x.heads[c][r] = i
 }
 
 // insert files a span that overlaps no free span and touches none.
 func (x *Index) insert(start page.Pgid, size uint64) {
 	c, r := classOf(size), regionOf(start)
-	key := listKey(c, r)
-	head, ok := x.heads[key]
-	if !ok {
-		head = none
-	}
-	i := x.newSlot(span{start: start, size: size, prev: none, next: head})
+	head := x.head(c, r)
+	i := x.newSlot()
+	x.start[i], x.size[i], x.prev[i], x.next[i] = start, uint32(size), none, head
 	if head != none {
-		x.spans[head].prev = i
-	}
-	x.heads[key] = i
-	if !ok {
+		x.prev[head] = i
+	} else {
 		x.regions[c].set(r)
 		x.classes[c/64] |= 1 << (c % 64)
 	}
-	x.byStart[start] = i
-	x.byEnd[start+page.Pgid(size)-1] = i
+	x.setHead(c, r, i)
+	x.ids.put(uint32(start), i)
+	if size > 1 {
+		x.ids.put(uint32(start+page.Pgid(size)-1), i)
+	}
 	x.count += int(size)
+	x.nspans++
 }
 
-// remove unfiles slot i and recycles it.
-func (x *Index) remove(i int32) span {
-	s := x.spans[i]
-	c, r := classOf(s.size), regionOf(s.start)
-	if s.prev != none {
-		x.spans[s.prev].next = s.next
+// lookupStart returns the slot of the span starting at id, or none.
+func (x *Index) lookupStart(id page.Pgid) int32 {
+	pos := x.ids.find(uint32(id), func(s int32) bool { return x.start[s] == id })
+	if pos < 0 {
+		return none
+	}
+	return x.ids.slots[pos]
+}
+
+// lookupEnd returns the slot of the span ending at id, or none.
+func (x *Index) lookupEnd(id page.Pgid) int32 {
+	pos := x.ids.find(uint32(id), func(s int32) bool { return x.start[s]+page.Pgid(x.size[s])-1 == id })
+	if pos < 0 {
+		return none
+	}
+	return x.ids.slots[pos]
+}
+
+// remove unfiles slot i and recycles it, returning its span.
+func (x *Index) remove(i int32) (page.Pgid, uint64) {
+	start, size := x.start[i], uint64(x.size[i])
+	c, r := classOf(size), regionOf(start)
+	if p := x.prev[i]; p != none {
+		x.next[p] = x.next[i]
 	} else {
-		key := listKey(c, r)
-		if s.next != none {
-			x.heads[key] = s.next
-		} else {
-			delete(x.heads, key)
+		x.setHead(c, r, x.next[i])
+		if x.next[i] == none {
 			x.regions[c].clear(r)
 			if _, any := x.regions[c].first(); !any {
 				x.classes[c/64] &^= 1 << (c % 64)
 			}
 		}
 	}
-	if s.next != none {
-		x.spans[s.next].prev = s.prev
+	if n := x.next[i]; n != none {
+		x.prev[n] = x.prev[i]
 	}
-	delete(x.byStart, s.start)
-	delete(x.byEnd, s.start+page.Pgid(s.size)-1)
-	x.count -= int(s.size)
-	x.spans[i] = span{next: x.freeSlot}
+	x.ids.del(x.ids.find(uint32(start), func(s int32) bool { return s == i }))
+	if size > 1 {
+		end := start + page.Pgid(size) - 1
+		x.ids.del(x.ids.find(uint32(end), func(s int32) bool { return s == i }))
+	}
+	x.count -= int(size)
+	x.nspans--
+	x.next[i] = x.freeSlot
 	x.freeSlot = i
-	return s
+	return start, size
 }
 
 // firstClass returns the first non-empty class >= c, or -1.
@@ -174,7 +201,7 @@ func (x *Index) firstClass(c int) int {
 
 // Allocate takes n contiguous pages; see the package comment.
 func (x *Index) Allocate(n int) page.Pgid {
-	if n <= 0 {
+	if n <= 0 || uint64(n) > maxSpan {
 		return 0
 	}
 	c := x.firstClass(fitClass(uint64(n)))
@@ -187,8 +214,8 @@ func (x *Index) Allocate(n int) page.Pgid {
 			return 0
 		}
 		r, _ := x.regions[c].first()
-		i := x.heads[listKey(c, r)]
-		for tries := 0; i != none && x.spans[i].size < uint64(n); i = x.spans[i].next {
+		i := x.head(c, r)
+		for tries := 0; i != none && uint64(x.size[i]) < uint64(n); i = x.next[i] {
 			if tries++; tries == maxLooks {
 				return 0
 			}
@@ -199,51 +226,104 @@ func (x *Index) Allocate(n int) page.Pgid {
 		return x.take(i, uint64(n))
 	}
 	r, _ := x.regions[c].first()
-	return x.take(x.heads[listKey(c, r)], uint64(n))
+	return x.take(x.head(c, r), uint64(n))
 }
 
 // take allocates n pages from the start of span i.
 func (x *Index) take(i int32, n uint64) page.Pgid {
-	s := x.remove(i)
-	if s.size > n {
-		x.insert(s.start+page.Pgid(n), s.size-n)
+	start, size := x.remove(i)
+	if size > n {
+		x.insert(start+page.Pgid(n), size-n)
 	}
-	return s.start
+	return start
 }
 
 // Free adds spans, coalescing each with free neighbours.
 func (x *Index) Free(spans []page.Span) {
+	if x.nspans == 0 {
+		x.load(spans)
+		return
+	}
 	for _, s := range spans {
 		start, size := s.ID, s.N
+		for size > maxSpan {
+			x.Free([]page.Span{{ID: start, N: maxSpan}})
+			start, size = start+maxSpan, size-maxSpan
+		}
 		if size == 0 {
 			continue
 		}
-		if i, ok := x.byEnd[start-1]; ok && start > 0 {
-			l := x.remove(i)
-			start, size = l.start, size+l.size
+		if start > 0 {
+			if i := x.lookupEnd(start - 1); i != none && uint64(x.size[i])+size <= maxSpan {
+				l, ls := x.remove(i)
+				start, size = l, size+ls
+			}
 		}
-		if i, ok := x.byStart[start+page.Pgid(size)]; ok {
-			r := x.remove(i)
-			size += r.size
+		if i := x.lookupStart(start + page.Pgid(size)); i != none && uint64(x.size[i])+size <= maxSpan {
+			_, rs := x.remove(i)
+			size += rs
 		}
 		x.insert(start, size)
 	}
+}
+
+// load fills an empty index from sorted spans: adjacent spans are joined
+// in one pass, with no lookups, and the table is sized once.
+func (x *Index) load(spans []page.Span) {
+	x.ids.reserve(2 * len(spans))
+	if n := len(x.start) + len(spans); cap(x.start) < n {
+		x.start = append(make([]page.Pgid, 0, n), x.start...)
+		x.size = append(make([]uint32, 0, n), x.size...)
+		x.prev = append(make([]int32, 0, n), x.prev...)
+		x.next = append(make([]int32, 0, n), x.next...)
+	}
+	var start page.Pgid
+	var size uint64
+	for _, s := range spans {
+		if s.N == 0 {
+			continue
+		}
+		if size > 0 && start+page.Pgid(size) == s.ID && size+s.N <= maxSpan {
+			size += s.N
+			continue
+		}
+		if size > 0 {
+			x.insertLong(start, size)
+		}
+		start, size = s.ID, s.N
+	}
+	if size > 0 {
+		x.insertLong(start, size)
+	}
+}
+
+// insertLong inserts a run that may exceed maxSpan as several spans.
+func (x *Index) insertLong(start page.Pgid, size uint64) {
+	for size > maxSpan {
+		x.insert(start, maxSpan)
+		start, size = start+maxSpan, size-maxSpan
+	}
+	x.insert(start, size)
 }
 
 // FreeCount returns the number of free pages.
 func (x *Index) FreeCount() int { return x.count }
 
 // SpanCount returns the number of free spans.
-func (x *Index) SpanCount() int { return len(x.byStart) }
+func (x *Index) SpanCount() int { return x.nspans }
 
 // Spans reports the free spans in ascending order.
 func (x *Index) Spans(fn func(id page.Pgid, n uint64)) {
-	starts := make([]page.Pgid, 0, len(x.byStart))
-	for s := range x.byStart {
-		starts = append(starts, s)
+	live := make([]int32, 0, x.nspans)
+	for c := range x.heads {
+		for _, h := range x.heads[c] {
+			for i := h; i != none; i = x.next[i] {
+				live = append(live, i)
+			}
+		}
 	}
-	sort.Slice(starts, func(i, j int) bool { return starts[i] < starts[j] })
-	for _, s := range starts {
-		fn(s, x.spans[x.byStart[s]].size)
+	sort.Slice(live, func(a, b int) bool { return x.start[live[a]] < x.start[live[b]] })
+	for _, i := range live {
+		fn(x.start[i], uint64(x.size[i]))
 	}
 }

@@ -33,6 +33,11 @@ type Index interface {
 	// Spans calls fn for runs of free pages in ascending order. Adjacent
 	// runs may be reported separately.
 	Spans(fn func(id page.Pgid, n uint64))
+	// Take removes the n pages at id from the set if id starts a run of at
+	// least n free pages, and reports whether it did. Replaying a commit's
+	// allocations from its record needs it: each was taken from the start
+	// of a free run.
+	Take(id page.Pgid, n int) bool
 	// Reset empties the set.
 	Reset()
 }

@@ -4,6 +4,8 @@
 package array
 
 import (
+	"sort"
+
 	"github.com/quiverdb/quiver/freelist"
 	"github.com/quiverdb/quiver/page"
 )
@@ -35,6 +37,16 @@ func (a *Index) Allocate(n int) page.Pgid {
 		}
 	}
 	return 0
+}
+
+// Take removes the n ids from id if they are all free and id starts a run.
+func (a *Index) Take(id page.Pgid, n int) bool {
+	i := sort.Search(len(a.ids), func(i int) bool { return a.ids[i] >= id })
+	if n <= 0 || i+n > len(a.ids) || a.ids[i] != id || (i > 0 && a.ids[i-1] == id-1) || a.ids[i+n-1] != id+page.Pgid(n-1) {
+		return false
+	}
+	a.ids = append(a.ids[:i], a.ids[i+n:]...)
+	return true
 }
 
 // Free merges the sorted spans into the sorted id slice.

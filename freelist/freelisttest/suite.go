@@ -27,7 +27,32 @@ func Run(t *testing.T, newIndex func() freelist.Index) {
 	t.Run("ReleaseBetweenReaders", func(t *testing.T) { testReleaseBetweenReaders(t, newIndex) })
 	t.Run("Rollback", func(t *testing.T) { testRollback(t, newIndex) })
 	t.Run("SpansIncludePending", func(t *testing.T) { testSpansIncludePending(t, newIndex) })
+	t.Run("Take", func(t *testing.T) { testTake(t, newIndex) })
 	t.Run("RandomAgainstModel", func(t *testing.T) { testRandom(t, newIndex) })
+}
+
+func testTake(t *testing.T, newIndex func() freelist.Index) {
+	x := newIndex()
+	x.Free([]page.Span{span(10, 5), span(20, 1)})
+	for _, c := range []struct {
+		id, n int
+		ok    bool
+	}{
+		{11, 1, false}, // not the start of a run
+		{10, 6, false}, // longer than the run
+		{30, 1, false}, // not free
+		{10, 2, true},
+		{12, 3, true}, // what is left of the run now starts at 12
+		{20, 1, true},
+		{20, 1, false}, // gone
+	} {
+		if got := x.Take(page.Pgid(c.id), c.n); got != c.ok {
+			t.Fatalf("Take(%d, %d) = %v, want %v", c.id, c.n, got, c.ok)
+		}
+	}
+	if x.FreeCount() != 0 {
+		t.Fatalf("%d pages left", x.FreeCount())
+	}
 }
 
 func span(id, n int) page.Span { return page.Span{ID: page.Pgid(id), N: uint64(n)} }

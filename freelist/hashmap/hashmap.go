@@ -229,6 +229,16 @@ func (x *Index) Allocate(n int) page.Pgid {
 	return x.take(x.head(c, r), uint64(n))
 }
 
+// Take removes the n pages at id if id starts a free span of at least n.
+func (x *Index) Take(id page.Pgid, n int) bool {
+	i := x.lookupStart(id)
+	if n <= 0 || i == none || uint64(x.size[i]) < uint64(n) {
+		return false
+	}
+	x.take(i, uint64(n))
+	return true
+}
+
 // take allocates n pages from the start of span i.
 func (x *Index) take(i int32, n uint64) page.Pgid {
 	start, size := x.remove(i)

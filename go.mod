@@ -3,7 +3,7 @@ module github.com/quiverdb/quiver
 go 1.26.8
 
 require (
-	github.com/cespare/xxhash/v2 v2.3.0 // indirect
-	go.etcd.io/bbolt v1.5.0 // indirect
-	golang.org/x/sys v0.49.0 // indirect
+	github.com/cespare/xxhash/v2 v2.3.0
+	go.etcd.io/bbolt v1.5.0
+	golang.org/x/sys v0.49.0
 )

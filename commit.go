@@ -85,44 +85,81 @@ func (db *DB) End(t *tx.Tx, committed bool) {
 	db.writer.Unlock()
 }
 
-// Reserve implements tx.Backend: it supersedes the previous commit's
-// checkpoint and record (freeing them under this txid) and sizes this
-// commit's.
+// Checkpoint policy: a commit writes a whole freelist checkpoint when the
+// records since the last one have grown past these bounds; otherwise its
+// record's delta is all the freelist it writes, so that the freelist bytes
+// of a small commit do not depend on how many pages are free.
+const (
+	maxChainRecords = 64
+	maxChainPages   = 8192 // pages touched by the chained deltas
+)
+
+// chainEntry is a commit record kept allocated until the next checkpoint.
+type chainEntry struct {
+	id    page.Pgid
+	pages int
+	txid  page.Txid
+}
+
+func spanPages(spans []page.Span) int {
+	n := 0
+	for _, s := range spans {
+		n += int(s.N)
+	}
+	return n
+}
+
+// Reserve implements tx.Backend: it decides whether this commit writes a
+// freelist checkpoint (then it frees the previous one and every record
+// chained since) and sizes the commit's own pages.
 func (db *DB) Reserve(t *tx.Tx, nodes int) int {
 	ps := db.pageSize
 	base := t.Meta()
 	txid := base.Txid + 1
-	prev := db.snap.Load().epoch.Data()
-	for _, id := range []page.Pgid{base.Freelist, base.Record} {
-		if id == 0 {
-			continue
+	touched := spanPages(db.freelist.TxFreed()) + spanPages(db.freelist.TxAllocated()) + 2*nodes
+	db.checkpointing = len(db.chain) >= maxChainRecords || db.chainTouched+touched > maxChainPages
+	flPages := 0
+	if db.checkpointing {
+		prev := db.snap.Load().epoch.Data()
+		p := prev[int(base.Freelist)*ps : int(base.Freelist+1)*ps]
+		db.freelist.Free(txid, page.TxidOf(p), base.Freelist, int(page.Overflow(p))+1)
+		for _, e := range db.chain {
+			db.freelist.Free(txid, e.txid, e.id, e.pages)
 		}
-		p := prev[int(id)*ps : int(id+1)*ps]
-		db.freelist.Free(txid, page.TxidOf(p), id, int(page.Overflow(p))+1)
+		// Allocating the commit's runs (at most nodes+1 of them) only
+		// removes pages from spans; each run may grow the checkpoint by a
+		// few bytes of varint.
+		flPages = page.Pages(page.FreelistSize(db.freelist.Spans)+4*(nodes+2), ps)
 	}
-	// Allocating the commit's runs (at most nodes+1 of them) only removes
-	// pages from spans; each run may grow the checkpoint by a few bytes of
-	// varint.
-	flBytes := page.FreelistSize(db.freelist.Spans) + 4*(nodes+2)
 	recBytes := page.RecordSize(nodes+1, len(db.freelist.TxFreed()), nodes+3)
-	db.sysSplit = page.Pages(flBytes, ps)
-	return db.sysSplit + page.Pages(recBytes, ps)
+	db.sysSplit = flPages
+	return flPages + page.Pages(recBytes, ps)
 }
 
 // Commit implements tx.Backend.
 func (db *DB) Commit(t *tx.Tx, cp tx.CommitPages, root page.BucketHeader) error {
 	ps := db.pageSize
-	txid := t.Meta().Txid + 1
+	base := t.Meta()
+	txid := base.Txid + 1
 
-	// The checkpoint and the record go in the reserved span.
+	// The checkpoint (if any) and the record go in the reserved span.
 	sys := cp.Sys.Buf
 	flPages := db.sysSplit
-	flID, recID := cp.Sys.ID, cp.Sys.ID+page.Pgid(flPages)
-	page.PutFreelist(sys[:flPages*ps], flID, txid, ps, db.freelist.Spans)
-	written := append(cp.Written, page.Written{ID: flID, N: uint32(flPages), Checksum: page.Checksum(sys)})
-	rec := &page.Record{Txid: txid, Written: written, Freed: db.freelist.TxFreed(), Allocated: db.freelist.TxAllocated()}
-	page.PutRecord(sys[flPages*ps:], recID, ps, rec)
-	recSum := page.Checksum(sys[flPages*ps:])
+	flID, recID := base.Freelist, cp.Sys.ID+page.Pgid(flPages)
+	written := cp.Written
+	prevRec := base.Record
+	if db.checkpointing {
+		flID = cp.Sys.ID
+		page.PutFreelist(sys[:flPages*ps], flID, txid, ps, db.freelist.Spans)
+		written = append(written, page.Written{ID: flID, N: uint32(flPages), Checksum: page.Checksum(sys)})
+		prevRec = 0
+	}
+	rec := &page.Record{Txid: txid, Prev: prevRec, Written: written, Freed: db.freelist.TxFreed(), Allocated: db.freelist.TxAllocated()}
+	recBuf := sys[flPages*ps:]
+	page.PutRecord(recBuf, recID, ps, rec)
+	recSum := page.Checksum(recBuf)
+	entry := chainEntry{id: recID, pages: len(recBuf) / ps, txid: txid}
+	touched := spanPages(rec.Freed) + spanPages(rec.Allocated)
 	writes := cp.Writes
 
 	meta := page.Meta{
@@ -172,6 +209,13 @@ func (db *DB) Commit(t *tx.Tx, cp tx.CommitPages, root page.BucketHeader) error 
 		}
 	}
 	db.publish(&meta, t, len(runs)+1, fresh, freshSize)
+	if db.checkpointing {
+		db.chain = append(db.chain[:0], entry)
+		db.chainTouched = 0
+	} else {
+		db.chain = append(db.chain, entry)
+		db.chainTouched += touched
+	}
 	return nil
 }
 
@@ -282,7 +326,6 @@ func (db *DB) publish(meta *page.Meta, t *tx.Tx, nwrites int, fresh *mmap.Epoch,
 	db.stats.FreePageN = db.freelist.FreeCount()
 	db.stats.PendingPageN = db.freelist.PendingCount()
 	db.stats.FreeAlloc = (db.stats.FreePageN + db.stats.PendingPageN) * db.pageSize
-	db.stats.FreelistInuse = int(meta.Record-meta.Freelist) * db.pageSize
 	st := t.Stats()
 	db.stats.TxStats.PageCount += st.PageCount
 	db.stats.TxStats.PageAlloc += st.PageAlloc

@@ -59,6 +59,11 @@ type DB struct {
 	failed    error
 	wbuf      []byte // commit scratch (WriteBuffer)
 	sysSplit  int    // checkpoint pages of the reserved span (Reserve)
+	// The freelist's persistence: records chained since the last
+	// checkpoint (oldest first) and the pages their deltas touch.
+	chain         []chainEntry
+	chainTouched  int
+	checkpointing bool // this commit writes a checkpoint (Reserve)
 
 	txPool sync.Pool
 
@@ -395,24 +400,33 @@ func (db *DB) loadFreelist(m *page.Meta, data []byte) error {
 	}
 	db.freelist = freelist.New(idx)
 	ps := db.pageSize
-	off := int(m.Freelist) * ps
-	p := data[off : off+ps]
-	if err := page.CheckHeader(p, m.Freelist, ps); err != nil {
-		return err
-	}
-	if ov := uint64(page.Overflow(p)); uint64(m.Freelist)+ov >= uint64(m.HighWater) {
-		return page.Corruptf(m.Freelist, "overflow runs past the high water mark")
-	} else {
+	read := func(id page.Pgid) ([]byte, error) {
+		if id < 2 || id >= m.HighWater {
+			return nil, page.Corruptf(id, "page id out of range (high water %d)", m.HighWater)
+		}
+		off := int(id) * ps
+		p := data[off : off+ps]
+		if err := page.CheckHeader(p, id, ps); err != nil {
+			return nil, err
+		}
+		ov := uint64(page.Overflow(p))
+		if uint64(id)+ov >= uint64(m.HighWater) {
+			return nil, page.Corruptf(id, "overflow runs past the high water mark")
+		}
 		p = data[off : off+int(ov+1)*ps]
+		return p, page.Verify(p, id, ps)
 	}
-	if err := page.Verify(p, m.Freelist, ps); err != nil {
+	spans, chain, err := page.FreeSet(m, read)
+	if err != nil {
 		return err
 	}
-	var spans []page.Span
-	if err := page.DecodeFreelist(p, m.Freelist, m.HighWater, func(id page.Pgid, n uint64) {
-		spans = append(spans, page.Span{ID: id, N: n})
-	}); err != nil {
-		return err
+	since := page.TxidOf(data[int(m.Freelist)*ps:])
+	db.chain, db.chainTouched = nil, 0
+	for _, c := range chain {
+		db.chain = append(db.chain, chainEntry{id: c.ID, pages: c.Pages, txid: c.Record.Txid})
+		if c.Record.Txid > since {
+			db.chainTouched += spanPages(c.Record.Freed) + spanPages(c.Record.Allocated)
+		}
 	}
 	db.freelist.Load(spans)
 	return nil

@@ -89,6 +89,8 @@
 //	8   number of written spans W
 //	8   number of freed spans F
 //	8   number of allocated spans A
+//	8   Prev: the previous commit's record when that commit wrote no
+//	    freelist checkpoint, else 0
 //	W × { 8 first page id, 4 page count, 4 reserved, 8 checksum }
 //	F × { 8 first page id, 8 page count }
 //	A × { 8 first page id, 8 page count }
@@ -100,6 +102,12 @@
 // record and its bytes, and the record's own checksum is the meta's
 // RecordSum. Otherwise the other meta wins: it was made durable
 // by the previous commit's sync before this commit wrote anything, and this
-// commit wrote only pages that were free in it. The freed and allocated
-// lists are the freelist's delta for this commit.
+// commit wrote only pages that were free in it.
+//
+// The freed and allocated lists are the freelist's delta for the commit. A
+// commit writes a checkpoint only now and then; the free set of a state is
+// the checkpoint its meta names (written by commit C, its header's txid)
+// with the deltas of the records newer than C replayed in order (Replay),
+// found by following Prev from the meta's record. Records stay allocated
+// until the next checkpoint supersedes them.
 package page

@@ -2,6 +2,7 @@ package page
 
 import (
 	"encoding/binary"
+	"sort"
 )
 
 // Span is a run of N contiguous pages starting at ID.
@@ -20,12 +21,13 @@ type Written struct {
 // Record is a decoded commit record.
 type Record struct {
 	Txid      Txid
+	Prev      Pgid // the previous record since the last checkpoint, 0 if none
 	Written   []Written
 	Freed     []Span
 	Allocated []Span
 }
 
-const recordFixed = HeaderSize + 24
+const recordFixed = HeaderSize + 32
 
 // RecordSize is the byte size of a record with the given list lengths.
 func RecordSize(written, freed, allocated int) int {
@@ -40,6 +42,7 @@ func PutRecord(b []byte, id Pgid, pageSize int, r *Record) {
 	le.PutUint64(b[HeaderSize:], uint64(len(r.Written)))
 	le.PutUint64(b[HeaderSize+8:], uint64(len(r.Freed)))
 	le.PutUint64(b[HeaderSize+16:], uint64(len(r.Allocated)))
+	le.PutUint64(b[HeaderSize+24:], uint64(r.Prev))
 	off := recordFixed
 	for _, w := range r.Written {
 		le.PutUint64(b[off:], uint64(w.ID))
@@ -72,7 +75,7 @@ func DecodeRecord(b []byte, id Pgid) (*Record, error) {
 	if nw > max/24 || nf > max/16 || na > max/16 || uint64(RecordSize(int(nw), int(nf), int(na))) > max {
 		return nil, Corruptf(id, "commit record counts %d/%d/%d exceed its %d bytes", nw, nf, na, len(b))
 	}
-	r := &Record{Txid: TxidOf(b), Written: make([]Written, nw), Freed: make([]Span, nf), Allocated: make([]Span, na)}
+	r := &Record{Txid: TxidOf(b), Prev: Pgid(le.Uint64(b[HeaderSize+24:])), Written: make([]Written, nw), Freed: make([]Span, nf), Allocated: make([]Span, na)}
 	off := recordFixed
 	for i := range r.Written {
 		r.Written[i] = Written{ID: Pgid(le.Uint64(b[off:])), N: le.Uint32(b[off+8:]), Checksum: le.Uint64(b[off+16:])}
@@ -85,4 +88,132 @@ func DecodeRecord(b []byte, id Pgid) (*Record, error) {
 		}
 	}
 	return r, nil
+}
+
+// Replay applies the freelist deltas of records (oldest first) to the free
+// spans of a checkpoint (ascending) and returns the free spans after them,
+// ascending and joined. A record's allocations are applied before its
+// frees. The work is proportional to the spans plus the pages the records
+// touch.
+func Replay(base []Span, records []*Record) []Span {
+	final := map[Pgid]bool{} // touched page -> free after the records
+	for _, r := range records {
+		for _, s := range r.Allocated {
+			for i := uint64(0); i < s.N; i++ {
+				final[s.ID+Pgid(i)] = false
+			}
+		}
+		for _, s := range r.Freed {
+			for i := uint64(0); i < s.N; i++ {
+				final[s.ID+Pgid(i)] = true
+			}
+		}
+	}
+	touched := make([]Pgid, 0, len(final))
+	for p := range final {
+		touched = append(touched, p)
+	}
+	sortPgids(touched)
+	var out []Span
+	emit := func(id Pgid, n uint64) {
+		if n == 0 {
+			return
+		}
+		if k := len(out); k > 0 && out[k-1].ID+Pgid(out[k-1].N) == id {
+			out[k-1].N += n
+			return
+		}
+		out = append(out, Span{ID: id, N: n})
+	}
+	// Walk the base spans and the touched pages in order together.
+	t := 0
+	for _, s := range base {
+		cur, end := s.ID, s.ID+Pgid(s.N)
+		for ; t < len(touched) && touched[t] < end; t++ {
+			p := touched[t]
+			if p < cur {
+				if final[p] {
+					emit(p, 1)
+				}
+				continue
+			}
+			emit(cur, uint64(p-cur))
+			if final[p] {
+				emit(p, 1)
+			}
+			cur = p + 1
+		}
+		emit(cur, uint64(end-cur))
+	}
+	for ; t < len(touched); t++ {
+		if final[touched[t]] {
+			emit(touched[t], 1)
+		}
+	}
+	return out
+}
+
+func sortPgids(a []Pgid) {
+	sort.Slice(a, func(i, j int) bool { return a[i] < a[j] })
+}
+
+// maxChain bounds the records a free-set walk follows, so that a damaged
+// file with a cycle of Prev links ends.
+const maxChain = 1 << 16
+
+// ChainRecord is a commit record in the chain of a state.
+type ChainRecord struct {
+	ID     Pgid
+	Pages  int
+	Record *Record
+}
+
+// FreeSet reads the free spans of the state meta m describes: its freelist
+// checkpoint with the deltas of the chained records newer than the
+// checkpoint replayed in order. read returns the verified span of a page.
+// It also returns the whole chain, oldest first: those records stay
+// allocated until a checkpoint supersedes them.
+func FreeSet(m *Meta, read func(id Pgid) ([]byte, error)) (free []Span, chain []ChainRecord, err error) {
+	cp, err := read(m.Freelist)
+	if err != nil {
+		return nil, nil, err
+	}
+	var base []Span
+	if err := DecodeFreelist(cp, m.Freelist, m.HighWater, func(id Pgid, n uint64) {
+		base = append(base, Span{ID: id, N: n})
+	}); err != nil {
+		return nil, nil, err
+	}
+	since := TxidOf(cp)
+	last := m.Txid + 1
+	for id := m.Record; id != 0; {
+		if len(chain) == maxChain {
+			return nil, nil, Corruptf(id, "commit record chain longer than %d", maxChain)
+		}
+		b, err := read(id)
+		if err != nil {
+			return nil, nil, err
+		}
+		r, err := DecodeRecord(b, id)
+		if err != nil {
+			return nil, nil, err
+		}
+		if r.Txid >= last {
+			return nil, nil, Corruptf(id, "commit record of tx %d follows tx %d in the chain", r.Txid, last)
+		}
+		last = r.Txid
+		chain = append(chain, ChainRecord{ID: id, Pages: int(Overflow(b)) + 1, Record: r})
+		id = r.Prev
+	}
+	// Oldest first.
+	for i, j := 0, len(chain)-1; i < j; i, j = i+1, j-1 {
+		chain[i], chain[j] = chain[j], chain[i]
+	}
+	var newer []*Record
+	for _, c := range chain {
+		if c.Record.Txid > since {
+			newer = append(newer, c.Record)
+		}
+	}
+	return Replay(base, newer), chain, nil
 }

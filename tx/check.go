@@ -130,20 +130,31 @@ func ownerName(o page.Pgid) string {
 func (c *checker) run() {
 	m := &c.meta
 	c.mark(0, 2, ownerMeta)
-	// The freelist checkpoint.
-	if p := c.read(m.Freelist); p != nil {
-		c.mark(m.Freelist, uint64(page.Overflow(p))+1, ownerSys)
-		err := page.DecodeFreelist(p, m.Freelist, c.hw, func(id page.Pgid, n uint64) {
-			c.mark(id, n, ownerFree)
-		})
-		if err != nil {
-			c.errorf("%v", err)
+	// The free set: the checkpoint with the chained records' deltas. The
+	// checkpoint and every chained record are the freelist's own pages.
+	read := func(id page.Pgid) ([]byte, error) {
+		if p := c.read(id); p != nil {
+			return p, nil
+		}
+		return nil, page.Corruptf(id, "unreadable (reported above)")
+	}
+	free, chain, err := page.FreeSet(m, read)
+	if err != nil {
+		c.errorf("freelist: %v", err)
+	} else {
+		if p := c.read(m.Freelist); p != nil {
+			c.mark(m.Freelist, uint64(page.Overflow(p))+1, ownerSys)
+		}
+		for _, r := range chain {
+			c.mark(r.ID, uint64(r.Pages), ownerSys)
+		}
+		for _, s := range free {
+			c.mark(s.ID, s.N, ownerFree)
 		}
 	}
-	// The commit record.
+	// The newest commit record lists the pages its commit wrote.
 	if m.Record != 0 {
 		if p := c.read(m.Record); p != nil {
-			c.mark(m.Record, uint64(page.Overflow(p))+1, ownerSys)
 			c.checkRecord(p)
 		}
 	}

@@ -207,6 +207,8 @@ func (db *DB) open() error {
 			s.release()
 			return err
 		}
+		db.stats.FreePageN = db.freelist.FreeCount()
+		db.stats.FreeAlloc = db.stats.FreePageN * db.pageSize
 	}
 	return nil
 }

@@ -71,7 +71,7 @@ func crashWorkload(t *testing.T, path string, ft quiver.FreelistType, rec *crash
 		acks = append(acks, rec.Len())
 	}
 	snap()
-	for c := 0; c < 40; c++ {
+	for c := 0; c < 90; c++ { // past 64 records: chained deltas and checkpoints both
 		err := db.Update(func(tx *quiver.Tx) error {
 			name := []byte(fmt.Sprintf("b%d", r.IntN(3)))
 			if r.IntN(12) == 0 {

@@ -171,3 +171,21 @@ func TestDecodersNeverPanic(t *testing.T) {
 		_ = page.Used(b)
 	}
 }
+
+func TestReplay(t *testing.T) {
+	base := []page.Span{{ID: 10, N: 5}, {ID: 20, N: 3}}
+	recs := []*page.Record{
+		// Allocate 10-11 and 20-22, free 30.
+		{Allocated: []page.Span{{ID: 10, N: 2}, {ID: 20, N: 3}}, Freed: []page.Span{{ID: 30, N: 1}}},
+		// Free 11 again and 15 (joins 12-14), allocate 30.
+		{Allocated: []page.Span{{ID: 30, N: 1}}, Freed: []page.Span{{ID: 11, N: 1}, {ID: 15, N: 1}}},
+	}
+	got := page.Replay(base, recs)
+	want := []page.Span{{ID: 11, N: 5}}
+	if len(got) != len(want) || got[0] != want[0] {
+		t.Fatalf("Replay = %v, want %v", got, want)
+	}
+	if got := page.Replay(base, nil); len(got) != 2 || got[0] != base[0] || got[1] != base[1] {
+		t.Fatalf("Replay without records = %v", got)
+	}
+}

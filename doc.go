@@ -12,9 +12,11 @@
 //  1. rebalances and splits the nodes it changed and gives them pages that
 //     are free in the last committed state (contiguous where the freelist
 //     allows, else at the end of the file);
-//  2. writes those pages, a checkpoint of the freelist and a commit record
-//     listing every page span written with its checksum, then the meta page
-//     of slot txid%2, with as few pwrite calls as the layout allows;
+//  2. writes those pages and a commit record listing every page span
+//     written with its checksum and the spans the commit freed and
+//     allocated (the freelist's delta; a whole freelist checkpoint is added
+//     only every so often), then the meta page of slot txid%2, with as few
+//     pwrite calls as the layout allows;
 //  3. calls fdatasync once (skipped with NoSync);
 //  4. publishes the new meta to new readers.
 //

@@ -376,7 +376,13 @@ func (b *Bucket) node(id page.Pgid, parent *node) *node {
 		return n
 	}
 	if p := b.tx.page(id); p != nil {
-		if err := n.read(p, id); err != nil {
+		// A page about to be rewritten is verified whole, so that a commit
+		// never carries undetected damage into new pages.
+		err := page.Verify(p, id, b.tx.pageSize)
+		if err == nil {
+			err = n.read(p, id)
+		}
+		if err != nil {
 			b.tx.corrupt(err)
 			n.inodes = nil
 		}

@@ -240,8 +240,7 @@ func (n *node) firstKey() []byte {
 
 // putChild files child under newKey (replacing oldKey) in branch n.
 func (n *node) putChild(oldKey, newKey []byte, child *node) {
-	n.put(oldKey, newKey, nil, 0, 0)
-	i, _ := n.index(newKey)
+	i := n.put(oldKey, newKey, nil, 0, 0)
 	n.inodes[i].child = child
 }
 

@@ -85,8 +85,9 @@ func (n *node) index(key []byte) (int, bool) {
 	return i, i < len(n.inodes) && bytes.Equal(n.inodes[i].key, key)
 }
 
-// put inserts or replaces the element filed under oldKey.
-func (n *node) put(oldKey, newKey, value []byte, pgid page.Pgid, flags uint8) {
+// put inserts or replaces the element filed under oldKey and returns its
+// position.
+func (n *node) put(oldKey, newKey, value []byte, pgid page.Pgid, flags uint8) int {
 	i, exact := n.index(oldKey)
 	if !exact {
 		n.inodes = append(n.inodes, inode{})
@@ -94,6 +95,7 @@ func (n *node) put(oldKey, newKey, value []byte, pgid page.Pgid, flags uint8) {
 	}
 	in := &n.inodes[i]
 	in.flags, in.key, in.value, in.pgid = flags, newKey, value, pgid
+	return i
 }
 
 // del removes key from the node, if present.

@@ -36,11 +36,11 @@ func PutFreelist(b []byte, id Pgid, txid Txid, pageSize int, each func(yield fun
 // for page id, already verified). Spans are checked to be ascending,
 // non-overlapping and below highWater.
 func DecodeFreelist(b []byte, id Pgid, highWater Pgid, fn func(id Pgid, n uint64)) error {
-	if Flags(b) != FlagFreelist {
-		return Corruptf(id, "expected a freelist page, found a %s page", FlagName(Flags(b)))
-	}
 	if len(b) < freelistFixed {
 		return Corruptf(id, "short freelist page")
+	}
+	if Flags(b) != FlagFreelist {
+		return Corruptf(id, "expected a freelist page, found a %s page", FlagName(Flags(b)))
 	}
 	le := binary.LittleEndian
 	count, total := le.Uint64(b[HeaderSize:]), le.Uint64(b[HeaderSize+8:])

@@ -77,7 +77,7 @@ func PutHeader(b []byte, id Pgid, txid Txid, flags uint16, count int, overflow u
 
 // Sum computes the checksum of the page span b as the format defines it.
 func Sum(b []byte) uint64 {
-	if Flags(b) == FlagMeta {
+	if Flags(b) == FlagMeta && len(b) >= MetaEnd {
 		return xxhash.Sum64(b[8:MetaEnd])
 	}
 	return xxhash.Sum64(b[8:])
@@ -96,6 +96,9 @@ func Seal(b []byte) uint64 {
 func Verify(b []byte, id Pgid, pageSize int) error {
 	if err := CheckHeader(b, id, pageSize); err != nil {
 		return err
+	}
+	if Flags(b) == FlagMeta && len(b) < MetaEnd {
+		return Corruptf(id, "short meta page")
 	}
 	if Flags(b) != FlagMeta && len(b) != (int(Overflow(b))+1)*pageSize {
 		return Corruptf(id, "span is %d bytes, header says %d pages", len(b), Overflow(b)+1)

@@ -63,11 +63,11 @@ func PutRecord(b []byte, id Pgid, pageSize int, r *Record) {
 // DecodeRecord decodes the commit record span b read for page id. The caller
 // has verified the span (Verify).
 func DecodeRecord(b []byte, id Pgid) (*Record, error) {
-	if Flags(b) != FlagCommit {
-		return nil, Corruptf(id, "expected a commit record, found a %s page", FlagName(Flags(b)))
-	}
 	if len(b) < recordFixed {
 		return nil, Corruptf(id, "short commit record")
+	}
+	if Flags(b) != FlagCommit {
+		return nil, Corruptf(id, "expected a commit record, found a %s page", FlagName(Flags(b)))
 	}
 	le := binary.LittleEndian
 	nw, nf, na := le.Uint64(b[HeaderSize:]), le.Uint64(b[HeaderSize+8:]), le.Uint64(b[HeaderSize+16:])

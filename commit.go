@@ -212,11 +212,25 @@ func (db *DB) Commit(t *tx.Tx, cp tx.CommitPages, root page.BucketHeader) error 
 	if db.checkpointing {
 		db.chain = append(db.chain[:0], entry)
 		db.chainTouched = 0
+		db.checkpointPages = flPages
 	} else {
 		db.chain = append(db.chain, entry)
 		db.chainTouched += touched
 	}
+	db.statsMu.Lock()
+	db.stats.FreelistInuse = db.freelistBytes()
+	db.statsMu.Unlock()
 	return nil
+}
+
+// freelistBytes is the size of the freelist's persisted form: the last
+// checkpoint and the records chained since.
+func (db *DB) freelistBytes() int {
+	n := db.checkpointPages
+	for _, e := range db.chain {
+		n += e.pages
+	}
+	return n * db.pageSize
 }
 
 // coalesce merges runs that touch into single writes, so that a commit

@@ -61,9 +61,10 @@ type DB struct {
 	sysSplit  int    // checkpoint pages of the reserved span (Reserve)
 	// The freelist's persistence: records chained since the last
 	// checkpoint (oldest first) and the pages their deltas touch.
-	chain         []chainEntry
-	chainTouched  int
-	checkpointing bool // this commit writes a checkpoint (Reserve)
+	chain           []chainEntry
+	chainTouched    int
+	checkpointPages int  // pages of the last checkpoint
+	checkpointing   bool // this commit writes a checkpoint (Reserve)
 
 	txPool sync.Pool
 
@@ -106,7 +107,7 @@ type Stats struct {
 	FreePageN     int // free pages ready for allocation
 	PendingPageN  int // freed pages waiting for readers to finish
 	FreeAlloc     int // bytes in free and pending pages
-	FreelistInuse int // bytes the freelist checkpoint takes
+	FreelistInuse int // bytes of the freelist's persisted form (checkpoint and chained records)
 	TxN           int // read transactions started
 	OpenTxN       int // read transactions open
 	TxStats       TxStats
@@ -209,6 +210,7 @@ func (db *DB) open() error {
 		}
 		db.stats.FreePageN = db.freelist.FreeCount()
 		db.stats.FreeAlloc = db.stats.FreePageN * db.pageSize
+		db.stats.FreelistInuse = db.freelistBytes()
 	}
 	return nil
 }
@@ -423,6 +425,7 @@ func (db *DB) loadFreelist(m *page.Meta, data []byte) error {
 		return err
 	}
 	since := page.TxidOf(data[int(m.Freelist)*ps:])
+	db.checkpointPages = int(page.Overflow(data[int(m.Freelist)*ps:])) + 1
 	db.chain, db.chainTouched = nil, 0
 	for _, c := range chain {
 		db.chain = append(db.chain, chainEntry{id: c.ID, pages: c.Pages, txid: c.Record.Txid})

@@ -31,6 +31,11 @@ func TestFreelistDeltasSurviveReopen(t *testing.T) {
 				if after := st.FreePageN + st.PendingPageN; after != before {
 					t.Fatalf("commit %d: %d free pages before reopen, %d after", i, before, after)
 				}
+				// The persisted freelist stays small: a checkpoint plus at
+				// most 64 one-page records here.
+				if st.FreelistInuse <= 0 || st.FreelistInuse > 80*4096 {
+					t.Fatalf("commit %d: freelist takes %d bytes", i, st.FreelistInuse)
+				}
 				db.mustCheck()
 			}
 		}

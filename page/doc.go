@@ -78,9 +78,10 @@
 //
 // After the header: uint64 span count, uint64 total free pages, then for
 // each span in ascending order uvarint(gap from the previous span's end)
-// and uvarint(length-1). It lists every page that is free in the state the
-// meta describes, including pages freed but still pending release in
-// memory: on open no reader exists, so they are all free.
+// and uvarint(length-1). It lists every page that was free in the state of
+// the commit that wrote it (its header's txid), including pages freed but
+// still pending release in memory: on open no reader exists, so they are
+// all free. Later commits' records carry the changes since (see below).
 //
 // # Commit record (FlagCommit)
 //

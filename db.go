@@ -288,7 +288,9 @@ func (db *DB) readMeta(size int64) (*page.Meta, error) {
 			continue
 		}
 		// The older meta was made durable before the newer commit began;
-		// only the newest needs its record checked.
+		// only the newest needs its record checked. (With NoSync nothing
+		// was made durable: a crash may leave either meta unusable, the
+		// documented price of NoSync.)
 		if i == 0 {
 			if err := db.verifyRecord(m); err != nil {
 				if !errors.Is(err, ErrCorrupt) {

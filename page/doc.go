@@ -35,8 +35,8 @@
 //	56  8  Sequence  the root bucket's sequence (unused, kept for symmetry)
 //	64  8  Freelist  first page of the freelist checkpoint
 //	72  8  HighWater number of pages in use: every page id < HighWater is
-//	                 a meta, reachable, free, or part of this commit's
-//	                 freelist/record spans
+//	                 a meta, reachable, free, the freelist checkpoint,
+//	                 or a commit record chained since that checkpoint
 //	80  8  Txid      the transaction this meta commits
 //	88  8  Record    first page of this commit's commit record, 0 if none
 //	96  8  RecordSum the commit record's checksum, so that a meta cannot be

@@ -205,6 +205,15 @@ func FreeSet(m *Meta, read func(id Pgid) ([]byte, error)) (free []Span, chain []
 		chain = append(chain, ChainRecord{ID: id, Pages: int(Overflow(b)) + 1, Record: r})
 		id = r.Prev
 	}
+	// The walk must end at the record of the commit that wrote the
+	// checkpoint, or, after the checkpoint of a new file (txid 0), at the
+	// first commit's record.
+	if n := len(chain); n > 0 {
+		oldest := chain[n-1].Record.Txid
+		if oldest < since || (oldest > since && since != 0) {
+			return nil, nil, Corruptf(chain[n-1].ID, "commit record chain ends at tx %d, the checkpoint is of tx %d", oldest, since)
+		}
+	}
 	// Oldest first.
 	for i, j := 0, len(chain)-1; i < j; i, j = i+1, j-1 {
 		chain[i], chain[j] = chain[j], chain[i]

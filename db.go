@@ -445,7 +445,7 @@ func (db *DB) Path() string { return db.path }
 // IsReadOnly reports whether the database was opened read-only.
 func (db *DB) IsReadOnly() bool { return db.readOnly }
 
-// GoString and String name the database for logs.
+// String names the database for logs.
 func (db *DB) String() string { return fmt.Sprintf("DB<%q>", db.path) }
 
 // Close waits for the open write transaction and every read transaction to

@@ -239,17 +239,6 @@ func (f *Freelist) Spans(fn func(id page.Pgid, n uint64)) {
 	}
 }
 
-// SpanCount returns the number of spans Spans would report (an upper bound
-// used to size a checkpoint).
-func (f *Freelist) SpanCount() int {
-	n := 0
-	for _, p := range f.pending {
-		n += len(p.spans)
-	}
-	f.idx.Spans(func(page.Pgid, uint64) { n++ })
-	return n
-}
-
 // Load resets the freelist to hold exactly spans (ascending), all free.
 func (f *Freelist) Load(spans []page.Span) {
 	f.idx.Reset()

@@ -6,12 +6,6 @@ import (
 
 const freelistFixed = HeaderSize + 16
 
-// FreelistMaxSize is an upper bound of the bytes a checkpoint of the given
-// number of spans takes.
-func FreelistMaxSize(spans int) int {
-	return freelistFixed + spans*2*binary.MaxVarintLen64
-}
-
 // PutFreelist encodes a freelist checkpoint into the zeroed span b for page
 // id. each must call its argument once per free span in ascending order.
 func PutFreelist(b []byte, id Pgid, txid Txid, pageSize int, each func(yield func(id Pgid, n uint64))) {

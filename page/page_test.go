@@ -126,12 +126,13 @@ func TestRecordAndFreelistRoundTrip(t *testing.T) {
 	}
 
 	spans := []page.Span{{ID: 3, N: 1}, {ID: 10, N: 5}, {ID: 1000000, N: 300}}
-	fb := make([]byte, page.Pages(page.FreelistMaxSize(len(spans)), ps)*ps)
-	page.PutFreelist(fb, 4, 1, ps, func(yield func(page.Pgid, uint64)) {
+	each := func(yield func(page.Pgid, uint64)) {
 		for _, s := range spans {
 			yield(s.ID, s.N)
 		}
-	})
+	}
+	fb := make([]byte, page.Pages(page.FreelistSize(each), ps)*ps)
+	page.PutFreelist(fb, 4, 1, ps, each)
 	var back []page.Span
 	if err := page.DecodeFreelist(fb, 4, 2000000, func(id page.Pgid, n uint64) { back = append(back, page.Span{ID: id, N: n}) }); err != nil {
 		t.Fatal(err)

@@ -70,9 +70,7 @@ func (db *DB) End(t *tx.Tx, committed bool) {
 	s := t.Handle().(*snapshot)
 	if !t.Writable() {
 		s.release()
-		db.statsMu.Lock()
-		db.stats.OpenTxN--
-		db.statsMu.Unlock()
+		db.openTxN.Add(-1)
 		return
 	}
 	if !committed {

@@ -72,7 +72,9 @@ type DB struct {
 	batch   *batch
 
 	statsMu sync.Mutex
-	stats   Stats
+	// Read transaction counters: atomics, so that readers share no lock.
+	txN, openTxN atomic.Int64
+	stats        Stats
 }
 
 // snapshot is one committed state and the mapping it is read through. refs
@@ -496,8 +498,11 @@ func (db *DB) Sync() error {
 // Stats returns database-wide counters.
 func (db *DB) Stats() Stats {
 	db.statsMu.Lock()
-	defer db.statsMu.Unlock()
-	return db.stats
+	s := db.stats
+	db.statsMu.Unlock()
+	s.TxN = int(db.txN.Load())
+	s.OpenTxN = int(db.openTxN.Load())
+	return s
 }
 
 // Begin starts a transaction. Read transactions must be rolled back when
@@ -531,10 +536,8 @@ func (db *DB) beginRO(t *Tx) error {
 		}
 	}
 	t.Init(db, &s.meta, s.epoch.Data(), false, s)
-	db.statsMu.Lock()
-	db.stats.TxN++
-	db.stats.OpenTxN++
-	db.statsMu.Unlock()
+	db.txN.Add(1)
+	db.openTxN.Add(1)
 	return nil
 }
 

@@ -217,6 +217,7 @@ func (db *DB) Commit(t *tx.Tx, cp tx.CommitPages, root page.BucketHeader) error 
 	}
 	db.statsMu.Lock()
 	db.stats.FreelistInuse = db.freelistBytes()
+	db.stats.FreelistWrite += len(sys)
 	db.statsMu.Unlock()
 	return nil
 }

@@ -110,6 +110,7 @@ type Stats struct {
 	PendingPageN  int // freed pages waiting for readers to finish
 	FreeAlloc     int // bytes in free and pending pages
 	FreelistInuse int // bytes of the freelist's persisted form (checkpoint and chained records)
+	FreelistWrite int // bytes of freelist written (checkpoints and commit records) since open
 	TxN           int // read transactions started
 	OpenTxN       int // read transactions open
 	TxStats       TxStats

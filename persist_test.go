@@ -41,3 +41,53 @@ func TestFreelistDeltasSurviveReopen(t *testing.T) {
 		}
 	})
 }
+
+// TestSmallCommitFreelistBytes: a one-key commit writes at most two pages
+// of freelist (its commit record) however many free spans there are, except
+// for the one commit in a chain that writes a checkpoint. With 1 KB pages
+// and thousands of free spans a checkpoint takes several pages, so a commit
+// that wrote the whole free set would be caught.
+func TestSmallCommitFreelistBytes(t *testing.T) {
+	const ps = 1024
+	forEachFreelist(t, func(t *testing.T, ft quiver.FreelistType) {
+		for _, keys := range []int{2000, 60000} {
+			db := openDB(t, ft, &quiver.Options{PageSize: ps})
+			fill(t, db.DB, "b", keys, 100)
+			// Fragment: delete 8 keys of every 16, which empties every
+			// other leaf or so and leaves the free pages in small spans.
+			ok(t, db.Update(func(tx *quiver.Tx) error {
+				b := tx.Bucket([]byte("b"))
+				for i := 0; i < keys; i++ {
+					if i%16 < 8 {
+						if err := b.Delete(key(i)); err != nil {
+							return err
+						}
+					}
+				}
+				return nil
+			}))
+			ok(t, db.Update(func(*quiver.Tx) error { return nil }))
+			ok(t, db.Update(func(*quiver.Tx) error { return nil }))
+			st := db.Stats()
+			free, checkpoint := st.FreePageN, st.FreelistInuse
+			big := 0
+			const commits = 200
+			for i := 0; i < commits; i++ {
+				before := db.Stats().FreelistWrite
+				ok(t, db.Update(func(tx *quiver.Tx) error {
+					return tx.Bucket([]byte("b")).Put(key(i*16+9), value(i, 100))
+				}))
+				if d := db.Stats().FreelistWrite - before; d > 2*ps {
+					big++
+				} else if d <= 0 {
+					t.Fatalf("commit %d wrote %d freelist bytes", i, d)
+				}
+			}
+			// A checkpoint is due once per 64 records.
+			if big > commits/64+1 {
+				t.Fatalf("%d free pages: %d of %d small commits wrote more than 2 freelist pages", free, big, commits)
+			}
+			t.Logf("%d free pages, freelist %d bytes: %d of %d commits wrote more than 2 pages", free, checkpoint, big, commits)
+		}
+	})
+}

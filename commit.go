@@ -346,5 +346,6 @@ func (db *DB) publish(meta *page.Meta, t *tx.Tx, nwrites int, fresh *mmap.Epoch,
 	db.stats.TxStats.Rebalance += st.Rebalance
 	db.stats.TxStats.Split += st.Split
 	db.stats.TxStats.Write += nwrites
+	db.stats.TxStats.AllocTime += st.AllocTime
 	db.statsMu.Unlock()
 }

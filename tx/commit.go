@@ -3,6 +3,7 @@ package tx
 import (
 	"bytes"
 	"sort"
+	"time"
 
 	"github.com/quiverdb/quiver/page"
 )
@@ -34,7 +35,9 @@ func (t *Tx) commit() error {
 	sys := &node{}
 	s.sysPages = t.backend.Reserve(t, len(s.nodes))
 	s.nodes = append(s.nodes, sys)
+	start := time.Now()
 	writes, err := s.allocate()
+	t.stats.AllocTime += time.Since(start)
 	if err != nil {
 		return err
 	}

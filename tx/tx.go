@@ -9,6 +9,8 @@
 package tx
 
 import (
+	"time"
+
 	"github.com/quiverdb/quiver/page"
 )
 
@@ -94,6 +96,8 @@ type TxStats struct {
 	Rebalance int // nodes merged
 	Split     int // nodes split
 	Write     int // write calls made by the commit
+
+	AllocTime time.Duration // time spent asking the freelist for pages
 }
 
 // Init prepares t (new or reused) as a transaction over the snapshot meta,

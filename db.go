@@ -378,7 +378,13 @@ var minReservation = 1 << 30
 // grow.
 func (db *DB) mapFile(hw page.Pgid) (*mmap.Epoch, int, error) {
 	size := reservation(int64(hw)*int64(db.pageSize), db.opts.InitialMmapSize)
-	data, err := mmap.Map(db.file.Fd(), size)
+	var data []byte
+	var err error
+	if m, ok := db.file.(Mapper); ok {
+		data, err = m.Map(size)
+	} else {
+		data, err = mmap.Map(db.file.Fd(), size)
+	}
 	if err != nil {
 		return nil, 0, err
 	}

@@ -26,6 +26,15 @@ type File interface {
 	Close() error
 }
 
+// Mapper may be implemented by a File to control how the database maps it
+// into memory (tests use it to make a mapping fail). Map returns a
+// read-only shared mapping of size bytes of the file, which the database
+// releases with munmap(2); without Mapper, the descriptor from Fd is mapped
+// with mmap(2).
+type Mapper interface {
+	Map(size int) ([]byte, error)
+}
+
 // OpenOSFile is the default Options.OpenFile: an *os.File whose Sync is
 // fdatasync.
 func OpenOSFile(path string, flag int, mode os.FileMode) (File, error) {

@@ -10,10 +10,11 @@ import (
 	"testing"
 
 	"github.com/quiverdb/quiver"
+	"github.com/quiverdb/quiver/mmap"
 )
 
-// faultyFile fails the nth write, truncate or sync (counting from 0) with
-// ENOSPC or EIO, once or from then on.
+// faultyFile fails the nth write, truncate, sync or map (counting from 0)
+// with ENOSPC, EIO or ENOMEM, once or from then on.
 type faultyFile struct {
 	quiver.File
 	n       int64
@@ -46,6 +47,13 @@ func (f faultyFile) Truncate(size int64) error {
 		return err
 	}
 	return f.File.Truncate(size)
+}
+
+func (f faultyFile) Map(size int) ([]byte, error) {
+	if err := f.fail("map", syscall.ENOMEM); err != nil {
+		return nil, err
+	}
+	return mmap.Map(f.Fd(), size)
 }
 
 func (f faultyFile) Sync() error {
@@ -162,8 +170,12 @@ func faultRun(t *testing.T, ft quiver.FreelistType, n int64, forever bool) bool 
 			// until reopened; a failed growth (truncate) wrote nothing and
 			// only fails its own commit.
 			err2 := db.Update(func(tx *quiver.Tx) error { return nil })
-			if k := kind.Load(); (k == "write" || k == "sync") && !errors.Is(err2, quiver.ErrFailed) {
+			k := kind.Load()
+			if (k == "write" || k == "sync") && !errors.Is(err2, quiver.ErrFailed) {
 				t.Fatalf("fault %d: after a failed %s: %v, want ErrFailed", n, k, err2)
+			}
+			if (k == "truncate" || k == "map") && !forever && err2 != nil {
+				t.Fatalf("fault %d: a failed %s must fail only its own commit: %v", n, k, err2)
 			}
 		}
 	}

@@ -143,7 +143,7 @@ func Open(path string, mode os.FileMode, opts *Options) (*DB, error) {
 	}
 	switch o.FreelistType {
 	case "":
-		o.FreelistType = FreelistArray
+		o.FreelistType = FreelistHashmap
 	case FreelistArray, FreelistHashmap:
 	default:
 		return nil, fmt.Errorf("quiver: unknown freelist type %q", o.FreelistType)
@@ -408,10 +408,10 @@ func reservation(need int64, initial int) int {
 func (db *DB) loadFreelist(m *page.Meta, data []byte) error {
 	var idx freelist.Index
 	switch db.opts.FreelistType {
-	case FreelistHashmap:
-		idx = hashmap.New()
-	default:
+	case FreelistArray:
 		idx = array.New()
+	default:
+		idx = hashmap.New()
 	}
 	db.freelist = freelist.New(idx)
 	ps := db.pageSize

@@ -55,7 +55,7 @@ func TestOpenBadPageSize(t *testing.T) {
 func TestOpenPageSizes(t *testing.T) {
 	for _, ps := range []int{1024, 8192, 65536} {
 		t.Run(fmt.Sprint(ps), func(t *testing.T) {
-			db := openDB(t, quiver.FreelistArray, &quiver.Options{PageSize: ps})
+			db := openDB(t, defaultFreelist, &quiver.Options{PageSize: ps})
 			fill(t, db.DB, "b", 3000, 50)
 			db.reopen()
 			expectFill(t, db.DB, "b", 3000, 50)
@@ -64,7 +64,7 @@ func TestOpenPageSizes(t *testing.T) {
 }
 
 func TestClosedDatabase(t *testing.T) {
-	db := openDB(t, quiver.FreelistArray, nil)
+	db := openDB(t, defaultFreelist, nil)
 	ok(t, db.DB.Close())
 	ok(t, db.DB.Close()) // closing twice is harmless
 	if _, err := db.Begin(false); !errors.Is(err, quiver.ErrDatabaseNotOpen) {
@@ -83,7 +83,7 @@ func TestClosedDatabase(t *testing.T) {
 }
 
 func TestFileLock(t *testing.T) {
-	db := openDB(t, quiver.FreelistArray, nil)
+	db := openDB(t, defaultFreelist, nil)
 	start := time.Now()
 	_, err := quiver.Open(db.Path(), 0o600, &quiver.Options{Timeout: 100 * time.Millisecond})
 	if !errors.Is(err, quiver.ErrTimeout) {
@@ -99,7 +99,7 @@ func TestFileLock(t *testing.T) {
 }
 
 func TestReadOnlyShareLock(t *testing.T) {
-	db := openDB(t, quiver.FreelistArray, nil)
+	db := openDB(t, defaultFreelist, nil)
 	fill(t, db.DB, "b", 100, 10)
 	path := db.Path()
 	ok(t, db.DB.Close())
@@ -140,7 +140,7 @@ func TestOpenNotAQuiverFile(t *testing.T) {
 		"truncated": nil, // filled below
 	}
 	// A real database cut short.
-	src := openDB(t, quiver.FreelistArray, nil)
+	src := openDB(t, defaultFreelist, nil)
 	fill(t, src.DB, "b", 2000, 100)
 	raw, err := os.ReadFile(src.Path())
 	ok(t, err)
@@ -181,7 +181,7 @@ func TestOpenEmptyFile(t *testing.T) {
 }
 
 func TestOpenVersionMismatch(t *testing.T) {
-	db := openDB(t, quiver.FreelistArray, nil)
+	db := openDB(t, defaultFreelist, nil)
 	path := db.Path()
 	ok(t, db.DB.Close())
 	db.DB = nil
@@ -197,7 +197,7 @@ func TestOpenVersionMismatch(t *testing.T) {
 }
 
 func TestOpenCorruptMeta(t *testing.T) {
-	db := openDB(t, quiver.FreelistArray, nil)
+	db := openDB(t, defaultFreelist, nil)
 	fill(t, db.DB, "b", 500, 20)
 	path := db.Path()
 	ok(t, db.DB.Close())
@@ -225,7 +225,7 @@ func TestOpenCorruptMeta(t *testing.T) {
 }
 
 func TestCorruptPageReported(t *testing.T) {
-	db := openDB(t, quiver.FreelistArray, nil)
+	db := openDB(t, defaultFreelist, nil)
 	fill(t, db.DB, "b", 5000, 100)
 	path := db.Path()
 	var leaf quiver.BucketStats
@@ -266,7 +266,7 @@ func TestCorruptPageReported(t *testing.T) {
 }
 
 func TestCorruptHeaderIsAnError(t *testing.T) {
-	db := openDB(t, quiver.FreelistArray, nil)
+	db := openDB(t, defaultFreelist, nil)
 	fill(t, db.DB, "b", 5000, 100)
 	path := db.Path()
 	ok(t, db.DB.Close())
@@ -327,7 +327,7 @@ func TestFailedSyncRefusesWrites(t *testing.T) {
 		}
 		return failingFile{File: f, failSync: &fail, syncs: &syncs}, nil
 	}}
-	db := openDB(t, quiver.FreelistArray, opts)
+	db := openDB(t, defaultFreelist, opts)
 	fill(t, db.DB, "b", 100, 10)
 	before := syncs.Load()
 	ok(t, db.Update(func(tx *quiver.Tx) error { return tx.Bucket([]byte("b")).Put([]byte("x"), []byte("1")) }))
@@ -372,7 +372,7 @@ func TestNoSync(t *testing.T) {
 		}
 		return failingFile{File: f, failSync: &never, syncs: &syncs}, nil
 	}}
-	db := openDB(t, quiver.FreelistArray, opts)
+	db := openDB(t, defaultFreelist, opts)
 	before := syncs.Load()
 	fill(t, db.DB, "b", 1000, 10)
 	if n := syncs.Load() - before; n != 0 {
@@ -384,7 +384,7 @@ func TestNoSync(t *testing.T) {
 }
 
 func TestStats(t *testing.T) {
-	db := openDB(t, quiver.FreelistArray, nil)
+	db := openDB(t, defaultFreelist, nil)
 	fill(t, db.DB, "b", 3000, 100)
 	ok(t, db.Update(func(tx *quiver.Tx) error {
 		b := tx.Bucket([]byte("b"))

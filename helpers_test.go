@@ -32,6 +32,10 @@ func testSeed(t testing.TB) uint64 {
 
 func newRand(seed uint64) *rand.Rand { return rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)) }
 
+// defaultFreelist leaves the choice to Open: tests of one freelist run on
+// the default.
+const defaultFreelist quiver.FreelistType = ""
+
 // forEachFreelist runs fn once per freelist implementation.
 func forEachFreelist(t *testing.T, fn func(t *testing.T, ft quiver.FreelistType)) {
 	for _, ft := range quiver.FreelistTypes() {

@@ -58,7 +58,8 @@ type Options struct {
 	// 16 MiB); small files double instead. Growing ahead lets commits
 	// overwrite pages rather than append.
 	AllocSize int
-	// FreelistType selects the freelist (default FreelistArray).
+	// FreelistType selects the freelist (default FreelistHashmap; bbolt's
+	// default is its array freelist, which FreelistArray matches).
 	FreelistType FreelistType
 	// OpenFile opens the database file (default OpenOSFile): the seam for
 	// fault injection.

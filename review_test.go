@@ -51,7 +51,7 @@ func TestInsertBelowMinimumWithRedistribution(t *testing.T) {
 // meta reached the disk: the first attempt's record at the same page must
 // not be accepted for the second attempt's meta.
 func TestStaleRecordOfTornAttemptRejected(t *testing.T) {
-	db := openDB(t, quiver.FreelistArray, nil)
+	db := openDB(t, defaultFreelist, nil)
 	fill(t, db.DB, "b", 500, 20)
 	path := db.Path()
 	put := func(k string) {
@@ -129,7 +129,7 @@ func (f eioFile) ReadAt(p []byte, off int64) (int, error) {
 }
 
 func TestOpenReadErrorIsNotAFallback(t *testing.T) {
-	db := openDB(t, quiver.FreelistArray, nil)
+	db := openDB(t, defaultFreelist, nil)
 	fill(t, db.DB, "b", 100, 10)
 	path := db.Path()
 	ok(t, db.DB.Close())
@@ -152,7 +152,7 @@ func TestOpenReadErrorIsNotAFallback(t *testing.T) {
 }
 
 func TestCursorDeleteBackwards(t *testing.T) {
-	db := openDB(t, quiver.FreelistArray, nil)
+	db := openDB(t, defaultFreelist, nil)
 	fill(t, db.DB, "b", 3000, 20)
 	ok(t, db.Update(func(tx *quiver.Tx) error {
 		c := tx.Bucket([]byte("b")).Cursor()
@@ -197,7 +197,7 @@ func TestDamagedPagesUnderWrites(t *testing.T) {
 		{"bad element offset", func(p []byte) { p[32] ^= 0xff; p[33] ^= 0xff }},
 	} {
 		t.Run(damage.name, func(t *testing.T) {
-			db := openDB(t, quiver.FreelistArray, nil)
+			db := openDB(t, defaultFreelist, nil)
 			fill(t, db.DB, "b", 2000, 20)
 			fill(t, db.DB, "other", 10, 5)
 			path := db.Path()
@@ -235,7 +235,7 @@ func TestDamagedPagesUnderWrites(t *testing.T) {
 }
 
 func TestZeroAllocSizeDoesNotHang(t *testing.T) {
-	db := openDB(t, quiver.FreelistArray, nil)
+	db := openDB(t, defaultFreelist, nil)
 	db.AllocSize = 0
 	done := make(chan error, 1)
 	go func() {

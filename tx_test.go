@@ -11,7 +11,7 @@ import (
 )
 
 func TestTxLifecycle(t *testing.T) {
-	db := openDB(t, quiver.FreelistArray, nil)
+	db := openDB(t, defaultFreelist, nil)
 	tx, err := db.Begin(true)
 	ok(t, err)
 	if !tx.Writable() || tx.ID() != 2 || tx.DB() == nil || tx.DB().Path() != db.Path() {
@@ -67,7 +67,7 @@ func TestTxLifecycle(t *testing.T) {
 }
 
 func TestManagedTx(t *testing.T) {
-	db := openDB(t, quiver.FreelistArray, nil)
+	db := openDB(t, defaultFreelist, nil)
 	ok(t, db.Update(func(tx *quiver.Tx) error {
 		if err := tx.Commit(); !errors.Is(err, quiver.ErrTxManaged) {
 			t.Errorf("Commit inside Update: %v", err)

@@ -62,7 +62,7 @@ type benchOptions struct {
 func benchFlags(o *benchOptions) *flag.FlagSet {
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	fs.StringVar(&o.engine, "engine", "quiver", "engine to run: "+engineNames)
-	fs.StringVar(&o.freelist, "freelist", "", "freelist type: array or hashmap (default: the engine's default, array)")
+	fs.StringVar(&o.freelist, "freelist", "", "freelist type: array or hashmap (default: the engine's default: hashmap for quiver, array for bbolt)")
 	fs.StringVar(&o.profileMode, "profile-mode", "rw", "phases to profile: rw, r or w")
 	fs.StringVar(&o.writeMode, "write-mode", "seq", "write mode: seq, rnd, seq-nest or rnd-nest")
 	fs.StringVar(&o.readMode, "read-mode", "seq", "read mode: seq (cursor scans) or rnd (gets)")
@@ -182,7 +182,10 @@ func (o *benchOptions) dbOptions() dbOptions {
 func (o *benchOptions) engineLabel() string {
 	fl := o.freelist
 	if fl == "" {
-		fl = "array"
+		fl = "hashmap"
+		if o.engine == "bbolt" {
+			fl = "array"
+		}
 	}
 	return o.engine + "-" + fl
 }

@@ -118,6 +118,16 @@ func (x *Index) setHead(c int, r uint64, i int32) {
 
 // insert files a span that overlaps no free span and touches none.
 func (x *Index) insert(start page.Pgid, size uint64) {
+	i := x.link(start, size)
+	x.ids.put(uint32(start), i)
+	if size > 1 {
+		x.ids.put(uint32(start+page.Pgid(size)-1), i)
+	}
+}
+
+// link files a span in its class and region lists and returns its slot;
+// the caller enters its ends in the id table.
+func (x *Index) link(start page.Pgid, size uint64) int32 {
 	c, r := classOf(size), regionOf(start)
 	head := x.head(c, r)
 	i := x.newSlot()
@@ -129,12 +139,9 @@ func (x *Index) insert(start page.Pgid, size uint64) {
 		x.classes[c/64] |= 1 << (c % 64)
 	}
 	x.setHead(c, r, i)
-	x.ids.put(uint32(start), i)
-	if size > 1 {
-		x.ids.put(uint32(start+page.Pgid(size)-1), i)
-	}
 	x.count += int(size)
 	x.nspans++
+	return i
 }
 
 // lookupStart returns the slot of the span starting at id, or none.
@@ -143,7 +150,7 @@ func (x *Index) lookupStart(id page.Pgid) int32 {
 	if pos < 0 {
 		return none
 	}
-	return x.ids.slots[pos]
+	return x.ids.slot(pos)
 }
 
 // lookupEnd returns the slot of the span ending at id, or none.
@@ -152,7 +159,7 @@ func (x *Index) lookupEnd(id page.Pgid) int32 {
 	if pos < 0 {
 		return none
 	}
-	return x.ids.slots[pos]
+	return x.ids.slot(pos)
 }
 
 // remove unfiles slot i and recycles it, returning its span.
@@ -278,7 +285,8 @@ func (x *Index) Free(spans []page.Span) {
 }
 
 // load fills an empty index from sorted spans: adjacent spans are joined
-// in one pass, with no lookups, and the table is sized once.
+// in one pass, with no lookups; the id table is sized once and filled in
+// one sweep (idTable.fill).
 func (x *Index) load(spans []page.Span) {
 	x.ids.reserve(2 * len(spans))
 	if n := len(x.start) + len(spans); cap(x.start) < n {
@@ -287,33 +295,42 @@ func (x *Index) load(spans []page.Span) {
 		x.prev = append(make([]int32, 0, n), x.prev...)
 		x.next = append(make([]int32, 0, n), x.next...)
 	}
+	// ends holds slot<<1 for each span's first page and slot<<1|1 for
+	// its last.
+	ends := make([]uint32, 0, 2*len(spans))
+	add := func(start page.Pgid, size uint64) {
+		for size > 0 {
+			n := min(size, maxSpan)
+			i := x.link(start, n)
+			ends = append(ends, uint32(i)<<1)
+			if n > 1 {
+				ends = append(ends, uint32(i)<<1|1)
+			}
+			start, size = start+page.Pgid(n), size-n
+		}
+	}
 	var start page.Pgid
 	var size uint64
 	for _, s := range spans {
 		if s.N == 0 {
 			continue
 		}
-		if size > 0 && start+page.Pgid(size) == s.ID && size+s.N <= maxSpan {
+		if size > 0 && start+page.Pgid(size) == s.ID {
 			size += s.N
 			continue
 		}
-		if size > 0 {
-			x.insertLong(start, size)
-		}
+		add(start, size)
 		start, size = s.ID, s.N
 	}
-	if size > 0 {
-		x.insertLong(start, size)
-	}
-}
-
-// insertLong inserts a run that may exceed maxSpan as several spans.
-func (x *Index) insertLong(start page.Pgid, size uint64) {
-	for size > maxSpan {
-		x.insert(start, maxSpan)
-		start, size = start+maxSpan, size-maxSpan
-	}
-	x.insert(start, size)
+	add(start, size)
+	x.ids.fill(ends, func(p uint32) (uint32, int32) {
+		i := int32(p >> 1)
+		id := x.start[i]
+		if p&1 != 0 {
+			id += page.Pgid(x.size[i]) - 1
+		}
+		return uint32(id), i
+	})
 }
 
 // FreeCount returns the number of free pages.

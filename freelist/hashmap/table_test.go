@@ -21,7 +21,7 @@ func TestIDTableAgainstMap(t *testing.T) {
 			model[k] = v
 		} else if ok {
 			pos := tb.find(k, func(int32) bool { return true })
-			if pos < 0 || tb.slots[pos] != model[k] {
+			if pos < 0 || tb.slot(pos) != model[k] {
 				t.Fatalf("step %d: key %d at %d, want value %d", step, k, pos, model[k])
 			}
 			tb.del(pos)
@@ -33,7 +33,7 @@ func TestIDTableAgainstMap(t *testing.T) {
 	}
 	for k, v := range model {
 		pos := tb.find(k, func(int32) bool { return true })
-		if pos < 0 || tb.slots[pos] != v {
+		if pos < 0 || tb.slot(pos) != v {
 			t.Fatalf("key %d lost", k)
 		}
 	}

@@ -75,7 +75,7 @@ func (db *DB) End(t *tx.Tx, committed bool) {
 	}
 	if !committed {
 		txid := page.Txid(t.ID())
-		db.freelist.Rollback(txid, s.meta.HighWater)
+		db.freelist.Rollback(txid)
 		db.highWater = s.meta.HighWater
 	}
 	s.release()
@@ -114,8 +114,12 @@ func (db *DB) Reserve(t *tx.Tx, nodes int) int {
 	ps := db.pageSize
 	base := t.Meta()
 	txid := base.Txid + 1
+	db.shrinking = db.shrinkTail(txid)
 	touched := spanPages(db.freelist.TxFreed()) + spanPages(db.freelist.TxAllocated()) + 2*nodes
-	db.checkpointing = len(db.chain) >= maxChainRecords || db.chainTouched+touched > maxChainPages
+	// A commit that shrinks writes a checkpoint, so that no replay at open
+	// has to walk the pages of the run it gave back; so does one whose
+	// file end is held only by the freelist's own pages, to free them.
+	db.checkpointing = db.shrinking || db.tailHeldByFreelist(base) || len(db.chain) >= maxChainRecords || db.chainTouched+touched > maxChainPages
 	flPages := 0
 	if db.checkpointing {
 		prev := db.snap.Load().epoch.Data()
@@ -207,6 +211,14 @@ func (db *DB) Commit(t *tx.Tx, cp tx.CommitPages, root page.BucketHeader) error 
 		}
 	}
 	db.publish(&meta, t, len(runs)+1, fresh, freshSize)
+	if db.shrinking {
+		// The new meta is durable and no reader can reach a page past its
+		// high-water mark: cut the file. A failed truncate leaves it long,
+		// which is harmless.
+		if size := db.keepSize(meta.HighWater); size < db.fileSize && db.file.Truncate(size) == nil {
+			db.fileSize = size
+		}
+	}
 	if db.checkpointing {
 		db.chain = append(db.chain[:0], entry)
 		db.chainTouched = 0
@@ -292,20 +304,7 @@ func (db *DB) grow(size int64) error {
 	if size <= db.fileSize {
 		return nil
 	}
-	step := db.fileSize
-	if step < 32<<10 {
-		step = 32 << 10
-	}
-	alloc := int64(db.AllocSize)
-	if alloc <= 0 {
-		alloc = DefaultAllocSize // the field is public and may be zeroed
-	}
-	if step > alloc {
-		step = alloc
-	}
-	if step < int64(db.pageSize) {
-		step = int64(db.pageSize)
-	}
+	step := db.growStep(db.fileSize)
 	target := db.fileSize
 	for target < size {
 		target += step
@@ -315,6 +314,75 @@ func (db *DB) grow(size int64) error {
 	}
 	db.fileSize = target
 	return nil
+}
+
+// growStep is the step by which a file of size bytes grows: its own size
+// (small files double) up to AllocSize, and at least 32 KiB and a page.
+func (db *DB) growStep(size int64) int64 {
+	step := max(size, 32<<10)
+	alloc := int64(db.AllocSize)
+	if alloc <= 0 {
+		alloc = DefaultAllocSize // the field is public and may be zeroed
+	}
+	return max(min(step, alloc), int64(db.pageSize))
+}
+
+// keepSize is the file size kept when a file whose data ends at high-water
+// mark hw shrinks: the data plus one growth step, so that the next commits
+// do not grow it again at once.
+func (db *DB) keepSize(hw page.Pgid) int64 {
+	need := int64(hw) * int64(db.pageSize)
+	return need + db.growStep(need)
+}
+
+// shrinkTail gives back the free run at the end of the file (taking it
+// from the freelist as part of commit txid's allocations and lowering the
+// high-water mark) when that lets the file shrink by at least a growth step
+// beyond what keepSize keeps. Only free pages are taken, never pending
+// ones, so no open reader can reach them. With NoSync it does nothing: the
+// truncate could reach the disk before the meta that allows it.
+func (db *DB) shrinkTail(txid page.Txid) bool {
+	if db.NoSync {
+		return false
+	}
+	n := db.freelist.Index().TailRun(db.highWater)
+	if n == 0 || n >= uint64(db.highWater) {
+		return false
+	}
+	keep := db.keepSize(db.highWater - page.Pgid(n))
+	if db.fileSize-keep < db.growStep(keep) {
+		return false
+	}
+	if db.freelist.TakeTail(txid, db.highWater, n) != n {
+		return false
+	}
+	db.highWater -= page.Pgid(n)
+	return true
+}
+
+// tailHeldByFreelist reports whether the last used page of the file (below
+// any free run at its end) belongs to the freelist checkpoint or a chained
+// record while enough pages are free that the file could shrink by a
+// growth step. Those pages stay allocated
+// until the next checkpoint, which would otherwise come up to
+// maxChainRecords commits later; at most one in 8 commits is forced.
+func (db *DB) tailHeldByFreelist(base *page.Meta) bool {
+	if db.NoSync || len(db.chain) < 8 {
+		return false
+	}
+	if int64(db.freelist.FreeCount())*int64(db.pageSize) < 2*db.growStep(db.fileSize) {
+		return false
+	}
+	hw := db.highWater - page.Pgid(db.freelist.Index().TailRun(db.highWater))
+	if base.Freelist+page.Pgid(db.checkpointPages) == hw {
+		return true
+	}
+	for _, e := range db.chain {
+		if e.id+page.Pgid(e.pages) == hw {
+			return true
+		}
+	}
+	return false
 }
 
 // publish makes meta the current snapshot, remapping if the file outgrew

@@ -65,6 +65,7 @@ type DB struct {
 	chainTouched    int
 	checkpointPages int  // pages of the last checkpoint
 	checkpointing   bool // this commit writes a checkpoint (Reserve)
+	shrinking       bool // this commit gave back the file's free tail (Reserve)
 
 	txPool sync.Pool
 

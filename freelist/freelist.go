@@ -38,6 +38,11 @@ type Index interface {
 	// allocations from its record needs it: each was taken from the start
 	// of a free run.
 	Take(id page.Pgid, n int) bool
+	// TailRun returns the length of the free run that ends just before
+	// end, where page end is not free (the high-water mark): 0 if page
+	// end-1 is not free. A run kept as several spans may be reported in
+	// part.
+	TailRun(end page.Pgid) uint64
 	// Reset empties the set.
 	Reset()
 }
@@ -63,6 +68,7 @@ type Freelist struct {
 	// The open writer's changes, undone by Rollback.
 	writer    page.Txid
 	allocated []page.Span
+	appended  []bool // allocated[i] came from the end of the file
 	freed     []page.Span
 }
 
@@ -89,7 +95,7 @@ func (f *Freelist) Allocate(txid page.Txid, n int) page.Pgid {
 	f.begin(txid)
 	id := f.idx.Allocate(n)
 	if id != 0 {
-		f.allocated = append(f.allocated, page.Span{ID: id, N: uint64(n)})
+		f.noteAllocated(page.Span{ID: id, N: uint64(n)}, false)
 	}
 	return id
 }
@@ -98,7 +104,12 @@ func (f *Freelist) Allocate(txid page.Txid, n int) page.Pgid {
 // index (the end of the file), so that they appear in the commit's delta.
 func (f *Freelist) NoteAllocated(txid page.Txid, id page.Pgid, n int) {
 	f.begin(txid)
-	f.allocated = append(f.allocated, page.Span{ID: id, N: uint64(n)})
+	f.noteAllocated(page.Span{ID: id, N: uint64(n)}, true)
+}
+
+func (f *Freelist) noteAllocated(s page.Span, appended bool) {
+	f.allocated = append(f.allocated, s)
+	f.appended = append(f.appended, appended)
 }
 
 // Free marks n pages at id, written by transaction alloc, as freed by writer
@@ -124,14 +135,15 @@ func (f *Freelist) Free(txid, alloc page.Txid, id page.Pgid, n int) {
 func (f *Freelist) Commit(txid page.Txid) {
 	if f.writer == txid {
 		f.allocated = f.allocated[:0]
+		f.appended = f.appended[:0]
 		f.freed = f.freed[:0]
 	}
 }
 
-// Rollback undoes every Allocate, NoteAllocated and Free of writer txid.
-// Pages NoteAllocated from the end of the file are not returned to the
-// index: the caller restores its high-water mark.
-func (f *Freelist) Rollback(txid page.Txid, highWater page.Pgid) {
+// Rollback undoes every Allocate, TakeTail, NoteAllocated and Free of
+// writer txid. Pages NoteAllocated from the end of the file are not
+// returned to the index: the caller restores its high-water mark.
+func (f *Freelist) Rollback(txid page.Txid) {
 	if f.writer != txid {
 		return
 	}
@@ -142,14 +154,34 @@ func (f *Freelist) Rollback(txid page.Txid, highWater page.Pgid) {
 		f.pending = f.pending[:k-1]
 	}
 	var back []page.Span
-	for _, s := range f.allocated {
-		if s.ID < highWater {
+	for i, s := range f.allocated {
+		if !f.appended[i] {
 			back = append(back, s)
 		}
 	}
 	f.freeSorted(back)
 	f.allocated = f.allocated[:0]
+	f.appended = f.appended[:0]
 	f.freed = f.freed[:0]
+}
+
+// TakeTail takes for writer txid the free run that ends just before end,
+// the high-water mark, if it holds at least min pages, and returns its
+// length (0 if it took nothing). The database lowers its high-water mark by
+// as much, so that the file can shrink; the run is part of the commit's
+// allocations, so Rollback returns it.
+func (f *Freelist) TakeTail(txid page.Txid, end page.Pgid, min uint64) uint64 {
+	n := f.idx.TailRun(end)
+	if n == 0 || n < min || n > uint64(end) {
+		return 0
+	}
+	id := end - page.Pgid(n)
+	if !f.idx.Take(id, int(n)) {
+		return 0
+	}
+	f.begin(txid)
+	f.noteAllocated(page.Span{ID: id, N: n}, false)
+	return n
 }
 
 // TxAllocated returns the spans the open writer has allocated so far. The
@@ -245,6 +277,7 @@ func (f *Freelist) Load(spans []page.Span) {
 	f.pending = f.pending[:0]
 	f.npend = 0
 	f.allocated = f.allocated[:0]
+	f.appended = f.appended[:0]
 	f.freed = f.freed[:0]
 	f.idx.Free(spans)
 }

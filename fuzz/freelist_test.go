@@ -69,7 +69,7 @@ func differential(t *testing.T, ops []byte) {
 				}
 				if b&0x80 != 0 {
 					for _, f := range impls {
-						f.Rollback(txid, 1<<40)
+						f.Rollback(txid)
 					}
 				} else {
 					for _, f := range impls {
@@ -100,7 +100,7 @@ func differential(t *testing.T, ops []byte) {
 					}
 				} else {
 					for _, f := range impls {
-						f.Rollback(txid, 1<<40)
+						f.Rollback(txid)
 					}
 				}
 			case 2: // a reader starts at the last commit

@@ -49,6 +49,16 @@ func (a *Index) Take(id page.Pgid, n int) bool {
 	return true
 }
 
+// TailRun returns the length of the run of free ids ending at end-1.
+func (a *Index) TailRun(end page.Pgid) uint64 {
+	n := uint64(0)
+	i := sort.Search(len(a.ids), func(i int) bool { return a.ids[i] >= end }) - 1
+	for ; i >= 0 && a.ids[i] == end-1-page.Pgid(n); i-- {
+		n++
+	}
+	return n
+}
+
 // Free merges the sorted spans into the sorted id slice.
 func (a *Index) Free(spans []page.Span) {
 	add := 0

@@ -28,6 +28,7 @@ func Run(t *testing.T, newIndex func() freelist.Index) {
 	t.Run("Rollback", func(t *testing.T) { testRollback(t, newIndex) })
 	t.Run("SpansIncludePending", func(t *testing.T) { testSpansIncludePending(t, newIndex) })
 	t.Run("Take", func(t *testing.T) { testTake(t, newIndex) })
+	t.Run("TakeTail", func(t *testing.T) { testTakeTail(t, newIndex) })
 	t.Run("RandomAgainstModel", func(t *testing.T) { testRandom(t, newIndex) })
 }
 
@@ -52,6 +53,31 @@ func testTake(t *testing.T, newIndex func() freelist.Index) {
 	}
 	if x.FreeCount() != 0 {
 		t.Fatalf("%d pages left", x.FreeCount())
+	}
+}
+
+func testTakeTail(t *testing.T, newIndex func() freelist.Index) {
+	f := freelist.New(newIndex())
+	// [20,30) is freed in two pieces: the run is whole either way.
+	f.Index().Free([]page.Span{span(10, 5), span(20, 5)})
+	f.Index().Free([]page.Span{span(25, 5)})
+	for _, c := range []struct{ end, want int }{{30, 10}, {31, 0}, {15, 5}, {17, 0}, {0, 0}} {
+		if got := f.Index().TailRun(page.Pgid(c.end)); got != uint64(c.want) {
+			t.Fatalf("TailRun(%d) = %d, want %d", c.end, got, c.want)
+		}
+	}
+	if n := f.TakeTail(7, 30, 11); n != 0 {
+		t.Fatalf("TakeTail with min 11 took %d", n)
+	}
+	if n := f.TakeTail(7, 30, 10); n != 10 {
+		t.Fatalf("TakeTail took %d, want 10", n)
+	}
+	if f.FreeCount() != 5 || len(f.TxAllocated()) != 1 || f.TxAllocated()[0] != span(20, 10) {
+		t.Fatalf("after TakeTail: %d free, allocated %v", f.FreeCount(), f.TxAllocated())
+	}
+	f.Rollback(7)
+	if f.FreeCount() != 15 || f.Index().TailRun(30) != 10 {
+		t.Fatalf("after rollback: %d free, tail %d", f.FreeCount(), f.Index().TailRun(30))
 	}
 }
 
@@ -164,7 +190,7 @@ func testRollback(t *testing.T, newIndex func() freelist.Index) {
 	if len(f.TxAllocated()) != 2 || len(f.TxFreed()) != 1 {
 		t.Fatalf("tx delta %v %v", f.TxAllocated(), f.TxFreed())
 	}
-	f.Rollback(6, 100)
+	f.Rollback(6)
 	if a == 0 {
 		t.Fatal("allocation failed")
 	}
@@ -287,7 +313,7 @@ func testRandom(t *testing.T, newIndex func() freelist.Index) {
 			}
 		}
 		if r.IntN(5) == 0 {
-			f.Rollback(txid, startHW)
+			f.Rollback(txid)
 			hw = startHW
 			for _, id := range allocs {
 				delete(inUse, id)

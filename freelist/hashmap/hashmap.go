@@ -192,26 +192,12 @@ func (x *Index) remove(i int32) (page.Pgid, uint64) {
 	return start, size
 }
 
-// firstClass returns the first non-empty class >= c, or -1.
-func (x *Index) firstClass(c int) int {
-	for w := c / 64; w < len(x.classes); w++ {
-		mask := x.classes[w]
-		if w == c/64 {
-			mask &^= (1 << (c % 64)) - 1
-		}
-		if mask != 0 {
-			return w*64 + bits.TrailingZeros64(mask)
-		}
-	}
-	return -1
-}
-
 // Allocate takes n contiguous pages; see the package comment.
 func (x *Index) Allocate(n int) page.Pgid {
 	if n <= 0 || uint64(n) > maxSpan {
 		return 0
 	}
-	c := x.firstClass(fitClass(uint64(n)))
+	c, r := x.lowestFit(fitClass(uint64(n)))
 	if c < 0 {
 		// No class is sure to fit; n's own power-of-two class may still
 		// hold a span large enough. Look at a bounded number of spans of
@@ -232,8 +218,34 @@ func (x *Index) Allocate(n int) page.Pgid {
 		}
 		return x.take(i, uint64(n))
 	}
-	r, _ := x.regions[c].first()
 	return x.take(x.head(c, r), uint64(n))
+}
+
+// lowestFit returns, among the non-empty classes from c up, the one whose
+// lowest region is lowest (the smallest such class on a tie), and that
+// region; -1 if every class from c up is empty. Preferring the low region
+// over the snug class keeps live pages low in the file, so that free space
+// gathers at the end, where the file can shrink. It reads at most every
+// class's bitset: a bounded number of words.
+func (x *Index) lowestFit(c int) (int, uint64) {
+	best, bestR := -1, uint64(0)
+	for w := c / 64; w < len(x.classes); w++ {
+		mask := x.classes[w]
+		if w == c/64 {
+			mask &^= (1 << (c % 64)) - 1
+		}
+		for ; mask != 0; mask &= mask - 1 {
+			k := w*64 + bits.TrailingZeros64(mask)
+			r, _ := x.regions[k].first()
+			if best < 0 || r < bestR {
+				best, bestR = k, r
+				if r == 0 {
+					return best, bestR
+				}
+			}
+		}
+	}
+	return best, bestR
 }
 
 // Take removes the n pages at id if id starts a free span of at least n.
@@ -244,6 +256,18 @@ func (x *Index) Take(id page.Pgid, n int) bool {
 	}
 	x.take(i, uint64(n))
 	return true
+}
+
+// TailRun returns the size of the span that ends at end-1.
+func (x *Index) TailRun(end page.Pgid) uint64 {
+	if end == 0 {
+		return 0
+	}
+	i := x.lookupEnd(end - 1)
+	if i == none {
+		return 0
+	}
+	return uint64(x.size[i])
 }
 
 // take allocates n pages from the start of span i.

@@ -112,6 +112,36 @@ func crashWorkload(t *testing.T, path string, ft quiver.FreelistType, rec *crash
 		}
 		snap()
 	}
+	// Drop everything, then write a little: the free end of the file is
+	// given back (a checkpoint, then a truncate after the sync).
+	peak, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for c := 0; c < 14; c++ {
+		err := db.Update(func(tx *quiver.Tx) error {
+			for i := 0; i < 3; i++ {
+				name := []byte(fmt.Sprintf("b%d", i))
+				if c == 0 && tx.Bucket(name) != nil {
+					if err := tx.DeleteBucket(name); err != nil {
+						return err
+					}
+				}
+			}
+			b, err := tx.CreateBucketIfNotExists([]byte("b0"))
+			if err != nil {
+				return err
+			}
+			return b.Put([]byte(fmt.Sprintf("k%04d", c)), []byte("after"))
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		snap()
+	}
+	if end, err := os.Stat(path); err != nil || end.Size() >= peak.Size() {
+		t.Fatalf("the file did not shrink after everything was deleted (%d bytes, then %v, %v)", peak.Size(), end.Size(), err)
+	}
 	if err := db.Close(); err != nil {
 		t.Fatal(err)
 	}

@@ -15,11 +15,16 @@ import (
 // checkpoint and the commit record, grows the file if needed, writes the
 // runs, the record and the meta, syncs once, and publishes the snapshot.
 
-// DB returns db as the tx.DB interface.
-func (db *DB) DB() tx.DB { return db }
+// backend is the DB seen by its transactions (tx.Backend): a distinct
+// type, so that these methods are not part of DB's API.
+type backend DB
+
+// DB returns the database as the tx.DB interface.
+func (b *backend) DB() tx.DB { return (*DB)(b) }
 
 // Allocate implements tx.Backend.
-func (db *DB) Allocate(txid page.Txid, n int, grow bool) (page.Pgid, error) {
+func (b *backend) Allocate(txid page.Txid, n int, grow bool) (page.Pgid, error) {
+	db := (*DB)(b)
 	if id := db.freelist.Allocate(txid, n); id != 0 {
 		return id, nil
 	}
@@ -33,13 +38,15 @@ func (db *DB) Allocate(txid page.Txid, n int, grow bool) (page.Pgid, error) {
 }
 
 // Free implements tx.Backend.
-func (db *DB) Free(txid, alloc page.Txid, id page.Pgid, n int) {
+func (b *backend) Free(txid, alloc page.Txid, id page.Pgid, n int) {
+	db := (*DB)(b)
 	db.freelist.Free(txid, alloc, id, n)
 }
 
 // WriteBuffer implements tx.Backend: the writer's scratch, reused across
 // commits so that a commit's page buffers are not garbage.
-func (db *DB) WriteBuffer(size int) []byte {
+func (b *backend) WriteBuffer(size int) []byte {
+	db := (*DB)(b)
 	if len(db.wbuf)+size > cap(db.wbuf) {
 		// Keep what was handed out valid: start a new, larger buffer.
 		n := 2 * cap(db.wbuf)
@@ -53,20 +60,21 @@ func (db *DB) WriteBuffer(size int) []byte {
 	}
 	off := len(db.wbuf)
 	db.wbuf = db.wbuf[:off+size]
-	b := db.wbuf[off : off+size : off+size]
-	clear(b)
-	return b
+	buf := db.wbuf[off : off+size : off+size]
+	clear(buf)
+	return buf
 }
 
 // Pin implements tx.Backend.
-func (db *DB) Pin(t *tx.Tx) (release func()) {
+func (b *backend) Pin(t *tx.Tx) (release func()) {
 	s := t.Handle().(*snapshot)
 	s.acquire() // t holds a reference: s is alive
 	return s.release
 }
 
 // End implements tx.Backend.
-func (db *DB) End(t *tx.Tx, committed bool) {
+func (b *backend) End(t *tx.Tx, committed bool) {
+	db := (*DB)(b)
 	s := t.Handle().(*snapshot)
 	if !t.Writable() {
 		s.release()
@@ -110,7 +118,8 @@ func spanPages(spans []page.Span) int {
 // Reserve implements tx.Backend: it decides whether this commit writes a
 // freelist checkpoint (then it frees the previous one and every record
 // chained since) and sizes the commit's own pages.
-func (db *DB) Reserve(t *tx.Tx, nodes int) int {
+func (b *backend) Reserve(t *tx.Tx, nodes int) int {
+	db := (*DB)(b)
 	ps := db.pageSize
 	base := t.Meta()
 	txid := base.Txid + 1
@@ -139,7 +148,8 @@ func (db *DB) Reserve(t *tx.Tx, nodes int) int {
 }
 
 // Commit implements tx.Backend.
-func (db *DB) Commit(t *tx.Tx, cp tx.CommitPages, root page.BucketHeader) error {
+func (b *backend) Commit(t *tx.Tx, cp tx.CommitPages, root page.BucketHeader) error {
+	db := (*DB)(b)
 	ps := db.pageSize
 	base := t.Meta()
 	txid := base.Txid + 1

@@ -543,7 +543,7 @@ func (db *DB) beginRO(t *Tx) error {
 			return ErrDatabaseNotOpen
 		}
 	}
-	t.Init(db, &s.meta, s.epoch.Data(), false, s)
+	t.Init((*backend)(db), &s.meta, s.epoch.Data(), false, s)
 	db.txN.Add(1)
 	db.openTxN.Add(1)
 	return nil
@@ -570,7 +570,7 @@ func (db *DB) beginRW() (*Tx, error) {
 	s.acquire() // the writer holds the lock: s is current and alive
 	db.highWater = s.meta.HighWater
 	t := &Tx{}
-	t.Init(db, &s.meta, s.epoch.Data(), true, s)
+	t.Init((*backend)(db), &s.meta, s.epoch.Data(), true, s)
 	return t, nil
 }
 

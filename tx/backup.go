@@ -7,9 +7,11 @@ import (
 	"github.com/quiverdb/quiver/page"
 )
 
-// WriteTo writes a consistent copy of the database as of this transaction
-// to w: a complete quiver file that opens as this snapshot. It may run in a
-// read transaction while writers continue (a hot backup).
+// WriteTo writes a consistent copy of the database as of the snapshot
+// this transaction started from to w: a complete quiver file that opens as
+// that snapshot. It may run in a read transaction while writers continue
+// (a hot backup). In a write transaction it copies the last committed
+// state, without the transaction's own uncommitted changes (as bbolt does).
 func (t *Tx) WriteTo(w io.Writer) (int64, error) {
 	if t.closed {
 		return 0, ErrTxClosed

@@ -7,7 +7,7 @@ import (
 	"github.com/quiverdb/quiver/mmap"
 
 	"github.com/quiverdb/quiver/page"
-	"github.com/quiverdb/quiver/tx"
+	"github.com/quiverdb/quiver/internal/tx"
 )
 
 // The database side of a commit (tx.Backend). The transaction has split its
@@ -67,7 +67,7 @@ func (b *backend) WriteBuffer(size int) []byte {
 
 // Pin implements tx.Backend.
 func (b *backend) Pin(t *tx.Tx) (release func()) {
-	s := t.Handle().(*snapshot)
+	s := tx.Handle(t).(*snapshot)
 	s.acquire() // t holds a reference: s is alive
 	return s.release
 }
@@ -75,7 +75,7 @@ func (b *backend) Pin(t *tx.Tx) (release func()) {
 // End implements tx.Backend.
 func (b *backend) End(t *tx.Tx, committed bool) {
 	db := (*DB)(b)
-	s := t.Handle().(*snapshot)
+	s := tx.Handle(t).(*snapshot)
 	if !t.Writable() {
 		s.release()
 		db.openTxN.Add(-1)
@@ -121,7 +121,7 @@ func spanPages(spans []page.Span) int {
 func (b *backend) Reserve(t *tx.Tx, nodes int) int {
 	db := (*DB)(b)
 	ps := db.pageSize
-	base := t.Meta()
+	base := tx.MetaOf(t)
 	txid := base.Txid + 1
 	db.shrinking = db.shrinkTail(txid)
 	touched := spanPages(db.freelist.TxFreed()) + spanPages(db.freelist.TxAllocated()) + 2*nodes
@@ -151,7 +151,7 @@ func (b *backend) Reserve(t *tx.Tx, nodes int) int {
 func (b *backend) Commit(t *tx.Tx, cp tx.CommitPages, root page.BucketHeader) error {
 	db := (*DB)(b)
 	ps := db.pageSize
-	base := t.Meta()
+	base := tx.MetaOf(t)
 	txid := base.Txid + 1
 
 	// The checkpoint (if any) and the record go in the reserved span.

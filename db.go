@@ -14,7 +14,7 @@ import (
 	"github.com/quiverdb/quiver/freelist/hashmap"
 	"github.com/quiverdb/quiver/mmap"
 	"github.com/quiverdb/quiver/page"
-	"github.com/quiverdb/quiver/tx"
+	"github.com/quiverdb/quiver/internal/tx"
 )
 
 // Tx, Bucket and Cursor are the transaction types, re-exported so that a
@@ -543,7 +543,7 @@ func (db *DB) beginRO(t *Tx) error {
 			return ErrDatabaseNotOpen
 		}
 	}
-	t.Init((*backend)(db), &s.meta, s.epoch.Data(), false, s)
+	tx.Init(t, (*backend)(db), &s.meta, s.epoch.Data(), false, s)
 	db.txN.Add(1)
 	db.openTxN.Add(1)
 	return nil
@@ -570,7 +570,7 @@ func (db *DB) beginRW() (*Tx, error) {
 	s.acquire() // the writer holds the lock: s is current and alive
 	db.highWater = s.meta.HighWater
 	t := &Tx{}
-	t.Init((*backend)(db), &s.meta, s.epoch.Data(), true, s)
+	tx.Init(t, (*backend)(db), &s.meta, s.epoch.Data(), true, s)
 	return t, nil
 }
 
@@ -602,15 +602,15 @@ func (db *DB) Update(fn func(*Tx) error) error {
 	if err != nil {
 		return err
 	}
-	defer t.End() // rolls back if fn panics
-	t.SetManaged(true)
+	defer tx.End(t) // rolls back if fn panics
+	tx.SetManaged(t, true)
 	err = fn(t)
-	t.SetManaged(false)
+	tx.SetManaged(t, false)
 	if err != nil {
-		t.End()
+		tx.End(t)
 		return err
 	}
-	return t.CommitManaged()
+	return tx.CommitManaged(t)
 }
 
 // View runs fn in a read transaction. Values fn reads are valid only until
@@ -624,9 +624,9 @@ func (db *DB) View(fn func(*Tx) error) error {
 		db.txPool.Put(t)
 		return err
 	}
-	t.SetManaged(true)
+	tx.SetManaged(t, true)
 	defer func() {
-		t.End()
+		tx.End(t)
 		db.txPool.Put(t)
 	}()
 	err := fn(t)

@@ -5,7 +5,7 @@ import (
 
 	"github.com/quiverdb/quiver/mmap"
 	"github.com/quiverdb/quiver/page"
-	"github.com/quiverdb/quiver/tx"
+	"github.com/quiverdb/quiver/internal/tx"
 )
 
 // Errors returned by quiver, grouped here with when each is returned. Match

@@ -103,7 +103,7 @@ type TxStats struct {
 // Init prepares t (new or reused) as a transaction over the snapshot meta,
 // whose pages are read from data. handle is the backend's, returned by
 // Handle.
-func (t *Tx) Init(b Backend, meta *page.Meta, data []byte, writable bool, handle any) {
+func Init(t *Tx, b Backend, meta *page.Meta, data []byte, writable bool, handle any) {
 	slab := t.slab[:0]
 	arena := t.arena
 	arena.reset()
@@ -112,14 +112,19 @@ func (t *Tx) Init(b Backend, meta *page.Meta, data []byte, writable bool, handle
 }
 
 // Handle returns the backend's handle given to Init.
-func (t *Tx) Handle() any { return t.handle }
+func Handle(t *Tx) any { return t.handle }
 
-// Meta returns the snapshot the transaction started from.
-func (t *Tx) Meta() *page.Meta { return &t.meta }
+// MetaOf returns the snapshot the transaction started from.
+func MetaOf(t *Tx) *page.Meta { return &t.meta }
+
+// Meta returns a copy of the meta of the snapshot the transaction reads:
+// page size, root, high-water mark, freelist and commit record pages (for
+// tools that inspect the file).
+func (t *Tx) Meta() page.Meta { return t.meta }
 
 // SetManaged marks a transaction run by Update, View or Batch, whose Commit
 // and Rollback belong to the database.
-func (t *Tx) SetManaged(m bool) { t.managed = m }
+func SetManaged(t *Tx, m bool) { t.managed = m }
 
 // Err returns the first corruption the transaction met while reading, if
 // any. Get and cursors cannot return errors, so they stop at a damaged page
@@ -308,7 +313,7 @@ func (t *Tx) Rollback() error {
 }
 
 // End ends a managed transaction on behalf of the database.
-func (t *Tx) End() {
+func End(t *Tx) {
 	if !t.closed {
 		t.end(false)
 	}
@@ -332,11 +337,13 @@ func (t *Tx) Commit() error {
 	if t.managed {
 		return ErrTxManaged
 	}
-	return t.CommitManaged()
+	return t.commitManaged()
 }
 
 // CommitManaged commits on behalf of Update and Batch.
-func (t *Tx) CommitManaged() error {
+func CommitManaged(t *Tx) error { return t.commitManaged() }
+
+func (t *Tx) commitManaged() error {
 	if t.closed {
 		return ErrTxClosed
 	}

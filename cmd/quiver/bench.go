@@ -3,7 +3,6 @@ package main
 import (
 	"encoding/binary"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -16,20 +15,13 @@ import (
 	"time"
 
 	"github.com/quiverdb/quiver"
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 )
 
 // quiver bench takes bbolt bench's flags and prints its result lines, so
 // that the same command line runs against either tool; --engine runs either
 // engine from this tool, and --seed makes the random modes repeatable.
-
-func init() {
-	register(&command{
-		name:    "bench",
-		summary: "run a synthetic write and read benchmark (as bbolt bench)",
-		usage:   benchUsage,
-		run:     runBench,
-	})
-}
 
 var benchBucketName = []byte("bench")
 
@@ -59,8 +51,7 @@ type benchOptions struct {
 	seed            uint64
 }
 
-func benchFlags(o *benchOptions) *flag.FlagSet {
-	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
+func (o *benchOptions) addFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.engine, "engine", "quiver", "engine to run: "+engineNames)
 	fs.StringVar(&o.freelist, "freelist", "", "freelist type: array or hashmap (default: the engine's default: hashmap for quiver, array for bbolt)")
 	fs.StringVar(&o.profileMode, "profile-mode", "rw", "phases to profile: rw, r or w")
@@ -80,98 +71,93 @@ func benchFlags(o *benchOptions) *flag.FlagSet {
 	fs.StringVar(&o.memProfile, "memprofile", "", "write a heap profile to this file")
 	fs.BoolVar(&o.goBenchOutput, "gobench-output", false, "print results in go test -bench format, for benchstat")
 	fs.Uint64Var(&o.seed, "seed", 1, "seed of the random write modes and of the read order (0: from the clock)")
-	return fs
 }
 
-func benchUsage(w io.Writer) {
-	var o benchOptions
-	fs := benchFlags(&o)
-	fmt.Fprint(w, `usage: quiver bench [flags]
-
-Bench writes --count keys in transactions of --batch-size keys, then reads
+func newBenchCommand() *cobra.Command {
+	o := &benchOptions{}
+	cmd := &cobra.Command{
+		Use:   "bench [flags]",
+		Short: "run a synthetic write and read benchmark (as bbolt bench)",
+		Long: `Bench writes --count keys in transactions of --batch-size keys, then reads
 them back in one read transaction, repeating passes for at least a second,
 and prints:
 
 	# Write	<n>(ops)	<duration>	(<duration>/op)	(<n> op/sec)
 	# Read	<n>(ops)	<duration>	(<duration>/op)	(<n> op/sec)
 
-It takes bbolt bench's flags; --engine bbolt runs bbolt on the same workload.
-With --gobench-output it prints BenchmarkWrite and BenchmarkRead lines,
-headed by an "engine:" configuration line, which benchstat reads.
-
-Flags (one dash or two):
-`)
-	fs.SetOutput(w)
-	fs.PrintDefaults()
+It takes bbolt bench's flags, with one dash or two; --engine bbolt runs bbolt
+on the same workload. With --gobench-output it prints BenchmarkWrite and
+BenchmarkRead lines, headed by an "engine:" configuration line, which
+benchstat reads.`,
+		Example: "  quiver bench --count 100000 --batch-size 1000 --write-mode rnd\n" +
+			"  quiver bench --engine bbolt --gobench-output --count 10000",
+		Args: argsBetween(0, 0),
+		RunE: action(func(cmd *cobra.Command, _ []string) error {
+			if err := o.check(); err != nil {
+				return err
+			}
+			return o.run(cmd.OutOrStdout(), cmd.ErrOrStderr())
+		}),
+	}
+	o.addFlags(cmd.Flags())
+	return cmd
 }
 
-// parseBench parses and checks the bench flags. Every problem is a
-// *usageError.
-func parseBench(args []string) (*benchOptions, error) {
-	o := &benchOptions{}
-	fs := benchFlags(o)
-	fs.SetOutput(io.Discard) // errors are reported by run, help by usage
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return nil, err
-		}
-		return nil, &usageError{err}
-	}
-	if fs.NArg() > 0 {
-		return nil, usagef("unexpected arguments: %s", strings.Join(fs.Args(), " "))
-	}
+// check checks the bench flags the flag parser has set. Every problem is
+// a *usageError.
+func (o *benchOptions) check() error {
 	if _, ok := engines[o.engine]; !ok {
-		return nil, usagef("invalid --engine %q: want %s", o.engine, engineNames)
+		return usagef("invalid --engine %q: want %s", o.engine, engineNames)
 	}
 	switch o.freelist {
 	case "", "array", "hashmap":
 	default:
-		return nil, usagef("invalid --freelist %q: want array or hashmap", o.freelist)
+		return usagef("invalid --freelist %q: want array or hashmap", o.freelist)
 	}
 	switch o.writeMode {
 	case "seq", "rnd", "seq-nest", "rnd-nest":
 	default:
-		return nil, usagef("invalid --write-mode %q: want seq, rnd, seq-nest or rnd-nest", o.writeMode)
+		return usagef("invalid --write-mode %q: want seq, rnd, seq-nest or rnd-nest", o.writeMode)
 	}
 	switch o.readMode {
 	case "seq", "rnd":
 	default:
-		return nil, usagef("invalid --read-mode %q: want seq or rnd", o.readMode)
+		return usagef("invalid --read-mode %q: want seq or rnd", o.readMode)
 	}
 	switch o.profileMode {
 	case "rw", "r", "w":
 	default:
-		return nil, usagef("invalid --profile-mode %q: want rw, r or w", o.profileMode)
+		return usagef("invalid --profile-mode %q: want rw, r or w", o.profileMode)
 	}
 	if o.count < 1 {
-		return nil, usagef("invalid --count %d: want at least 1", o.count)
+		return usagef("invalid --count %d: want at least 1", o.count)
 	}
 	if o.batchSize == 0 {
 		o.batchSize = o.count
 	}
 	if o.batchSize < 0 || o.count%o.batchSize != 0 {
-		return nil, usagef("invalid --batch-size %d: want a divisor of --count %d", o.batchSize, o.count)
+		return usagef("invalid --batch-size %d: want a divisor of --count %d", o.batchSize, o.count)
 	}
 	// Keys carry a 32-bit number in their first four bytes, as bbolt's do.
 	if o.keySize < 4 || o.keySize > quiver.MaxKeySize {
-		return nil, usagef("invalid --key-size %d: want 4 to %d", o.keySize, quiver.MaxKeySize)
+		return usagef("invalid --key-size %d: want 4 to %d", o.keySize, quiver.MaxKeySize)
 	}
 	if o.valueSize < 0 || int64(o.valueSize) > quiver.MaxValueSize {
-		return nil, usagef("invalid --value-size %d: want 0 to %d", o.valueSize, int64(quiver.MaxValueSize))
+		return usagef("invalid --value-size %d: want 0 to %d", o.valueSize, int64(quiver.MaxValueSize))
 	}
 	if !(o.fillPercent >= 0.1 && o.fillPercent <= 1) { // also refuses NaN
-		return nil, usagef("invalid --fill-percent %v: want 0.1 to 1", o.fillPercent)
+		return usagef("invalid --fill-percent %v: want 0.1 to 1", o.fillPercent)
 	}
 	if o.pageSize < 1024 || o.pageSize > 65536 || o.pageSize&(o.pageSize-1) != 0 {
-		return nil, usagef("invalid --page-size %d: want a power of two from 1024 to 65536", o.pageSize)
+		return usagef("invalid --page-size %d: want a power of two from 1024 to 65536", o.pageSize)
 	}
 	if o.initialMmapSize < 0 {
-		return nil, usagef("invalid --initial-mmap-size %d: want at least 0", o.initialMmapSize)
+		return usagef("invalid --initial-mmap-size %d: want at least 0", o.initialMmapSize)
 	}
 	if o.seed == 0 {
 		o.seed = uint64(time.Now().UnixNano())
 	}
-	return o, nil
+	return nil
 }
 
 func (o *benchOptions) dbOptions() dbOptions {
@@ -215,11 +201,8 @@ func (r *benchResult) perSecond() int64 {
 	return int64(float64(r.ops.Load()) / r.duration.Seconds())
 }
 
-func runBench(args []string, stdout, stderr io.Writer) error {
-	o, err := parseBench(args)
-	if err != nil {
-		return err
-	}
+// run runs the benchmark o describes.
+func (o *benchOptions) run(stdout, stderr io.Writer) error {
 	if err := checkEngineOptions(o.engine, o.dbOptions()); err != nil {
 		return err
 	}

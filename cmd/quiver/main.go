@@ -1,125 +1,201 @@
-// Command quiver inspects and exercises quiver databases. Its verbs follow
-// bbolt's command line, so that people who know one know the other:
+// Command quiver inspects, edits and exercises quiver databases. Its verbs,
+// flags and output follow bbolt's command line, so that people who know one
+// know the other:
 //
 //	quiver <command> [flags] [arguments]
 //
-// Each command lives in a file of its own that registers it with
-// register; main only dispatches on the first argument.
+// Each command lives in a file of its own with a constructor that returns
+// its *cobra.Command; newRootCommand gathers them.
 //
-// Exit status: 0 on success, 1 when the command failed, 2 on bad usage
-// (an unknown command, flag or flag value).
+// Exit status: 0 on success, 1 when the command failed (including a file
+// that is not a quiver database, or problems found by check), 2 on bad usage
+// (an unknown command, flag, flag value or a wrong number of arguments),
+// after which the command's usage is printed on stderr.
+//
+// Commands that only read open the database read-only, under a shared lock
+// they wait --timeout for, so that they run beside other readers and fail
+// with one line, rather than hang, while a writer has the file open.
 package main
 
 import (
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
-	"sort"
+	"runtime/debug"
+	"slices"
 	"strings"
+
+	"github.com/spf13/cobra"
 )
-
-// command is one verb of the quiver tool.
-type command struct {
-	name    string
-	summary string // one line, for the command list
-	// usage prints the command's help: synopsis and flags.
-	usage func(w io.Writer)
-	// run executes the command with the arguments after its name. It
-	// returns a *usageError for bad usage.
-	run func(args []string, stdout, stderr io.Writer) error
-}
-
-var commands = map[string]*command{}
-
-// register adds c to the tool; each command's file calls it from init.
-func register(c *command) {
-	if _, dup := commands[c.name]; dup {
-		panic("quiver: command registered twice: " + c.name)
-	}
-	commands[c.name] = c
-}
-
-// usageError reports bad usage: the tool exits with status 2.
-type usageError struct{ err error }
-
-func (e *usageError) Error() string { return e.err.Error() }
-func (e *usageError) Unwrap() error { return e.err }
-
-func usagef(format string, args ...any) error {
-	return &usageError{fmt.Errorf(format, args...)}
-}
 
 func main() {
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 
 // run runs the tool with args (without the program name) and returns the
-// exit status.
-func run(args []string, stdout, stderr io.Writer) int {
-	if len(args) == 0 {
-		printUsage(stderr)
-		return 2
-	}
-	name, rest := args[0], args[1:]
-	switch name {
-	case "help", "-h", "-help", "--help":
-		return help(rest, stdout, stderr)
-	}
-	c, ok := commands[name]
-	if !ok {
-		fmt.Fprintf(stderr, "quiver: unknown command %q\nRun 'quiver help' for usage.\n", name)
-		return 2
-	}
-	err := c.run(rest, stdout, stderr)
-	switch {
-	case err == nil:
-		return 0
-	case errors.Is(err, flag.ErrHelp):
-		c.usage(stdout)
-		return 0
-	}
-	fmt.Fprintf(stderr, "quiver %s: %v\n", name, err)
-	var ue *usageError
-	if errors.As(err, &ue) {
-		fmt.Fprintf(stderr, "Run 'quiver help %s' for usage.\n", name)
-		return 2
-	}
-	return 1
-}
-
-// help prints the tool's usage, or a command's with quiver help <command>.
-func help(args []string, stdout, stderr io.Writer) int {
-	switch len(args) {
-	case 0:
-		printUsage(stdout)
-		return 0
-	case 1:
-		if c, ok := commands[args[0]]; ok {
-			c.usage(stdout)
-			return 0
+// exit status. Tests call it in-process.
+func run(args []string, stdout, stderr io.Writer) (status int) {
+	// A file that shrinks under the tool's own mapping must not kill it
+	// with SIGBUS, and no bug should reach an operator as a stack trace:
+	// both become one line and status 1.
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+	defer func() {
+		if r := recover(); r != nil {
+			fmt.Fprintf(stderr, "quiver: internal error (please report): %s\n", oneLine(fmt.Sprint(r)))
+			status = 1
 		}
-		fmt.Fprintf(stderr, "quiver help: unknown command %q\n", args[0])
-		return 2
+	}()
+	cmd, err := execute(args, stdout, stderr)
+	if err == nil {
+		return 0
 	}
-	fmt.Fprintln(stderr, "usage: quiver help [command]")
+	name := cmd.CommandPath()
+	var st *exitStatus
+	var f *failure
+	switch {
+	case errors.As(err, &st):
+		return st.status
+	case errors.As(err, &f):
+		fmt.Fprintf(stderr, "%s: %s\n", name, oneLine(f.err.Error()))
+		return 1
+	}
+	// Everything else is bad usage: cobra's own errors (flags, arguments)
+	// and the commands' usage errors.
+	fmt.Fprintf(stderr, "%s: %s\n", name, oneLine(err.Error()))
+	fmt.Fprint(stderr, cmd.UsageString())
 	return 2
 }
 
-func printUsage(w io.Writer) {
-	names := make([]string, 0, len(commands))
-	width := 0
-	for n := range commands {
-		names = append(names, n)
-		width = max(width, len(n))
+// execute runs the command line args and returns the command that ran (or
+// failed to parse) and its error.
+func execute(args []string, stdout, stderr io.Writer) (*cobra.Command, error) {
+	root := newRootCommand()
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	if len(args) == 0 {
+		return root, usagef("no command given")
 	}
-	sort.Strings(names)
-	var b strings.Builder
-	b.WriteString("quiver is a tool for quiver databases.\n\nUsage:\n\n\tquiver <command> [flags] [arguments]\n\nThe commands are:\n\n")
-	for _, n := range names {
-		fmt.Fprintf(&b, "\t%-*s  %s\n", width, n, commands[n].summary)
+	// Cobra reports an unknown command over several lines and, for a
+	// root command that does not run, "quiver nope --help" as help; report
+	// it here instead, in one line.
+	if _, _, err := root.Find(args); err != nil {
+		name := args[0]
+		msg := fmt.Sprintf("unknown command %q", name)
+		if s := root.SuggestionsFor(name); len(s) > 0 {
+			msg += "; did you mean " + strings.Join(s, " or ") + "?"
+		}
+		return root, &usageError{errors.New(msg)}
 	}
-	b.WriteString("\nUse 'quiver help <command>' for more about a command.\n")
-	io.WriteString(w, b.String())
+	// SetArgs(nil) would make cobra read os.Args.
+	root.SetArgs(append([]string{}, longDashes(root, args)...))
+	return root.ExecuteC()
+}
+
+// newRootCommand builds the tool: a fresh tree per run, so that flag
+// values never leak from one in-process run to the next.
+func newRootCommand() *cobra.Command {
+	root := &cobra.Command{
+		Use:   "quiver",
+		Short: "quiver inspects, edits and exercises quiver databases",
+		Long: `quiver is a tool for quiver databases. Its commands follow bbolt's command
+line: info, buckets, keys, get, check, stats, inspect, pages, page, dump,
+compact, bench and version, plus put and delete.
+
+Keys, values and bucket names print with --format (auto, ascii-encoded, hex,
+bytes or redacted) and are read from arguments with --parse-format (bytes,
+ascii-encoded or hex).`,
+		SilenceErrors: true, // run prints errors in one line
+		SilenceUsage:  true, // and the usage only for bad usage
+		CompletionOptions: cobra.CompletionOptions{
+			DisableDefaultCmd: true,
+		},
+	}
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return &usageError{err} })
+	root.SetHelpCommand(newHelpCommand())
+	root.AddCommand(
+		newBenchCommand(),
+		newBucketsCommand(),
+		newCheckCommand(),
+		newCompactCommand(),
+		newDeleteCommand(),
+		newDumpCommand(),
+		newGetCommand(),
+		newInfoCommand(),
+		newInspectCommand(),
+		newKeysCommand(),
+		newPageCommand(),
+		newPagesCommand(),
+		newPutCommand(),
+		newStatsCommand(),
+		newVersionCommand(),
+	)
+	root.InitDefaultHelpCmd() // now, not in ExecuteC, so that execute finds it
+	return root
+}
+
+// newHelpCommand replaces cobra's help command, which reports an unknown
+// topic with status 0.
+func newHelpCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:   "help [command]",
+		Short: "print help about the tool or a command",
+		Args:  argsBetween(0, 1),
+		RunE: action(func(cmd *cobra.Command, args []string) error {
+			root := cmd.Root()
+			if len(args) == 0 {
+				return root.Help()
+			}
+			c, rest, err := root.Find(args)
+			if err != nil || c == root || len(rest) > 0 {
+				return usagef("unknown command %q", args[0])
+			}
+			return c.Help()
+		}),
+	}
+}
+
+// longDashes rewrites "-name" and "-name=value" into "--name..." where name
+// is a long flag of the command args run: Go's flag package, which bbolt's
+// older tool and this one before cobra used, accepts one dash, and scripts
+// written for them keep working. Anything else, shorthand clusters ("-f")
+// included, is left for pflag to parse.
+func longDashes(root *cobra.Command, args []string) []string {
+	c, _, err := root.Find(args)
+	if err != nil || c == root {
+		return args
+	}
+	fs := c.Flags()
+	out := slices.Clone(args)
+	takesValue := false // the previous argument is a flag waiting for its value
+	for i, a := range out {
+		if takesValue {
+			takesValue = false
+			continue
+		}
+		if a == "--" {
+			break
+		}
+		if !strings.HasPrefix(a, "-") || len(a) < 2 {
+			continue
+		}
+		body, hasValue := strings.TrimLeft(a, "-"), strings.Contains(a, "=")
+		name, _, _ := strings.Cut(body, "=")
+		switch {
+		case strings.HasPrefix(a, "--"):
+			if f := fs.Lookup(name); f != nil && !hasValue && f.NoOptDefVal == "" {
+				takesValue = true
+			}
+		case len(body) == 1:
+			if f := fs.ShorthandLookup(body); f != nil && f.NoOptDefVal == "" {
+				takesValue = true
+			}
+		default:
+			if f := fs.Lookup(name); f != nil {
+				out[i] = "-" + a
+				takesValue = !hasValue && f.NoOptDefVal == ""
+			}
+		}
+	}
+	return out
 }

@@ -1,11 +1,12 @@
 package main
 
 // White-box tests: package main cannot be imported, so the tests run the
-// tool in-process through run and runBench.
+// tool in-process through run and execute.
 
 import (
 	"bytes"
 	"errors"
+	"io"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -14,6 +15,12 @@ import (
 )
 
 func init() { minReadTime = 20 * time.Millisecond }
+
+// runBench runs quiver bench with args in-process and returns its error.
+func runBench(args []string, stdout, stderr io.Writer) error {
+	_, err := execute(append([]string{"bench"}, args...), stdout, stderr)
+	return err
+}
 
 var (
 	resultLine = regexp.MustCompile(`^# (Write|Read)\t([0-9]+)\(ops\)\t[0-9.]+[a-zµ]+\t\([0-9.]+[a-zµ]+/op\)\t\(([0-9]+) op/sec\)$`)
@@ -134,7 +141,8 @@ func TestRunExitStatus(t *testing.T) {
 		{[]string{"bench", "-h"}, 0, "--count"},
 		{[]string{"help", "nope"}, 2, "unknown command"},
 		{[]string{"nope"}, 2, "unknown command"},
-		{[]string{"bench", "--count", "x"}, 2, "invalid value"},
+		{[]string{"bench", "--count", "x"}, 2, "invalid argument"}, // pflag's wording
+		{[]string{"bench", "-count", "x"}, 2, "invalid argument"},  // one dash, as Go's flag package
 		{[]string{"bench", "--count", "5", "--path", "/nonexistent/dir/db"}, 1, "no such file"},
 	} {
 		var stdout, stderr bytes.Buffer

@@ -65,32 +65,39 @@ const (
 	ownerSys  page.Pgid = ownerMeta + 2 // freelist checkpoint, commit record
 )
 
-func (c *checker) errorf(format string, args ...any) {
+// report sends one problem.
+func (c *checker) report(err error) {
 	c.n++
-	c.ch <- fmt.Errorf(format, args...)
+	c.ch <- err
+}
+
+// corruptf reports a problem with page id as a *page.CorruptionError, so
+// that errors.Is(err, ErrCorrupt) holds and the page can be read from it.
+func (c *checker) corruptf(id page.Pgid, format string, args ...any) {
+	c.report(page.Corruptf(id, format, args...))
 }
 
 // read returns the verified span of page id.
 func (c *checker) read(id page.Pgid) []byte {
 	ps := c.pageSize
 	if id < 2 || id >= c.hw {
-		c.errorf("page %d: out of range (high water %d)", id, c.hw)
+		c.corruptf(id, "out of range (high water %d)", c.hw)
 		return nil
 	}
 	off := int(id) * ps
 	first := c.data[off : off+ps]
 	if err := page.CheckHeader(first, id, ps); err != nil {
-		c.errorf("%v", err)
+		c.report(err)
 		return nil
 	}
 	ov := uint64(page.Overflow(first))
 	if uint64(id)+ov >= uint64(c.hw) {
-		c.errorf("page %d: overflow %d runs past the high water mark %d", id, ov, c.hw)
+		c.corruptf(id, "overflow %d runs past the high water mark %d", ov, c.hw)
 		return nil
 	}
 	p := c.data[off : off+int(ov+1)*ps]
 	if err := page.Verify(p, id, ps); err != nil {
-		c.errorf("%v", err)
+		c.report(err)
 		return nil
 	}
 	return p
@@ -102,11 +109,11 @@ func (c *checker) mark(id page.Pgid, n uint64, owner page.Pgid) bool {
 	for i := uint64(0); i < n; i++ {
 		p := id + page.Pgid(i)
 		if p >= c.hw {
-			c.errorf("page %d: beyond the high water mark %d", p, c.hw)
+			c.corruptf(p, "beyond the high water mark %d", c.hw)
 			return false
 		}
 		if prev := c.owner[p]; prev != 0 {
-			c.errorf("page %d: claimed by %s and by %s", p, ownerName(prev), ownerName(owner))
+			c.corruptf(p, "claimed by %s and by %s", ownerName(prev), ownerName(owner))
 			ok = false
 			continue
 		}
@@ -140,7 +147,7 @@ func (c *checker) run() {
 	}
 	free, chain, err := page.FreeSet(m, read)
 	if err != nil {
-		c.errorf("freelist: %v", err)
+		c.report(fmt.Errorf("freelist: %w", err))
 	} else {
 		if p := c.read(m.Freelist); p != nil {
 			c.mark(m.Freelist, uint64(page.Overflow(p))+1, ownerSys)
@@ -162,7 +169,7 @@ func (c *checker) run() {
 	c.checkBucket(m.Root, 0)
 	for id := page.Pgid(0); id < c.hw; id++ {
 		if c.owner[id] == 0 {
-			c.errorf("page %d: unreachable and not free", id)
+			c.corruptf(id, "unreachable and not free")
 		}
 	}
 }
@@ -171,23 +178,23 @@ func (c *checker) checkRecord(p []byte) {
 	id := page.ID(p)
 	r, err := page.DecodeRecord(p, id)
 	if err != nil {
-		c.errorf("%v", err)
+		c.report(err)
 		return
 	}
 	if r.Txid != c.meta.Txid {
-		c.errorf("page %d: commit record of tx %d, meta is tx %d", id, r.Txid, c.meta.Txid)
+		c.corruptf(id, "commit record of tx %d, meta is tx %d", r.Txid, c.meta.Txid)
 	}
 	ps := c.pageSize
 	for _, w := range r.Written {
 		if w.ID < 2 || uint64(w.ID)+uint64(w.N) > uint64(c.hw) || w.N == 0 {
-			c.errorf("page %d: commit record lists pages %d+%d out of range", id, w.ID, w.N)
+			c.corruptf(id, "commit record lists pages %d+%d out of range", w.ID, w.N)
 			continue
 		}
 		q := c.data[int(w.ID)*ps : (int(w.ID)+int(w.N))*ps]
 		// Pages this commit wrote are visible to this snapshot, so they
 		// cannot have been reused yet.
 		if page.ID(q) != w.ID || page.Checksum(q) != w.Checksum || page.Sum(q) != w.Checksum {
-			c.errorf("page %d: commit record's checksum for pages %d+%d does not match them", id, w.ID, w.N)
+			c.corruptf(id, "commit record's checksum for pages %d+%d does not match them", w.ID, w.N)
 		}
 	}
 }
@@ -198,7 +205,7 @@ func (c *checker) checkBucket(root page.Pgid, depth int) {
 		return
 	}
 	if depth > maxNesting {
-		c.errorf("page %d: buckets nested deeper than %d", root, maxNesting)
+		c.corruptf(root, "buckets nested deeper than %d", maxNesting)
 		return
 	}
 	c.checkNode(root, nil, nil, 0, ownerMeta, depth)
@@ -208,7 +215,7 @@ func (c *checker) checkBucket(root page.Pgid, depth int) {
 // and whose first key must equal first when first is not nil.
 func (c *checker) checkNode(id page.Pgid, lo, hi []byte, level int, parent page.Pgid, bucketDepth int) {
 	if level > maxDepth {
-		c.errorf("page %d: tree deeper than %d levels", id, maxDepth)
+		c.corruptf(id, "tree deeper than %d levels", maxDepth)
 		return
 	}
 	p := c.read(id)
@@ -224,12 +231,12 @@ func (c *checker) checkNode(id page.Pgid, lo, hi []byte, level int, parent page.
 	}
 	flags := page.Flags(p)
 	if flags != page.FlagBranch && flags != page.FlagLeaf {
-		c.errorf("page %d: a %s page in a bucket tree", id, page.FlagName(flags))
+		c.corruptf(id, "a %s page in a bucket tree", page.FlagName(flags))
 		return
 	}
 	n := page.Count(p)
 	if n == 0 {
-		c.errorf("page %d: empty %s page", id, page.FlagName(flags))
+		c.corruptf(id, "empty %s page", page.FlagName(flags))
 		return
 	}
 	var prev []byte
@@ -245,17 +252,17 @@ func (c *checker) checkNode(id page.Pgid, lo, hi []byte, level int, parent page.
 			fl, key, value, ok = page.LeafElem(p, i)
 		}
 		if !ok {
-			c.errorf("page %d: element %d out of bounds", id, i)
+			c.corruptf(id, "element %d out of bounds", i)
 			return
 		}
 		if i == 0 && lo != nil && !bytes.Equal(key, lo) {
-			c.errorf("page %d: first key %q differs from its parent's key %q", id, key, lo)
+			c.corruptf(id, "first key %q differs from its parent's key %q", key, lo)
 		}
 		if i > 0 && bytes.Compare(prev, key) >= 0 {
-			c.errorf("page %d: keys out of order (%q then %q)", id, prev, key)
+			c.corruptf(id, "keys out of order (%q then %q)", prev, key)
 		}
 		if hi != nil && bytes.Compare(key, hi) >= 0 {
-			c.errorf("page %d: key %q not below its parent's next key %q", id, key, hi)
+			c.corruptf(id, "key %q not below its parent's next key %q", key, hi)
 		}
 		prev = key
 		if flags == page.FlagBranch {
@@ -271,7 +278,7 @@ func (c *checker) checkNode(id page.Pgid, lo, hi []byte, level int, parent page.
 		if fl&page.LeafBucket != 0 {
 			h, ok := page.DecodeBucketHeader(value)
 			if !ok {
-				c.errorf("page %d: bucket %q has a malformed header", id, key)
+				c.corruptf(id, "bucket %q has a malformed header", key)
 				continue
 			}
 			c.checkBucket(h.Root, bucketDepth+1)

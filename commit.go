@@ -6,8 +6,8 @@ import (
 
 	"github.com/quiverdb/quiver/mmap"
 
-	"github.com/quiverdb/quiver/page"
 	"github.com/quiverdb/quiver/internal/tx"
+	"github.com/quiverdb/quiver/page"
 )
 
 // The database side of a commit (tx.Backend). The transaction has split its

@@ -12,9 +12,9 @@ import (
 	"github.com/quiverdb/quiver/freelist"
 	"github.com/quiverdb/quiver/freelist/array"
 	"github.com/quiverdb/quiver/freelist/hashmap"
+	"github.com/quiverdb/quiver/internal/tx"
 	"github.com/quiverdb/quiver/mmap"
 	"github.com/quiverdb/quiver/page"
-	"github.com/quiverdb/quiver/internal/tx"
 )
 
 // Tx, Bucket and Cursor are the transaction types, re-exported so that a

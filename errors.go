@@ -3,9 +3,9 @@ package quiver
 import (
 	"errors"
 
+	"github.com/quiverdb/quiver/internal/tx"
 	"github.com/quiverdb/quiver/mmap"
 	"github.com/quiverdb/quiver/page"
-	"github.com/quiverdb/quiver/internal/tx"
 )
 
 // Errors returned by quiver, grouped here with when each is returned. Match

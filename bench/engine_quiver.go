@@ -23,10 +23,20 @@ func quiverOpener(freelist string) func(string, OpenOptions) (Engine, error) {
 		if err != nil {
 			return nil, err
 		}
-		if err := db.Update(func(tx *quiver.Tx) error {
-			_, err := tx.CreateBucketIfNotExists(bucketName)
-			return err
-		}); err != nil {
+		// Look the bucket up first, so that reopening a loaded file begins
+		// no write transaction.
+		found := false
+		err = db.View(func(tx *quiver.Tx) error {
+			found = tx.Bucket(bucketName) != nil
+			return nil
+		})
+		if err == nil && !found {
+			err = db.Update(func(tx *quiver.Tx) error {
+				_, err := tx.CreateBucketIfNotExists(bucketName)
+				return err
+			})
+		}
+		if err != nil {
 			db.Close()
 			return nil, err
 		}
@@ -45,6 +55,30 @@ func (e *quiverEngine) PutBatch(n int, kv func(int) ([]byte, []byte)) error {
 		}
 		for i := 0; i < n; i++ {
 			if err := b.Put(kv(i)); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+func (e *quiverEngine) Apply(ops []Op) error {
+	return e.db.Update(func(tx *quiver.Tx) error {
+		b := tx.Bucket(bucketName)
+		if b == nil {
+			return errMissingBucket
+		}
+		if e.fill > 0 {
+			b.FillPercent = e.fill
+		}
+		for _, op := range ops {
+			var err error
+			if op.Delete {
+				err = b.Delete(op.Key)
+			} else {
+				err = b.Put(op.Key, op.Value)
+			}
+			if err != nil {
 				return err
 			}
 		}
@@ -99,5 +133,14 @@ func (e *quiverEngine) Scan() (int, error) {
 }
 
 func (e *quiverEngine) FileSize() (int64, error) { return fileSize(e.path) }
+
+func (e *quiverEngine) Stats() EngineStats {
+	s := e.db.Stats()
+	return EngineStats{
+		FreelistWrite: int64(s.FreelistWrite),
+		FreePages:     s.FreePageN + s.PendingPageN,
+		AllocTime:     s.TxStats.AllocTime,
+	}
+}
 
 func (e *quiverEngine) Close() error { return e.db.Close() }

@@ -5,11 +5,9 @@ go 1.26.8
 require (
 	github.com/quiverdb/quiver v0.0.0-00010101000000-000000000000
 	go.etcd.io/bbolt v1.5.0
+	golang.org/x/sys v0.49.0
 )
 
-require (
-	github.com/cespare/xxhash/v2 v2.3.0 // indirect
-	golang.org/x/sys v0.49.0 // indirect
-)
+require github.com/cespare/xxhash/v2 v2.3.0 // indirect
 
 replace github.com/quiverdb/quiver => ../

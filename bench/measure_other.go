@@ -1,0 +1,16 @@
+//go:build !linux
+
+package bench
+
+import "errors"
+
+// writeCounter needs /proc/self/io; elsewhere CommitMeter reports no bytes.
+type writeCounter struct{}
+
+func newWriteCounter() (*writeCounter, error) { return nil, errors.ErrUnsupported }
+
+func (c *writeCounter) written() (int64, error) { return 0, errors.ErrUnsupported }
+
+func (c *writeCounter) close() error { return nil }
+
+func dropFileCache(string) error { return errors.ErrUnsupported }

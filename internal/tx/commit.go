@@ -2,6 +2,7 @@ package tx
 
 import (
 	"bytes"
+	"math"
 	"sort"
 	"time"
 
@@ -279,27 +280,40 @@ func (s *commitState) allocate() ([]Write, error) {
 	}
 	// Ask the freelist for the whole commit as one run; on failure, for
 	// runs of half as many nodes, and so on. span only shrinks, so a commit
-	// makes at most log2(nodes) failed requests.
+	// makes at most log2(nodes) failed requests before span is 1. A failed
+	// request of n pages proves that no free run holds n (allocating only
+	// shrinks runs), so later requests of n or more go straight to the end
+	// of the file, and a node that fits no free run takes along the nodes
+	// after it that cannot fit either: a large value does not push the small
+	// nodes behind it out of the free space.
 	span := len(s.nodes)
+	noRun := math.MaxInt // the fewest pages a request failed for
 	for i := 0; i < len(s.nodes); {
 		if rest := len(s.nodes) - i; span > rest {
 			span = rest
 		}
 		j := i + span
 		want := sum(need[i:j])
-		id, err := t.backend.Allocate(t.txid(), want, false)
-		if err != nil {
-			return nil, err
+		var id page.Pgid
+		if want < noRun {
+			var err error
+			if id, err = t.backend.Allocate(t.txid(), want, false); err != nil {
+				return nil, err
+			}
+			if id == 0 {
+				noRun = want
+			}
 		}
 		if id == 0 {
 			if span > 1 {
 				span = (span + 1) / 2
 				continue
 			}
-			// Not even one node fits a free run: the rest goes at the end
-			// of the file, contiguously.
-			j = len(s.nodes)
-			want = sum(need[i:])
+			for j < len(s.nodes) && need[j] >= noRun {
+				j++
+			}
+			want = sum(need[i:j])
+			var err error
 			if id, err = t.backend.Allocate(t.txid(), want, true); err != nil {
 				return nil, err
 			}

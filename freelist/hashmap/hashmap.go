@@ -22,8 +22,9 @@
 package hashmap
 
 import (
+	"cmp"
 	"math/bits"
-	"sort"
+	"slices"
 
 	"github.com/quiverdb/quiver/freelist"
 	"github.com/quiverdb/quiver/page"
@@ -365,16 +366,27 @@ func (x *Index) SpanCount() int { return x.nspans }
 
 // Spans reports the free spans in ascending order.
 func (x *Index) Spans(fn func(id page.Pgid, n uint64)) {
-	live := make([]int32, 0, x.nspans)
+	// A span is listed under the region of its start, so walking regions
+	// in order and sorting each region's few spans gives ascending order
+	// without sorting the whole set.
+	regions := 0
 	for c := range x.heads {
-		for _, h := range x.heads[c] {
-			for i := h; i != none; i = x.next[i] {
-				live = append(live, i)
+		regions = max(regions, len(x.heads[c]))
+	}
+	var buf []page.Span
+	for r := 0; r < regions; r++ {
+		buf = buf[:0]
+		for c := range x.heads {
+			if r >= len(x.heads[c]) {
+				continue
+			}
+			for i := x.heads[c][r]; i != none; i = x.next[i] {
+				buf = append(buf, page.Span{ID: x.start[i], N: uint64(x.size[i])})
 			}
 		}
-	}
-	sort.Slice(live, func(a, b int) bool { return x.start[live[a]] < x.start[live[b]] })
-	for _, i := range live {
-		fn(x.start[i], uint64(x.size[i]))
+		slices.SortFunc(buf, func(a, b page.Span) int { return cmp.Compare(a.ID, b.ID) })
+		for _, sp := range buf {
+			fn(sp.ID, sp.N)
+		}
 	}
 }

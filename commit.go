@@ -91,12 +91,15 @@ func (b *backend) End(t *tx.Tx, committed bool) {
 	db.writer.Unlock()
 }
 
-// Checkpoint policy: a commit writes a whole freelist checkpoint when the
-// records since the last one have grown past these bounds; otherwise its
-// record's delta is all the freelist it writes, so that the freelist bytes
-// of a small commit do not depend on how many pages are free.
+// Checkpoint policy: a commit writes a whole freelist checkpoint once the
+// records chained since the last one take twice the checkpoint's pages (and
+// at least minChainRecords of them), or their deltas touch more than
+// maxChainPages pages; otherwise its record's delta is all the freelist it
+// writes. So a small commit writes one record page whatever the number of
+// free pages, and the checkpoints add at most half a page a commit on
+// average; opening replays a chain no longer than twice the checkpoint.
 const (
-	maxChainRecords = 64
+	minChainRecords = 8
 	maxChainPages   = 8192 // pages touched by the chained deltas
 )
 
@@ -128,7 +131,7 @@ func (b *backend) Reserve(t *tx.Tx, nodes int) int {
 	// A commit that shrinks writes a checkpoint, so that no replay at open
 	// has to walk the pages of the run it gave back; so does one whose
 	// file end is held only by the freelist's own pages, to free them.
-	db.checkpointing = db.shrinking || db.tailHeldByFreelist(base) || len(db.chain) >= maxChainRecords || db.chainTouched+touched > maxChainPages
+	db.checkpointing = db.shrinking || db.tailHeldByFreelist() || db.chainPages >= max(minChainRecords, 2*db.checkpointPages) || db.chainTouched+touched > maxChainPages
 	flPages := 0
 	if db.checkpointing {
 		prev := db.snap.Load().epoch.Data()
@@ -231,10 +234,12 @@ func (b *backend) Commit(t *tx.Tx, cp tx.CommitPages, root page.BucketHeader) er
 	}
 	if db.checkpointing {
 		db.chain = append(db.chain[:0], entry)
+		db.chainPages = entry.pages
 		db.chainTouched = 0
 		db.checkpointPages = flPages
 	} else {
 		db.chain = append(db.chain, entry)
+		db.chainPages += entry.pages
 		db.chainTouched += touched
 	}
 	db.statsMu.Lock()
@@ -373,20 +378,19 @@ func (db *DB) shrinkTail(txid page.Txid) bool {
 // tailHeldByFreelist reports whether the last used page of the file (below
 // any free run at its end) belongs to the freelist checkpoint or a chained
 // record while enough pages are free that the file could shrink by a
-// growth step. Those pages stay allocated
-// until the next checkpoint, which would otherwise come up to
-// maxChainRecords commits later; at most one in 8 commits is forced.
-func (db *DB) tailHeldByFreelist(base *page.Meta) bool {
-	if db.NoSync || len(db.chain) < 8 {
+// growth step. Those records stay allocated until the next checkpoint,
+// which is then brought forward; at most one in minChainRecords commits is
+// forced. A tail held by the checkpoint itself forces nothing: that
+// checkpoint was placed at the end because no free run below could hold
+// it, and its successor would most likely land there too.
+func (db *DB) tailHeldByFreelist() bool {
+	if db.NoSync || len(db.chain) < minChainRecords {
 		return false
 	}
 	if int64(db.freelist.FreeCount())*int64(db.pageSize) < 2*db.growStep(db.fileSize) {
 		return false
 	}
 	hw := db.highWater - page.Pgid(db.freelist.Index().TailRun(db.highWater))
-	if base.Freelist+page.Pgid(db.checkpointPages) == hw {
-		return true
-	}
 	for _, e := range db.chain {
 		if e.id+page.Pgid(e.pages) == hw {
 			return true

@@ -63,6 +63,7 @@ type DB struct {
 	// checkpoint (oldest first) and the pages their deltas touch.
 	chain           []chainEntry
 	chainTouched    int
+	chainPages      int  // pages of the records in chain
 	checkpointPages int  // pages of the last checkpoint
 	checkpointing   bool // this commit writes a checkpoint (Reserve)
 	shrinking       bool // this commit gave back the file's free tail (Reserve)
@@ -438,9 +439,10 @@ func (db *DB) loadFreelist(m *page.Meta, data []byte) error {
 	}
 	since := page.TxidOf(data[int(m.Freelist)*ps:])
 	db.checkpointPages = int(page.Overflow(data[int(m.Freelist)*ps:])) + 1
-	db.chain, db.chainTouched = nil, 0
+	db.chain, db.chainTouched, db.chainPages = nil, 0, 0
 	for _, c := range chain {
 		db.chain = append(db.chain, chainEntry{id: c.ID, pages: c.Pages, txid: c.Record.Txid})
+		db.chainPages += c.Pages
 		if c.Record.Txid > since {
 			db.chainTouched += spanPages(c.Record.Freed) + spanPages(c.Record.Allocated)
 		}

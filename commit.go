@@ -2,6 +2,8 @@ package quiver
 
 import (
 	"fmt"
+	"slices"
+	"sort"
 	"unsafe"
 
 	"github.com/quiverdb/quiver/mmap"
@@ -143,11 +145,49 @@ func (b *backend) Reserve(t *tx.Tx, nodes int) int {
 		// Allocating the commit's runs (at most nodes+1 of them) only
 		// removes pages from spans; each run may grow the checkpoint by a
 		// few bytes of varint.
-		flPages = page.Pages(page.FreelistSize(db.freelist.Spans)+4*(nodes+2), ps)
+		// The free set is listed once, here; Commit takes this commit's
+		// allocations out of the list rather than listing it again.
+		db.cpSpans = db.cpSpans[:0]
+		db.freelist.Spans(func(id page.Pgid, n uint64) { db.cpSpans = append(db.cpSpans, page.Span{ID: id, N: n}) })
+		db.cpAllocated = len(db.freelist.TxAllocated())
+		flPages = page.Pages(page.FreelistSize(eachSpan(db.cpSpans))+4*(nodes+2), ps)
 	}
 	recBytes := page.RecordSize(nodes+1, len(db.freelist.TxFreed()), nodes+3)
 	db.sysSplit = flPages
 	return flPages + page.Pages(recBytes, ps)
+}
+
+// eachSpan lists spans for the page encoders.
+func eachSpan(spans []page.Span) func(func(page.Pgid, uint64)) {
+	return func(yield func(page.Pgid, uint64)) {
+		for _, s := range spans {
+			yield(s.ID, s.N)
+		}
+	}
+}
+
+// subtractSpans removes the pages of cut from the ascending spans list and
+// returns it. Each span of cut lies within one span of list or outside all
+// of them (pages taken from the end of the file).
+func subtractSpans(list, cut []page.Span) []page.Span {
+	for _, c := range cut {
+		i := sort.Search(len(list), func(i int) bool { return list[i].ID+page.Pgid(list[i].N) > c.ID })
+		if i == len(list) || list[i].ID > c.ID {
+			continue
+		}
+		s := list[i]
+		left := page.Span{ID: s.ID, N: uint64(c.ID - s.ID)}
+		right := page.Span{ID: c.ID + page.Pgid(c.N), N: s.N - left.N - c.N}
+		var repl []page.Span
+		if left.N > 0 {
+			repl = append(repl, left)
+		}
+		if right.N > 0 {
+			repl = append(repl, right)
+		}
+		list = slices.Replace(list, i, i+1, repl...)
+	}
+	return list
 }
 
 // Commit implements tx.Backend.
@@ -165,7 +205,8 @@ func (b *backend) Commit(t *tx.Tx, cp tx.CommitPages, root page.BucketHeader) er
 	prevRec := base.Record
 	if db.checkpointing {
 		flID = cp.Sys.ID
-		page.PutFreelist(sys[:flPages*ps], flID, txid, ps, db.freelist.Spans)
+		db.cpSpans = subtractSpans(db.cpSpans, db.freelist.TxAllocated()[db.cpAllocated:])
+		page.PutFreelist(sys[:flPages*ps], flID, txid, ps, eachSpan(db.cpSpans))
 		written = append(written, page.Written{ID: flID, N: uint32(flPages), Checksum: page.Checksum(sys)})
 		prevRec = 0
 	}

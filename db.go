@@ -63,10 +63,12 @@ type DB struct {
 	// checkpoint (oldest first) and the pages their deltas touch.
 	chain           []chainEntry
 	chainTouched    int
-	chainPages      int  // pages of the records in chain
-	checkpointPages int  // pages of the last checkpoint
-	checkpointing   bool // this commit writes a checkpoint (Reserve)
-	shrinking       bool // this commit gave back the file's free tail (Reserve)
+	chainPages      int         // pages of the records in chain
+	cpSpans         []page.Span // the free set of a checkpointing commit (Reserve)
+	cpAllocated     int         // the commit's allocations when cpSpans was listed
+	checkpointPages int         // pages of the last checkpoint
+	checkpointing   bool        // this commit writes a checkpoint (Reserve)
+	shrinking       bool        // this commit gave back the file's free tail (Reserve)
 
 	txPool sync.Pool
 

@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Grows databases to the capacity sizes with cmd/capacity, one engine after
+# the other, and draws docs/capacity.svg from the results with
+# cmd/capacityplot. Takes hours at 64 GiB; not part of any test run.
+#
+#   ./capacity.sh                      # quiver-hashmap and bbolt-array, 1,4,16,64 GiB
+#   SIZES=1,4 ENGINES=quiver-hashmap ./capacity.sh
+set -euo pipefail
+cd "$(dirname "$0")"
+SIZES=${SIZES:-1,4,16,64}
+ENGINES=${ENGINES:-quiver-hashmap,bbolt-array}
+OUT=${OUT:-capacity.json}
+DIR=${DIR:-${TMPDIR:-/tmp}}
+go run ./cmd/capacity -sizes "$SIZES" -engines "$ENGINES" -dir "$DIR" -out "$OUT" ${BUDGET:+-budget "$BUDGET"}
+go run ./cmd/capacityplot -in "$OUT" -out ../docs/capacity.svg
+echo "wrote $OUT and ../docs/capacity.svg"

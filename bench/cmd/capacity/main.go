@@ -1,0 +1,410 @@
+// Command capacity grows a database to target sizes (1, 4, 16, 64 GiB by
+// default) with the fragmenting workload of the bench package (random 16-byte
+// keys, small and large values, inserts mixed with updates and deletes) and
+// measures it at each size, for quiver and bbolt side by side:
+//
+//   - commit latency p50/p99/max of small synced commits (10 operations),
+//     and the time each spent allocating pages (quiver's AllocTime; bbolt's
+//     SpillTime, which includes its allocation);
+//   - the file size against the live key and value bytes;
+//   - the time to open the file (warm page cache);
+//   - the peak resident set of the process.
+//
+// Each engine runs in a child process of its own (the same binary with
+// -child), so that peak RSS is the engine's alone; engines run one after the
+// other and each file is removed when its engine is done, so the disk needs
+// room for one database of the largest size. An engine whose growth to a
+// size takes longer than -budget stops there and the report says so.
+//
+//	go run ./cmd/capacity -sizes 1,4,16 -engines quiver-hashmap,bbolt-array -out capacity.json
+//
+// Results go to stdout as a table and, with -out, as JSON lines for
+// cmd/capacityplot.
+package main
+
+import (
+	"bufio"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/quiverdb/quiver/bench"
+	"github.com/schollz/progressbar/v3"
+)
+
+// Result is the measurement of one engine at one size.
+type Result struct {
+	Engine string  `json:"engine"`
+	Target float64 `json:"target_gib"`
+	// GaveUp is set when growing to Target took longer than the budget;
+	// the other fields are then zero.
+	GaveUp    bool          `json:"gave_up,omitempty"`
+	GrowTime  time.Duration `json:"grow_ns"`
+	FileSize  int64         `json:"file_bytes"`
+	LiveBytes int64         `json:"live_bytes"`
+	Keys      int           `json:"keys"`
+	P50       time.Duration `json:"p50_ns"`
+	P99       time.Duration `json:"p99_ns"`
+	Max       time.Duration `json:"max_ns"`
+	// Alloc is the mean time per commit spent allocating (quiver) or
+	// spilling, allocation included (bbolt).
+	Alloc        time.Duration `json:"alloc_ns"`
+	CommitBytes  float64       `json:"commit_bytes"`
+	FreelistB    float64       `json:"freelist_bytes"`
+	OpenTime     time.Duration `json:"open_ns"`
+	PeakRSS      int64         `json:"peak_rss_bytes"`
+	FreePages    int           `json:"free_pages"`
+	MeasuredTime time.Duration `json:"measure_ns"`
+}
+
+type options struct {
+	engines        []string
+	sizes          []float64
+	dir            string
+	commits        int
+	warmup         int
+	budget         time.Duration
+	seed           uint64
+	out            string
+	child          bool
+	progress       bool
+	deleteFraction float64
+}
+
+func main() {
+	if err := run(os.Args[1:]); err != nil {
+		fmt.Fprintln(os.Stderr, "capacity:", err)
+		os.Exit(1)
+	}
+}
+
+func run(args []string) error {
+	fs := flag.NewFlagSet("capacity", flag.ContinueOnError)
+	var o options
+	engines := fs.String("engines", "quiver-hashmap,bbolt-array", "comma-separated engines (rows of bench.Engines)")
+	sizes := fs.String("sizes", "1,4,16,64", "comma-separated target sizes in GiB, ascending")
+	fs.StringVar(&o.dir, "dir", os.TempDir(), "directory for the database files")
+	fs.IntVar(&o.commits, "commits", 2000, "measured small commits at each size")
+	fs.IntVar(&o.warmup, "warmup", 100, "unmeasured commits before them")
+	fs.DurationVar(&o.budget, "budget", 30*time.Minute, "the longest an engine may take to grow from one size to the next")
+	fs.Uint64Var(&o.seed, "seed", 1, "seed of the workload")
+	fs.StringVar(&o.out, "out", "", "append JSON lines of the results to this file")
+	fs.BoolVar(&o.child, "child", false, "run one engine in this process (used by the parent)")
+	fs.BoolVar(&o.progress, "progress", true, "show a progress bar on stderr")
+	fs.Float64Var(&o.deleteFraction, "delete", 0.25, "fraction of each growth step's operations that delete")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() != 0 {
+		return fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	o.engines = strings.Split(*engines, ",")
+	for _, s := range strings.Split(*sizes, ",") {
+		v, err := strconv.ParseFloat(strings.TrimSpace(s), 64)
+		if err != nil || v <= 0 {
+			return fmt.Errorf("bad size %q: want a positive number of GiB", s)
+		}
+		if n := len(o.sizes); n > 0 && v <= o.sizes[n-1] {
+			return fmt.Errorf("sizes must ascend: %v after %v", v, o.sizes[n-1])
+		}
+		o.sizes = append(o.sizes, v)
+	}
+	if o.commits < 1 || o.deleteFraction < 0 || o.deleteFraction >= 0.5 {
+		return errors.New("want -commits >= 1 and -delete in [0, 0.5)")
+	}
+	for _, name := range o.engines {
+		if _, err := engine(name); err != nil {
+			return err
+		}
+	}
+	if o.child {
+		if len(o.engines) != 1 {
+			return errors.New("-child runs exactly one engine")
+		}
+		return runChild(o)
+	}
+	return runParent(o, args)
+}
+
+func engine(name string) (bench.EngineSpec, error) {
+	for _, e := range bench.Engines {
+		if e.Name == name {
+			return e, nil
+		}
+	}
+	var names []string
+	for _, e := range bench.Engines {
+		names = append(names, e.Name)
+	}
+	return bench.EngineSpec{}, fmt.Errorf("unknown engine %q (have %s)", name, strings.Join(names, ", "))
+}
+
+const gib = 1 << 30
+
+// runParent checks the disk, runs one child per engine and prints the
+// table.
+func runParent(o options, args []string) error {
+	need := int64(o.sizes[len(o.sizes)-1]*gib) * 5 / 4
+	if free, err := freeBytes(o.dir); err == nil && free < need {
+		return fmt.Errorf("%s has %.1f GiB free; the largest size needs about %.1f GiB: lower -sizes or choose -dir", o.dir, float64(free)/gib, float64(need)/gib)
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	var all []Result
+	for _, name := range o.engines {
+		cmd := exec.Command(self, append(childArgs(args), "-child", "-engines", name)...)
+		cmd.Stderr = os.Stderr
+		stdout, err := cmd.StdoutPipe()
+		if err != nil {
+			return err
+		}
+		if err := cmd.Start(); err != nil {
+			return err
+		}
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			var r Result
+			if err := json.Unmarshal(sc.Bytes(), &r); err != nil {
+				return fmt.Errorf("%s: bad result line %q: %w", name, sc.Text(), err)
+			}
+			all = append(all, r)
+			if o.out != "" {
+				if err := appendLine(o.out, sc.Bytes()); err != nil {
+					return err
+				}
+			}
+		}
+		if err := cmd.Wait(); err != nil {
+			return fmt.Errorf("%s: %w", name, err)
+		}
+	}
+	printTable(os.Stdout, all)
+	return nil
+}
+
+// childArgs drops -engines (and its value) from the parent's arguments.
+func childArgs(args []string) []string {
+	var out []string
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		switch {
+		case a == "-engines" || a == "--engines":
+			i++
+		case strings.HasPrefix(a, "-engines=") || strings.HasPrefix(a, "--engines="):
+		default:
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
+func appendLine(path string, line []byte) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(append(append([]byte(nil), line...), '\n'))
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+func freeBytes(dir string) (int64, error) {
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(dir, &st); err != nil {
+		return 0, err
+	}
+	return int64(st.Bavail) * int64(st.Bsize), nil
+}
+
+// capacityConfig is the fragmented workload with values large enough to
+// reach tens of GiB in reasonable time: ~200-byte values, 5% of them 4 KiB
+// to 128 KiB (about 2 KiB a key on average), 1000 operations a growth
+// commit.
+func capacityConfig(seed uint64) bench.FragmentedConfig {
+	c := bench.DefaultFragmentedConfig()
+	c.Seed = seed
+	c.SmallValue = 200
+	c.LargeFraction = 0.05
+	c.LargeMin, c.LargeMax = 4<<10, 128<<10
+	return c
+}
+
+// runChild grows one engine's database through the sizes, printing a JSON
+// line per size on stdout.
+func runChild(o options) error {
+	spec, _ := engine(o.engines[0])
+	dir, err := os.MkdirTemp(o.dir, "quiver-capacity-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	path := filepath.Join(dir, spec.Name+".db")
+
+	cfg := capacityConfig(o.seed)
+	w, err := bench.NewFragmentedWorkload(cfg)
+	if err != nil {
+		return err
+	}
+	enc := json.NewEncoder(os.Stdout)
+	for _, target := range o.sizes {
+		r := Result{Engine: spec.Name, Target: target}
+		goal := int64(target * gib)
+		bar := newBar(o.progress, goal, fmt.Sprintf("%s → %g GiB", spec.Name, target))
+		e, err := spec.Open(path, bench.OpenOptions{NoSync: true})
+		if err != nil {
+			return err
+		}
+		start := time.Now()
+		if err := w.SetMix(cfg.Batch, 1-2*o.deleteFraction, o.deleteFraction); err != nil {
+			return err
+		}
+		for {
+			size, err := e.FileSize()
+			if err != nil {
+				return err
+			}
+			_ = bar.Set64(min(size, goal))
+			if size >= goal {
+				break
+			}
+			if time.Since(start) > o.budget {
+				r.GaveUp = true
+				break
+			}
+			for i := 0; i < 16; i++ {
+				if err := e.Apply(w.NextCommit()); err != nil {
+					return fmt.Errorf("growing: %w", err)
+				}
+			}
+		}
+		r.GrowTime = time.Since(start)
+		_ = bar.Finish()
+		if err := e.Close(); err != nil {
+			return err
+		}
+		if r.GaveUp {
+			if err := enc.Encode(r); err != nil {
+				return err
+			}
+			return nil
+		}
+		if err := measure(spec, path, w, o, &r); err != nil {
+			return err
+		}
+		r.PeakRSS = peakRSS()
+		if err := enc.Encode(r); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// measure times an open, then o.commits small synced commits, and fills
+// in r.
+func measure(spec bench.EngineSpec, path string, w *bench.FragmentedWorkload, o options, r *Result) error {
+	start := time.Now()
+	e, d, err := bench.TimeOpen(spec, path, bench.OpenOptions{})
+	if err != nil {
+		return err
+	}
+	r.OpenTime = d
+	if err := w.SetMix(10, 0.35, 0.30); err != nil {
+		e.Close()
+		return err
+	}
+	samples, err := bench.Steady(e, w, o.warmup, o.commits)
+	if err != nil {
+		e.Close()
+		return err
+	}
+	s := bench.SummarizeCommits(samples)
+	r.P50, r.P99, r.Max = s.P50, s.P99, s.Max
+	r.Alloc = s.AllocTime + s.SpillTime
+	r.CommitBytes, r.FreelistB = s.Bytes, s.FreelistBytes
+	r.FreePages = e.Stats().FreePages
+	if r.FileSize, err = e.FileSize(); err != nil {
+		e.Close()
+		return err
+	}
+	r.Keys, r.LiveBytes = w.Live(), w.LiveBytes()
+	r.MeasuredTime = time.Since(start)
+	return e.Close()
+}
+
+// peakRSS returns the process's peak resident set (VmHWM), or -1.
+func peakRSS() int64 {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return -1
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			f := strings.Fields(rest)
+			if len(f) == 2 && f[1] == "kB" {
+				if n, err := strconv.ParseInt(f[0], 10, 64); err == nil {
+					return n << 10
+				}
+			}
+		}
+	}
+	return -1
+}
+
+// bar is a progress bar over bytes, or nothing when progress is off.
+type bar interface {
+	Set64(int64) error
+	Finish() error
+}
+
+type noBar struct{}
+
+func (noBar) Set64(int64) error { return nil }
+func (noBar) Finish() error     { return nil }
+
+func newBar(on bool, max int64, desc string) bar {
+	if !on {
+		return noBar{}
+	}
+	return progressbar.NewOptions64(max,
+		progressbar.OptionSetWriter(os.Stderr),
+		progressbar.OptionSetDescription(desc),
+		progressbar.OptionShowBytes(true),
+		progressbar.OptionSetWidth(30),
+		progressbar.OptionThrottle(500*time.Millisecond),
+		progressbar.OptionShowElapsedTimeOnFinish(),
+		progressbar.OptionOnCompletion(func() { fmt.Fprintln(os.Stderr) }),
+	)
+}
+
+func printTable(w io.Writer, rs []Result) {
+	fmt.Fprintln(w, "| engine | size | grow | file / live | keys | commit p50 | p99 | max | alloc/commit | bytes/commit | open | peak RSS |")
+	fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|---|---|---|---|")
+	for _, r := range rs {
+		if r.GaveUp {
+			fmt.Fprintf(w, "| %s | %g GiB | gave up after %s | | | | | | | | | |\n", r.Engine, r.Target, r.GrowTime.Round(time.Second))
+			continue
+		}
+		ratio := 0.0
+		if r.LiveBytes > 0 {
+			ratio = float64(r.FileSize) / float64(r.LiveBytes)
+		}
+		fmt.Fprintf(w, "| %s | %g GiB | %s | %.2f GiB / %.2f GiB (%.2f×) | %d | %s | %s | %s | %s | %.0f KiB | %s | %.2f GiB |\n",
+			r.Engine, r.Target, r.GrowTime.Round(time.Second),
+			float64(r.FileSize)/gib, float64(r.LiveBytes)/gib, ratio, r.Keys,
+			r.P50.Round(time.Microsecond), r.P99.Round(time.Microsecond), r.Max.Round(time.Microsecond),
+			r.Alloc.Round(time.Microsecond), r.CommitBytes/1024, r.OpenTime.Round(time.Microsecond), float64(r.PeakRSS)/gib)
+	}
+}

@@ -432,7 +432,9 @@ func (db *DB) tailHeldByFreelist() bool {
 		return false
 	}
 	hw := db.highWater - page.Pgid(db.freelist.Index().TailRun(db.highWater))
-	for _, e := range db.chain {
+	// chain[0] is the record of the commit that wrote the checkpoint,
+	// placed right after it: it counts as the checkpoint.
+	for _, e := range db.chain[1:] {
 		if e.id+page.Pgid(e.pages) == hw {
 			return true
 		}

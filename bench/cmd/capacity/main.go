@@ -46,7 +46,7 @@ type Result struct {
 	Engine string  `json:"engine"`
 	Target float64 `json:"target_gib"`
 	// GaveUp is set when growing to Target took longer than the budget;
-	// the other fields are then zero.
+	// FileSize is then the size reached and the other fields are zero.
 	GaveUp    bool          `json:"gave_up,omitempty"`
 	GrowTime  time.Duration `json:"grow_ns"`
 	FileSize  int64         `json:"file_bytes"`
@@ -281,7 +281,7 @@ func runChild(o options) error {
 				break
 			}
 			if time.Since(start) > o.budget {
-				r.GaveUp = true
+				r.GaveUp, r.FileSize = true, size
 				break
 			}
 			for i := 0; i < 16; i++ {
@@ -394,7 +394,7 @@ func printTable(w io.Writer, rs []Result) {
 	fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|---|---|---|---|")
 	for _, r := range rs {
 		if r.GaveUp {
-			fmt.Fprintf(w, "| %s | %g GiB | gave up after %s | | | | | | | | | |\n", r.Engine, r.Target, r.GrowTime.Round(time.Second))
+			fmt.Fprintf(w, "| %s | %g GiB | gave up after %s at %.2f GiB | | | | | | | | | |\n", r.Engine, r.Target, r.GrowTime.Round(time.Second), float64(r.FileSize)/gib)
 			continue
 		}
 		ratio := 0.0

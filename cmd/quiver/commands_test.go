@@ -418,7 +418,7 @@ func TestHelp(t *testing.T) {
 			t.Errorf("help %s: %v", c.Name(), h)
 		}
 	}
-	for _, want := range []string{"info", "buckets", "keys", "get", "put", "delete", "check", "stats", "inspect", "pages", "page", "dump", "compact", "bench", "version"} {
+	for _, want := range []string{"info", "buckets", "keys", "get", "put", "delete", "check", "stats", "inspect", "pages", "page", "dump", "compact", "import", "export", "bench", "version"} {
 		if c, _, err := root.Find([]string{want}); err != nil || c.Name() != want {
 			t.Errorf("no command %s", want)
 		}

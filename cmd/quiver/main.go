@@ -100,7 +100,8 @@ func newRootCommand() *cobra.Command {
 		Short: "quiver inspects, edits and exercises quiver databases",
 		Long: `quiver is a tool for quiver databases. Its commands follow bbolt's command
 line: info, buckets, keys, get, check, stats, inspect, pages, page, dump,
-compact, bench and version, plus put and delete.
+compact, bench and version, plus put and delete, and import and export, which
+move a database from bbolt to quiver and back.
 
 Keys, values and bucket names print with --format (auto, ascii-encoded, hex,
 bytes or redacted) and are read from arguments with --parse-format (bytes,
@@ -120,7 +121,9 @@ ascii-encoded or hex).`,
 		newCompactCommand(),
 		newDeleteCommand(),
 		newDumpCommand(),
+		newExportCommand(),
 		newGetCommand(),
+		newImportCommand(),
 		newInfoCommand(),
 		newInspectCommand(),
 		newKeysCommand(),

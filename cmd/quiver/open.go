@@ -29,6 +29,12 @@ var errNoSuchFile = errors.New("no such file")
 // missing file, a directory, a device or a pipe (which quiver would try to
 // read, or block on).
 func checkFile(path string) (fs.FileInfo, error) {
+	return checkFileOf(path, "quiver")
+}
+
+// checkFileOf is checkFile for a database of engine (import reads bbolt
+// files), which the messages name.
+func checkFileOf(path, engine string) (fs.FileInfo, error) {
 	fi, err := os.Stat(path)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
@@ -36,9 +42,9 @@ func checkFile(path string) (fs.FileInfo, error) {
 	case err != nil:
 		return nil, err // *PathError: names the path and the cause
 	case fi.IsDir():
-		return nil, fmt.Errorf("%s: is a directory, not a quiver database", path)
+		return nil, fmt.Errorf("%s: is a directory, not a %s database", path, engine)
 	case !fi.Mode().IsRegular():
-		return nil, fmt.Errorf("%s: %s, not a quiver database", path, fileKind(fi.Mode()))
+		return nil, fmt.Errorf("%s: %s, not a %s database", path, fileKind(fi.Mode()), engine)
 	}
 	return fi, nil
 }

@@ -12,4 +12,7 @@
 // Touching a page of a mapping past the end of the file raises SIGBUS: users
 // read only pages below the high-water mark of the meta they pinned, which
 // the file always covers.
+//
+// Platforms: Linux (fdatasync), macOS (F_FULLFSYNC) and the BSDs (fsync).
+// Windows is not supported yet.
 package mmap

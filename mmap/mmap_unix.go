@@ -59,8 +59,3 @@ func Lock(fd uintptr, exclusive bool, timeout time.Duration) error {
 func Unlock(fd uintptr) error {
 	return unix.Flock(int(fd), unix.LOCK_UN)
 }
-
-// Fdatasync flushes the file's data and the metadata needed to read it.
-func Fdatasync(fd uintptr) error {
-	return unix.Fdatasync(int(fd))
-}

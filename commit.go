@@ -142,14 +142,14 @@ func (b *backend) Reserve(t *tx.Tx, nodes int) int {
 		for _, e := range db.chain {
 			db.freelist.Free(txid, e.txid, e.id, e.pages)
 		}
-		// Allocating the commit's runs (at most nodes+1 of them) only
-		// removes pages from spans; each run may grow the checkpoint by a
-		// few bytes of varint.
 		// The free set is listed once, here; Commit takes this commit's
 		// allocations out of the list rather than listing it again.
 		db.cpSpans = db.cpSpans[:0]
 		db.freelist.Spans(func(id page.Pgid, n uint64) { db.cpSpans = append(db.cpSpans, page.Span{ID: id, N: n}) })
 		db.cpAllocated = len(db.freelist.TxAllocated())
+		// Allocating the commit's runs (at most nodes+1 of them) only
+		// removes pages from spans; each run may grow the checkpoint by a
+		// few bytes of varint.
 		flPages = page.Pages(page.FreelistSize(eachSpan(db.cpSpans))+4*(nodes+2), ps)
 	}
 	recBytes := page.RecordSize(nodes+1, len(db.freelist.TxFreed()), nodes+3)

@@ -207,6 +207,9 @@ func (b *backend) Commit(t *tx.Tx, cp tx.CommitPages, root page.BucketHeader) er
 		flID = cp.Sys.ID
 		db.cpSpans = subtractSpans(db.cpSpans, db.freelist.TxAllocated()[db.cpAllocated:])
 		page.PutFreelist(sys[:flPages*ps], flID, txid, ps, eachSpan(db.cpSpans))
+		if cap(db.cpSpans) > 1<<16 {
+			db.cpSpans = nil // do not hold a large free set between checkpoints
+		}
 		written = append(written, page.Written{ID: flID, N: uint32(flPages), Checksum: page.Checksum(sys)})
 		prevRec = 0
 	}

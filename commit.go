@@ -133,7 +133,7 @@ func (b *backend) Reserve(t *tx.Tx, nodes int) int {
 	// A commit that shrinks writes a checkpoint, so that no replay at open
 	// has to walk the pages of the run it gave back; so does one whose
 	// file end is held only by the freelist's own pages, to free them.
-	db.checkpointing = db.shrinking || db.tailHeldByFreelist() || db.chainPages >= max(minChainRecords, 2*db.checkpointPages) || db.chainTouched+touched > maxChainPages
+	db.checkpointing = db.shrinking || db.chainPages >= max(minChainRecords, 2*db.checkpointPages) || db.chainTouched+touched > maxChainPages || db.tailHeldByFreelist()
 	flPages := 0
 	if db.checkpointing {
 		prev := db.snap.Load().epoch.Data()
@@ -166,26 +166,27 @@ func eachSpan(spans []page.Span) func(func(page.Pgid, uint64)) {
 	}
 }
 
-// subtractSpans removes the pages of cut from the ascending spans list and
-// returns it. Each span of cut lies within one span of list or outside all
-// of them (pages taken from the end of the file).
+// subtractSpans removes the pages of cut from the ascending, disjoint
+// spans of list and returns it. Pages of cut that no span holds (taken from
+// the end of the file) are ignored; a cut may cross from one span into the
+// next.
 func subtractSpans(list, cut []page.Span) []page.Span {
 	for _, c := range cut {
-		i := sort.Search(len(list), func(i int) bool { return list[i].ID+page.Pgid(list[i].N) > c.ID })
-		if i == len(list) || list[i].ID > c.ID {
-			continue
+		start, end := c.ID, c.ID+page.Pgid(c.N)
+		i := sort.Search(len(list), func(i int) bool { return list[i].ID+page.Pgid(list[i].N) > start })
+		for i < len(list) && list[i].ID < end {
+			s := list[i]
+			sEnd := s.ID + page.Pgid(s.N)
+			var repl []page.Span
+			if s.ID < start {
+				repl = append(repl, page.Span{ID: s.ID, N: uint64(start - s.ID)})
+			}
+			if sEnd > end {
+				repl = append(repl, page.Span{ID: end, N: uint64(sEnd - end)})
+			}
+			list = slices.Replace(list, i, i+1, repl...)
+			i += len(repl)
 		}
-		s := list[i]
-		left := page.Span{ID: s.ID, N: uint64(c.ID - s.ID)}
-		right := page.Span{ID: c.ID + page.Pgid(c.N), N: s.N - left.N - c.N}
-		var repl []page.Span
-		if left.N > 0 {
-			repl = append(repl, left)
-		}
-		if right.N > 0 {
-			repl = append(repl, right)
-		}
-		list = slices.Replace(list, i, i+1, repl...)
 	}
 	return list
 }

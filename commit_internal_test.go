@@ -21,4 +21,11 @@ func TestSubtractSpans(t *testing.T) {
 	if !slices.Equal(got, want) {
 		t.Fatalf("got %v, want %v", got, want)
 	}
+	// A cut that crosses from one span into the next (adjacent runs listed
+	// apart) takes from both.
+	got = subtractSpans([]page.Span{sp(10, 5), sp(15, 5), sp(30, 2)}, []page.Span{sp(13, 4)})
+	want = []page.Span{sp(10, 3), sp(17, 3), sp(30, 2)}
+	if !slices.Equal(got, want) {
+		t.Fatalf("got %v, want %v", got, want)
+	}
 }

@@ -39,7 +39,6 @@ type DB struct {
 	AllocSize     int
 
 	path     string
-	file     File
 	pageSize int
 	readOnly bool
 	opts     Options
@@ -50,13 +49,40 @@ type DB struct {
 
 	// writer is held by the open write transaction and by Close.
 	writer sync.Mutex
-	// Fields below are owned by the writer lock.
+	// fileMu guards the file's replacement by Compact for Sync, which
+	// does not take the writer lock.
+	fileMu sync.RWMutex
+	// Owned by the writer lock: the open file and its state, replaced
+	// whole by Compact; the failure that stops commits; snapshots of
+	// files replaced by Compact that may still have readers.
+	fileState
+	failed  error
+	retired []*snapshot
+
+	txPool sync.Pool
+
+	batchMu sync.Mutex
+	batch   *batch
+
+	compactMu sync.Mutex // one Compact at a time
+	// compactHook, if set (tests), is called by Compact at each stage.
+	compactHook func(stage string)
+
+	statsMu sync.Mutex
+	// Read transaction counters: atomics, so that readers share no lock.
+	txN, openTxN atomic.Int64
+	stats        Stats
+}
+
+// fileState is what a DB knows about its open file beyond the committed
+// snapshot. The writer lock owns it.
+type fileState struct {
+	file      File
 	snaps     []*snapshot // snapshots that may still have readers
 	freelist  *freelist.Freelist
 	highWater page.Pgid // including the open writer's tail allocations
 	fileSize  int64
 	mapSize   int
-	failed    error
 	wbuf      []byte // commit scratch (WriteBuffer)
 	sysSplit  int    // checkpoint pages of the reserved span (Reserve)
 	// The freelist's persistence: records chained since the last
@@ -69,16 +95,6 @@ type DB struct {
 	checkpointPages int         // pages of the last checkpoint
 	checkpointing   bool        // this commit writes a checkpoint (Reserve)
 	shrinking       bool        // this commit gave back the file's free tail (Reserve)
-
-	txPool sync.Pool
-
-	batchMu sync.Mutex
-	batch   *batch
-
-	statsMu sync.Mutex
-	// Read transaction counters: atomics, so that readers share no lock.
-	txN, openTxN atomic.Int64
-	stats        Stats
 }
 
 // snapshot is one committed state and the mapping it is read through. refs
@@ -474,7 +490,7 @@ func (db *DB) Close() error {
 	for {
 		busy := false
 		cur := db.snap.Load()
-		for _, s := range db.snaps {
+		for _, s := range append(db.snaps, db.retired...) {
 			n := s.refs.Load()
 			if (s == cur && n > 1) || (s != cur && n > 0) {
 				busy = true
@@ -486,7 +502,7 @@ func (db *DB) Close() error {
 		time.Sleep(time.Millisecond)
 	}
 	db.snap.Load().release()
-	db.snaps = nil
+	db.snaps, db.retired = nil, nil
 	var err error
 	if !db.readOnly && db.failed == nil && !db.NoSync {
 		err = db.file.Sync()
@@ -504,6 +520,8 @@ func (db *DB) Sync() error {
 	if db.closed.Load() {
 		return ErrDatabaseNotOpen
 	}
+	db.fileMu.RLock()
+	defer db.fileMu.RUnlock()
 	return db.file.Sync()
 }
 
@@ -596,6 +614,14 @@ func (db *DB) readers() []page.Txid {
 		db.snaps[i] = nil
 	}
 	db.snaps = live
+	retired := db.retired[:0]
+	for _, s := range db.retired {
+		if s.refs.Load() > 0 {
+			retired = append(retired, s)
+		}
+	}
+	clear(db.retired[len(retired):])
+	db.retired = retired
 	return txids // ascending: snapshots are appended in commit order
 }
 

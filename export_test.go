@@ -8,3 +8,8 @@ func SetMinReservation(n int) (restore func()) {
 	minReservation = n
 	return func() { minReservation = old }
 }
+
+// SetCompactHook makes db.Compact call fn at each stage: "copy", "round"
+// (before each catch-up round), "final" (before writers are blocked) and
+// "switched".
+func SetCompactHook(db *DB, fn func(stage string)) { db.compactHook = fn }

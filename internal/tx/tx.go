@@ -114,6 +114,10 @@ func Init(t *Tx, b Backend, meta *page.Meta, data []byte, writable bool, handle 
 // Handle returns the backend's handle given to Init.
 func Handle(t *Tx) any { return t.handle }
 
+// Root returns the transaction's root bucket, whose keys are the top-level
+// buckets (for code that treats the top level like any bucket).
+func Root(t *Tx) *Bucket { return &t.root }
+
 // MetaOf returns the snapshot the transaction started from.
 func MetaOf(t *Tx) *page.Meta { return &t.meta }
 

@@ -1,0 +1,566 @@
+package quiver
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/quiverdb/quiver/internal/tx"
+	"github.com/quiverdb/quiver/mmap"
+	"github.com/quiverdb/quiver/page"
+)
+
+// CompactOptions tune Compact and DB.Compact. The zero value is usable.
+type CompactOptions struct {
+	// TxMaxSize bounds the bytes of keys and values the copy writes per
+	// write transaction of the destination; 0 means no bound (one
+	// transaction), as in bbolt's Compact.
+	TxMaxSize int64
+	// Progress, if set, is called as the copy goes with the number of keys
+	// and bucket names copied so far.
+	Progress func(copied int)
+}
+
+// Compact copies every bucket, nested ones included, key, value and bucket
+// sequence of src into dst, in write transactions of about txMaxSize bytes
+// of keys and values (0: one transaction). dst is usually a new, empty
+// database: the copy holds no free pages, so it is as small as the data
+// allows. src is read in one read transaction, so the copy is one
+// consistent state of it. It is bbolt's Compact.
+func Compact(dst, src *DB, txMaxSize int64) error {
+	return CompactContext(context.Background(), dst, src, &CompactOptions{TxMaxSize: txMaxSize})
+}
+
+// CompactContext is Compact with a context, which stops the copy when it is
+// done, and options. On error dst holds part of the copy.
+func CompactContext(ctx context.Context, dst, src *DB, opts *CompactOptions) error {
+	if opts == nil {
+		opts = &CompactOptions{}
+	}
+	if opts.TxMaxSize < 0 {
+		return fmt.Errorf("quiver: Compact: negative TxMaxSize %d", opts.TxMaxSize)
+	}
+	return src.View(func(t *Tx) error {
+		c := &copier{ctx: ctx, dst: dst, max: opts.TxMaxSize, progress: opts.Progress}
+		return c.run(t)
+	})
+}
+
+// copier copies a read transaction into dst in write transactions of about
+// max bytes (0: one).
+type copier struct {
+	ctx      context.Context
+	src      *DB // if set, the copy stops when it is closed
+	dst      *DB
+	tx       *Tx // the open write transaction of dst
+	max      int64
+	size     int64 // bytes in the open transaction
+	commits  int   // buckets found before the last commit are stale
+	copied   int   // keys and bucket names copied
+	progress func(int)
+}
+
+func (c *copier) run(src *Tx) (err error) {
+	if c.tx, err = c.dst.Begin(true); err != nil {
+		return err
+	}
+	defer func() {
+		if c.tx != nil {
+			_ = c.tx.Rollback()
+		}
+	}()
+	root := tx.Root(src)
+	if err := tx.Root(c.tx).SetSequence(root.Sequence()); err != nil {
+		return err
+	}
+	if err := c.copyBucket(root, nil); err != nil {
+		return err
+	}
+	if err := src.Err(); err != nil {
+		return err
+	}
+	err = c.tx.Commit()
+	c.tx = nil
+	return err
+}
+
+// room makes room for n more bytes in the open transaction, committing it
+// and beginning the next when it is full. It also stops the copy when the
+// context is done.
+func (c *copier) room(n int) error {
+	if c.copied%256 == 0 {
+		if err := c.ctx.Err(); err != nil {
+			return err
+		}
+		if c.src != nil && c.src.closed.Load() {
+			return ErrDatabaseNotOpen
+		}
+	}
+	if c.max > 0 && c.size > 0 && c.size+int64(n) > c.max {
+		err := c.tx.Commit()
+		c.tx = nil
+		if err != nil {
+			return err
+		}
+		if c.tx, err = c.dst.Begin(true); err != nil {
+			return err
+		}
+		c.size = 0
+		c.commits++
+	}
+	c.size += int64(n)
+	return nil
+}
+
+func (c *copier) count() {
+	c.copied++
+	if c.progress != nil {
+		c.progress(c.copied)
+	}
+}
+
+// copyBucket copies the contents of src into the bucket at path (nil: the
+// root) of the destination, which exists.
+func (c *copier) copyBucket(src *Bucket, path [][]byte) error {
+	var dst *Bucket
+	seen := -1 // c.commits when dst was found
+	cur := src.Cursor()
+	for k, v := cur.First(); k != nil; k, v = cur.Next() {
+		if err := c.room(len(k) + len(v)); err != nil {
+			return err
+		}
+		if seen != c.commits {
+			if dst = bucketAt(c.tx, path); dst == nil {
+				return fmt.Errorf("quiver: Compact: bucket %q vanished from the destination", path)
+			}
+			dst.FillPercent = copyFillPercent
+			seen = c.commits
+		}
+		child := subBucket(src, k, v)
+		if child == nil {
+			if err := dst.Put(k, nonNil(v)); err != nil {
+				return fmt.Errorf("quiver: Compact: key %q in bucket %q: %w", k, path, err)
+			}
+			c.count()
+			continue
+		}
+		if err := c.createCopy(dst, child, k); err != nil {
+			return fmt.Errorf("quiver: Compact: bucket %q: %w", append(path[:len(path):len(path)], k), err)
+		}
+		if err := c.copyBucket(child, append(path[:len(path):len(path)], k)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// createCopy creates the bucket name in dst with src's sequence.
+func (c *copier) createCopy(dst, src *Bucket, name []byte) error {
+	nb, err := dst.CreateBucket(name)
+	if err != nil {
+		return err
+	}
+	nb.FillPercent = copyFillPercent
+	if err := nb.SetSequence(src.Sequence()); err != nil {
+		return err
+	}
+	c.count()
+	return nil
+}
+
+// copyFillPercent fills the copy's pages: keys arrive in order, so full
+// pages are never split again by the copy itself.
+const copyFillPercent = 1.0
+
+// subBucket returns the nested bucket of b at the cursor's k, v, or nil
+// for a plain key.
+func subBucket(b *Bucket, k, v []byte) *Bucket {
+	if v != nil {
+		return nil
+	}
+	return b.Bucket(k)
+}
+
+func nonNil(v []byte) []byte {
+	if v == nil {
+		return []byte{}
+	}
+	return v
+}
+
+// bucketAt returns the bucket at path (nil: the root) of t, or nil.
+func bucketAt(t *Tx, path [][]byte) *Bucket {
+	b := tx.Root(t)
+	for _, name := range path {
+		if b = b.Bucket(name); b == nil {
+			return nil
+		}
+	}
+	return b
+}
+
+// CompactStats describe an online compaction.
+type CompactStats struct {
+	OldSize int64 // bytes of the file before
+	NewSize int64 // bytes of the file after
+	// Rounds is the number of catch-up rounds after the copy, the final
+	// one, made with writers blocked, included.
+	Rounds int
+	// Pause is how long writers were blocked: the final round and the
+	// switch to the new file.
+	Pause time.Duration
+}
+
+// Catch-up rounds: rounds run without blocking writers while the last one
+// changed more than compactQuietChanges keys, at most compactMaxRounds.
+const (
+	compactMaxRounds    = 16
+	compactQuietChanges = 1024
+)
+
+// Compact rewrites the database into a fresh file and switches to it, so
+// that the file holds no free pages: it gives back the space that deletes
+// freed inside the file, which the truncation of a free tail after commits
+// cannot. Readers and writers keep running meanwhile:
+//
+//  1. the last committed state is copied into PATH.compact (next to the
+//     database) from a read transaction, in write transactions of
+//     opts.TxMaxSize bytes;
+//  2. what commits changed meanwhile is found by comparing trees (pages
+//     written since the copied state; see the tx package's Unchanged) and
+//     applied to the copy, in rounds, until a round finds little to do;
+//  3. writers are blocked for a last round, the copy is made durable and
+//     renamed over PATH, and the directory is synced; the database then
+//     continues on the new file. Transaction ids continue from the old
+//     file's.
+//
+// Read transactions begun before the switch keep reading the old file's
+// snapshot until they end; Close waits for them. A crash or an error before
+// the rename leaves the old file as it was (a stale PATH.compact is
+// removed by the next Compact); after the rename the new file holds every
+// commit. If the context is done before the switch, Compact stops and
+// returns its error. Only one Compact runs at a time.
+func (db *DB) Compact(ctx context.Context, opts *CompactOptions) (st CompactStats, err error) {
+	if db.readOnly {
+		return st, ErrDatabaseReadOnly
+	}
+	if db.closed.Load() {
+		return st, ErrDatabaseNotOpen
+	}
+	if opts == nil {
+		opts = &CompactOptions{}
+	}
+	if opts.TxMaxSize < 0 {
+		return st, fmt.Errorf("quiver: Compact: negative TxMaxSize %d", opts.TxMaxSize)
+	}
+	db.compactMu.Lock()
+	defer db.compactMu.Unlock()
+	fi, err := os.Stat(db.path)
+	if err != nil {
+		return st, err
+	}
+	st.OldSize = fi.Size()
+	tmp := db.path + ".compact"
+	if err := os.Remove(tmp); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return st, err
+	}
+	o := db.opts
+	o.PageSize, o.NoSync, o.ReadOnly, o.Timeout = db.pageSize, true, false, 0
+	n, err := Open(tmp, fi.Mode().Perm(), &o)
+	if err != nil {
+		_ = os.Remove(tmp)
+		return st, fmt.Errorf("quiver: Compact: creating %s: %w", tmp, err)
+	}
+	adopted := false
+	defer func() {
+		if !adopted {
+			_ = n.Close()
+			_ = os.Remove(tmp)
+		}
+	}()
+	db.hook("copy")
+	var since page.Txid
+	err = db.View(func(t *Tx) error {
+		since = t.Meta().Txid
+		c := &copier{ctx: ctx, src: db, dst: n, max: opts.TxMaxSize, progress: opts.Progress}
+		return c.run(t)
+	})
+	if err != nil {
+		return st, err
+	}
+	for st.Rounds < compactMaxRounds {
+		db.hook("round")
+		if err := ctx.Err(); err != nil {
+			return st, err
+		}
+		changes, next, err := db.catchUp(n, since, false)
+		if err != nil {
+			return st, err
+		}
+		st.Rounds++
+		since = next
+		if changes <= compactQuietChanges {
+			break
+		}
+	}
+
+	db.hook("final")
+	db.writer.Lock()
+	defer db.writer.Unlock()
+	start := time.Now()
+	defer func() { st.Pause = time.Since(start) }()
+	if db.closed.Load() {
+		return st, ErrDatabaseNotOpen
+	}
+	if db.failed != nil {
+		return st, fmt.Errorf("%w: %v", ErrFailed, db.failed)
+	}
+	if err := ctx.Err(); err != nil {
+		return st, err
+	}
+	// The last round's commit is the copy's durable one, with the txid
+	// the old file's next commit would have had.
+	cur := db.snap.Load().meta.Txid
+	if ns := n.snap.Load(); ns.meta.Txid < cur {
+		ns.meta.Txid = cur
+	}
+	n.NoSync = db.NoSync
+	if _, _, err := db.catchUp(n, since, true); err != nil {
+		return st, err
+	}
+	st.Rounds++
+	// The copy grew ahead while it was written; keep one growth step.
+	if size := n.keepSize(n.snap.Load().meta.HighWater); size < n.fileSize && n.file.Truncate(size) == nil {
+		n.fileSize = size
+	}
+	if err := os.Rename(tmp, db.path); err != nil {
+		return st, err
+	}
+	adopted = true
+	db.adopt(n)
+	if err := syncDir(filepath.Dir(db.path)); err != nil {
+		// The rename may not be durable: a crash could bring back the
+		// old file without the commits that follow. Refuse them.
+		db.failed = err
+		return st, fmt.Errorf("quiver: Compact: syncing the directory after the switch: %w", err)
+	}
+	db.hook("switched")
+	if fi, err := os.Stat(db.path); err == nil {
+		st.NewSize = fi.Size()
+	}
+	return st, nil
+}
+
+func (db *DB) hook(stage string) {
+	if db.compactHook != nil {
+		db.compactHook(stage)
+	}
+}
+
+// catchUp applies to the copy n what was committed to db after txid since,
+// in one write transaction of n (with final, even if nothing was: the
+// switch needs the commit), and returns the number of keys and
+// buckets it changed and the txid it caught up to.
+func (db *DB) catchUp(n *DB, since page.Txid, final bool) (changes int, txid page.Txid, err error) {
+	err = db.View(func(src *Tx) error {
+		txid = src.Meta().Txid
+		if txid == since && !final {
+			return nil
+		}
+		return n.Update(func(dst *Tx) error {
+			a := &applier{since: since, c: &copier{ctx: context.Background(), dst: n, tx: dst}}
+			if err := a.sync(tx.Root(dst), tx.Root(src)); err != nil {
+				return err
+			}
+			changes = a.changes
+			return src.Err()
+		})
+	})
+	return changes, txid, err
+}
+
+// applier makes a bucket of the copy equal to its source, given that the
+// copy equals the source's state at txid since.
+type applier struct {
+	since   page.Txid
+	c       *copier // copies new buckets into the write transaction
+	changes int
+}
+
+// sync makes dst equal to src.
+func (a *applier) sync(dst, src *Bucket) error {
+	if dst.Sequence() != src.Sequence() {
+		if err := dst.SetSequence(src.Sequence()); err != nil {
+			return err
+		}
+		a.changes++
+	}
+	var same [][2][]byte
+	if err := tx.Unchanged(src, a.since, func(first, last []byte) {
+		same = append(same, [2][]byte{first, last})
+	}); err != nil {
+		return err
+	}
+	// Make each gap between unchanged intervals equal.
+	var lo []byte
+	for _, iv := range same {
+		if err := a.syncRange(dst, src, lo, iv[0]); err != nil {
+			return err
+		}
+		lo = iv[1]
+	}
+	return a.syncRange(dst, src, lo, nil)
+}
+
+// syncRange makes the keys of dst strictly between lo and hi equal to
+// src's; a nil lo or hi is unbounded.
+func (a *applier) syncRange(dst, src *Bucket, lo, hi []byte) error {
+	type item struct {
+		key, value []byte
+		bucket     bool
+	}
+	var dels, puts []item
+	var nested [][]byte
+	in := func(k []byte) bool { return k != nil && (hi == nil || bytes.Compare(k, hi) < 0) }
+	sc, dc := src.Cursor(), dst.Cursor()
+	sk, sv := seekAfter(sc, lo)
+	dk, dv := seekAfter(dc, lo)
+	for in(sk) || in(dk) {
+		cmp := 0
+		switch {
+		case !in(dk):
+			cmp = -1
+		case !in(sk):
+			cmp = 1
+		default:
+			cmp = bytes.Compare(sk, dk)
+		}
+		switch {
+		case cmp < 0:
+			puts = append(puts, item{sk, sv, subBucket(src, sk, sv) != nil})
+			sk, sv = sc.Next()
+		case cmp > 0:
+			dels = append(dels, item{bytes.Clone(dk), nil, subBucket(dst, dk, dv) != nil})
+			dk, dv = dc.Next()
+		default:
+			sb, db := subBucket(src, sk, sv) != nil, subBucket(dst, dk, dv) != nil
+			switch {
+			case sb && db:
+				nested = append(nested, sk)
+			case sb != db:
+				dels = append(dels, item{sk, nil, db})
+				puts = append(puts, item{sk, sv, sb})
+			case !bytes.Equal(sv, dv):
+				puts = append(puts, item{sk, sv, false})
+			}
+			sk, sv = sc.Next()
+			dk, dv = dc.Next()
+		}
+	}
+	for _, d := range dels {
+		var err error
+		if d.bucket {
+			err = dst.DeleteBucket(d.key)
+		} else {
+			err = dst.Delete(d.key)
+		}
+		if err != nil {
+			return err
+		}
+		a.changes++
+	}
+	for _, p := range puts {
+		a.changes++
+		if !p.bucket {
+			if err := dst.Put(p.key, nonNil(p.value)); err != nil {
+				return err
+			}
+			continue
+		}
+		child := src.Bucket(p.key)
+		if err := a.c.createCopy(dst, child, p.key); err != nil {
+			return err
+		}
+		if err := a.c.copyInto(dst.Bucket(p.key), child); err != nil {
+			return err
+		}
+	}
+	for _, k := range nested {
+		if err := a.sync(dst.Bucket(k), src.Bucket(k)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// seekAfter positions c at the first key after lo (nil: the first key).
+func seekAfter(c *Cursor, lo []byte) ([]byte, []byte) {
+	if lo == nil {
+		return c.First()
+	}
+	k, v := c.Seek(lo)
+	if k != nil && bytes.Equal(k, lo) {
+		return c.Next()
+	}
+	return k, v
+}
+
+// copyInto copies src into dst, a new bucket of the open write
+// transaction, with no intermediate commits.
+func (c *copier) copyInto(dst, src *Bucket) error {
+	cur := src.Cursor()
+	for k, v := cur.First(); k != nil; k, v = cur.Next() {
+		child := subBucket(src, k, v)
+		if child == nil {
+			if err := dst.Put(k, nonNil(v)); err != nil {
+				return err
+			}
+			continue
+		}
+		if err := c.createCopy(dst, child, k); err != nil {
+			return err
+		}
+		if err := c.copyInto(dst.Bucket(k), child); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// adopt makes the database continue on n's file, which was renamed over
+// its path. Writer lock held; n has no transactions and is not used again.
+func (db *DB) adopt(n *DB) {
+	old := db.file
+	cur := db.snap.Load()
+	db.fileMu.Lock()
+	db.retired = append(db.retired, db.snaps...)
+	db.fileState = n.fileState
+	db.snap.Store(n.snap.Load())
+	db.fileMu.Unlock()
+	cur.release() // the reference it held as the current snapshot
+	db.statsMu.Lock()
+	db.stats.FreePageN = n.stats.FreePageN
+	db.stats.PendingPageN = n.stats.PendingPageN
+	db.stats.FreeAlloc = n.stats.FreeAlloc
+	db.stats.FreelistInuse = n.stats.FreelistInuse
+	db.statsMu.Unlock()
+	n.closed.Store(true)
+	n.fileState = fileState{}
+	_ = mmap.Unlock(old.Fd())
+	_ = old.Close()
+}
+
+// syncDir makes a rename in dir durable.
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	err = d.Sync()
+	return errors.Join(err, d.Close())
+}

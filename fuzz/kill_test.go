@@ -3,6 +3,7 @@ package fuzz_test
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/binary"
 	"fmt"
 	"math/rand/v2"
@@ -10,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -19,7 +21,10 @@ import (
 // TestKill9 runs a child process that commits transactions and reports each
 // acknowledged one on a pipe, kills it with SIGKILL at a random moment, and
 // requires the reopened database to pass Check and hold every acknowledged
-// transaction. QUIVER_KILL_CYCLES sets the number of cycles (default 50).
+// transaction. In every other cycle the child also compacts the database
+// online, over and over, so that kills land in every stage of a
+// compaction, the switch to the new file included. QUIVER_KILL_CYCLES sets
+// the number of cycles (default 50).
 func TestKill9(t *testing.T) {
 	if testing.Short() {
 		t.Skip("spawns processes")
@@ -31,9 +36,11 @@ func TestKill9(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "db")
 	r := rand.New(rand.NewPCG(21, 22))
 	acked := -1
+	var compactions atomic.Int64
 	for c := 0; c < cycles; c++ {
 		cmd := exec.Command(os.Args[0], "-test.run=^TestKill9Child$", "-test.count=1")
-		cmd.Env = append(os.Environ(), "QUIVER_KILL_CHILD="+path, fmt.Sprintf("QUIVER_KILL_START=%d", acked+1))
+		cmd.Env = append(os.Environ(), "QUIVER_KILL_CHILD="+path, fmt.Sprintf("QUIVER_KILL_START=%d", acked+1),
+			fmt.Sprintf("QUIVER_KILL_COMPACT=%d", c%2))
 		out, err := cmd.StdoutPipe()
 		if err != nil {
 			t.Fatal(err)
@@ -48,6 +55,8 @@ func TestKill9(t *testing.T) {
 			for sc.Scan() {
 				if n, err := strconv.Atoi(sc.Text()); err == nil {
 					lines <- n
+				} else if sc.Text() == "compacted" {
+					compactions.Add(1)
 				}
 			}
 			close(lines)
@@ -90,7 +99,10 @@ func TestKill9(t *testing.T) {
 			t.Fatalf("cycle %d: %v", c, err)
 		}
 	}
-	t.Logf("%d kill cycles, %d transactions acknowledged", cycles, acked+1)
+	t.Logf("%d kill cycles, %d transactions acknowledged, %d online compactions finished", cycles, acked+1, compactions.Load())
+	if cycles >= 10 && compactions.Load() == 0 {
+		t.Error("the children finished no compaction: the kills never landed after one")
+	}
 }
 
 func killKey(i int) []byte {
@@ -112,6 +124,17 @@ func TestKill9Child(t *testing.T) {
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "child open:", err)
 		os.Exit(1)
+	}
+	if os.Getenv("QUIVER_KILL_COMPACT") == "1" {
+		go func() {
+			for {
+				if _, err := db.Compact(context.Background(), &quiver.CompactOptions{TxMaxSize: 1 << 16}); err != nil {
+					fmt.Fprintln(os.Stderr, "child compact:", err)
+					os.Exit(1)
+				}
+				fmt.Fprintln(os.Stdout, "compacted")
+			}
+		}()
 	}
 	r := rand.New(rand.NewPCG(uint64(start), 1))
 	for i := start; ; i++ {

@@ -346,6 +346,7 @@ func TestLocked(t *testing.T) {
 		{"keys", path, "users"},
 		{"put", path, "users", "x", "y"},
 		{"compact", "-o", t.TempDir() + "/out.db", path},
+		{"compact", "--in-place", path},
 	} {
 		start := time.Now()
 		r := quiverRun(append([]string{args[0], "--timeout=50ms"}, args[1:]...)...)
@@ -384,6 +385,8 @@ func TestBadUsage(t *testing.T) {
 		{"compact", path},
 		{"compact", "-o", t.TempDir() + "/x.db"},
 		{"compact", "-o", t.TempDir() + "/x.db", "--tx-max-size", "0", path},
+		{"compact", "-o", t.TempDir() + "/x.db", "--in-place", path},
+		{"compact", "--in-place"},
 		{"version", "extra"},
 		{"keys", "--format", "nope", path, "users"},
 		{"keys", "--no-such-flag", path, "users"},

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -14,6 +15,7 @@ import (
 
 type compactOptions struct {
 	dst       string
+	inPlace   bool
 	txMaxSize int64
 	noSync    bool
 	timeout   time.Duration
@@ -22,8 +24,8 @@ type compactOptions struct {
 func newCompactCommand() *cobra.Command {
 	var o compactOptions
 	cmd := &cobra.Command{
-		Use:   "compact -o DST SRC",
-		Short: "copy a database into a new, compact file",
+		Use:   "compact (-o DST | --in-place) SRC",
+		Short: "copy a database into a new, compact file, or compact it in place",
 		Long: `Compact copies every bucket (nested ones too), key, value and bucket sequence
 of the database SRC into a new database DST, in write transactions of about
 --tx-max-size bytes of keys and values, then checks the copy (Tx.Check, and
@@ -35,22 +37,38 @@ does:
 SRC is opened read-only and left as it is. DST must not exist; it gets SRC's
 page size and permissions, and is cut to its high water mark, so that it holds
 no room grown ahead. On a terminal, progress is shown on stderr. If anything
-fails, DST is removed.`,
-		Example: "  quiver compact -o my.compact.db my.db",
+fails, DST is removed.
+
+With --in-place, SRC is compacted where it is, with the online compaction of
+the library (DB.Compact): the copy is written next to SRC as SRC.compact and
+renamed over it once complete and synced, so a crash or an error at any point
+leaves either the old file or the new one, whole. SRC must not be open in
+another process (the command waits --timeout for its lock); programs that hold
+a database open call DB.Compact themselves, and their readers and writers go
+on meanwhile. It prints
+
+	<SRC>: <old bytes> -> <new bytes> bytes (gain=<old/new>x)`,
+		Example: "  quiver compact -o my.compact.db my.db\n  quiver compact --in-place my.db",
 		Args:    argsBetween(1, 1),
 		RunE: action(func(cmd *cobra.Command, args []string) error {
 			if o.txMaxSize <= 0 {
 				return usagef("invalid --tx-max-size %d: want at least 1", o.txMaxSize)
 			}
+			if (o.dst == "") == !o.inPlace {
+				return usagef("give exactly one of -o DST and --in-place")
+			}
+			if o.inPlace {
+				return runCompactInPlace(cmd.OutOrStdout(), cmd.ErrOrStderr(), args[0], &o)
+			}
 			return runCompact(cmd.OutOrStdout(), cmd.ErrOrStderr(), args[0], &o)
 		}),
 	}
 	fs := cmd.Flags()
-	fs.StringVarP(&o.dst, "output", "o", "", "the new database file (required)")
+	fs.StringVarP(&o.dst, "output", "o", "", "the new database file")
+	fs.BoolVar(&o.inPlace, "in-place", false, "compact SRC online and switch to the new file")
 	fs.Int64Var(&o.txMaxSize, "tx-max-size", 65536, "bytes of keys and values copied per write transaction")
 	fs.BoolVar(&o.noSync, "no-sync", false, "do not sync the copy's commits (the copy is synced once at the end)")
 	fs.DurationVar(&o.timeout, "timeout", defaultLockTimeout, "how long to wait for the file lock of SRC (0: forever)")
-	_ = cmd.MarkFlagRequired("output")
 	return cmd
 }
 
@@ -94,7 +112,14 @@ func runCompact(stdout, stderr io.Writer, srcPath string, o *compactOptions) (er
 	if err != nil {
 		return describeOpenError(o.dst, err, o.timeout)
 	}
-	items, err := copyDB(dst, src, o.txMaxSize, newProgress(stderr))
+	p := newProgress(stderr)
+	var items int
+	err = src.View(func(t *quiver.Tx) error { items = countItems(t); return nil })
+	if err == nil {
+		p.total = items
+		err = quiver.CompactContext(context.Background(), dst, src, &quiver.CompactOptions{TxMaxSize: o.txMaxSize, Progress: p.update})
+		p.done(err == nil)
+	}
 	var size int64
 	if err == nil {
 		err = dst.View(func(t *quiver.Tx) error { size = t.Size(); return nil })
@@ -121,125 +146,23 @@ func runCompact(stdout, stderr io.Writer, srcPath string, o *compactOptions) (er
 	return nil
 }
 
-// copier writes into dst in write transactions of about max bytes.
-type copier struct {
-	dst      *quiver.DB
-	tx       *quiver.Tx
-	max      int64
-	size     int64 // bytes in the open transaction
-	commits  int   // buckets found before the last commit are stale
-	items    int   // keys and bucket names copied
-	progress *progress
-}
-
-// copyDB copies every bucket of src into dst and returns the number of
-// keys and bucket names copied.
-func copyDB(dst, src *quiver.DB, max int64, p *progress) (int, error) {
-	c := &copier{dst: dst, max: max, progress: p}
-	var err error
-	if c.tx, err = dst.Begin(true); err != nil {
-		return 0, err
+func runCompactInPlace(stdout, stderr io.Writer, path string, o *compactOptions) error {
+	db, err := openWrite(path, o.timeout, false)
+	if err != nil {
+		return err
 	}
-	defer func() {
-		if c.tx != nil {
-			_ = c.tx.Rollback()
-		}
-	}()
-	err = src.View(func(t *quiver.Tx) error {
-		if p.enabled() {
-			p.total = countItems(t)
-		}
-		return t.ForEach(func(name []byte, b *quiver.Bucket) error {
-			if err := c.room(len(name)); err != nil {
-				return err
-			}
-			nb, err := c.tx.CreateBucket(name)
-			if err != nil {
-				return fmt.Errorf("bucket %s: %w", showPath([][]byte{name}), err)
-			}
-			if err := nb.SetSequence(b.Sequence()); err != nil {
-				return err
-			}
-			c.copied()
-			return c.copyBucket(b, [][]byte{name})
-		})
-	})
-	if err == nil {
-		err = c.tx.Commit()
-		c.tx = nil
-	}
+	db.NoSync = o.noSync
+	p := newProgress(stderr)
+	_ = db.View(func(t *quiver.Tx) error { p.total = countItems(t); return nil })
+	st, err := db.Compact(context.Background(), &quiver.CompactOptions{TxMaxSize: o.txMaxSize, Progress: p.update})
 	p.done(err == nil)
-	return c.items, err
-}
-
-// room makes room for n more bytes in the open transaction, committing it
-// and beginning the next when it is full.
-func (c *copier) room(n int) error {
-	if c.size > 0 && c.size+int64(n) > c.max {
-		err := c.tx.Commit()
-		c.tx = nil
-		if err != nil {
-			return err
-		}
-		if c.tx, err = c.dst.Begin(true); err != nil {
-			return err
-		}
-		c.size = 0
-		c.commits++
+	if o.noSync && err == nil {
+		err = db.Sync()
 	}
-	c.size += int64(n)
-	return nil
-}
-
-func (c *copier) copied() {
-	c.items++
-	c.progress.update(c.items)
-}
-
-// copyBucket copies the contents of src into the bucket at path of dst,
-// which exists.
-func (c *copier) copyBucket(src *quiver.Bucket, path [][]byte) error {
-	var dst *quiver.Bucket
-	seen := -1 // c.commits when dst was found
-	cur := src.Cursor()
-	for k, v := cur.First(); k != nil; k, v = cur.Next() {
-		if err := c.room(len(k) + len(v)); err != nil {
-			return err
-		}
-		if seen != c.commits {
-			var err error
-			if dst, err = bucketAt(c.tx, path); err != nil {
-				return err
-			}
-			seen = c.commits
-		}
-		var child *quiver.Bucket
-		if v == nil {
-			child = src.Bucket(k)
-		}
-		if child == nil {
-			if v == nil {
-				v = []byte{}
-			}
-			if err := dst.Put(k, v); err != nil {
-				return fmt.Errorf("%s: %w", showPath(append(path[:len(path):len(path)], k)), err)
-			}
-			c.copied()
-			continue
-		}
-		childPath := append(path[:len(path):len(path)], k)
-		nb, err := dst.CreateBucket(k)
-		if err != nil {
-			return fmt.Errorf("bucket %s: %w", showPath(childPath), err)
-		}
-		if err := nb.SetSequence(child.Sequence()); err != nil {
-			return err
-		}
-		c.copied()
-		if err := c.copyBucket(child, childPath); err != nil {
-			return err
-		}
+	if err = errors.Join(err, db.Close()); err != nil {
+		return fmt.Errorf("compacting %s: %w", path, err)
 	}
+	fmt.Fprintf(stdout, "%s: %d -> %d bytes (gain=%.2fx)\n", path, st.OldSize, st.NewSize, float64(st.OldSize)/float64(st.NewSize))
 	return nil
 }
 

@@ -2,6 +2,7 @@ package main
 
 import (
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -103,6 +104,43 @@ func TestCompact(t *testing.T) {
 				t.Errorf("compacting the copy grew it from %d to %d bytes", dstFI.Size(), fi.Size())
 			}
 		})
+	}
+}
+
+// TestCompactInPlace compacts a mostly free database where it is, and
+// requires the same contents, a check that passes, the sizes printed, and
+// no temporary file left.
+func TestCompactInPlace(t *testing.T) {
+	for _, flags := range [][]string{nil, {"--tx-max-size", "1", "--no-sync"}} {
+		path := newTestDB(t)
+		shrink(t, path)
+		want := contents(t, path)
+		before, _ := os.Stat(path)
+		r := quiverRun(append(append([]string{"compact"}, flags...), "--in-place", path)...)
+		if r.status != 0 || r.stderr != "" {
+			t.Fatal(r)
+		}
+		after, err := os.Stat(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		wantLine := fmt.Sprintf("%s: %d -> %d bytes (gain=%.2fx)\n", path, before.Size(), after.Size(), float64(before.Size())/float64(after.Size()))
+		if r.stdout != wantLine {
+			t.Errorf("output %q, want %q", r.stdout, wantLine)
+		}
+		if after.Size()*2 > before.Size() {
+			t.Errorf("compacted in place from %d to %d bytes: want half or less", before.Size(), after.Size())
+		}
+		if after.Mode().Perm() != before.Mode().Perm() {
+			t.Errorf("mode %v, was %v", after.Mode(), before.Mode())
+		}
+		if got := contents(t, path); !slices.Equal(got, want) {
+			t.Errorf("contents changed: %d entries, want %d", len(got), len(want))
+		}
+		checkDB(t, path)
+		if _, err := os.Stat(path + ".compact"); !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("temporary file left: %v", err)
+		}
 	}
 }
 

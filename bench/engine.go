@@ -1,11 +1,8 @@
-// Package bench compares quiver with bbolt on the same workloads. The
-// benchmarks live in bench_test.go; this file defines the small Engine
-// interface they drive and the table of engines, so that a new engine or a
-// new freelist of an existing one is one more row.
-//
-// The package is its own module so that the comparison engines stay out of
-// quiver's go.mod.
 package bench
+
+// This file defines the small Engine interface the benchmarks drive and
+// the table of engines, so that a new engine or a new freelist of an
+// existing one is one more row.
 
 import (
 	"errors"

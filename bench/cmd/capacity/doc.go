@@ -1,0 +1,23 @@
+// Command capacity grows a database to target sizes (1, 4, 16, 64 GiB by
+// default) with the fragmenting workload of the bench package (random 16-byte
+// keys, small and large values, inserts mixed with updates and deletes) and
+// measures it at each size, for quiver and bbolt side by side:
+//
+//   - commit latency p50/p99/max of small synced commits (10 operations),
+//     and the time each spent allocating pages (quiver's AllocTime; bbolt's
+//     SpillTime, which includes its allocation);
+//   - the file size against the live key and value bytes;
+//   - the time to open the file (warm page cache);
+//   - the peak resident set of the process.
+//
+// Each engine runs in a child process of its own (the same binary with
+// -child), so that peak RSS is the engine's alone; engines run one after the
+// other and each file is removed when its engine is done, so the disk needs
+// room for one database of the largest size. An engine whose growth to a
+// size takes longer than -budget stops there and the report says so.
+//
+//	go run ./cmd/capacity -sizes 1,4,16 -engines quiver-hashmap,bbolt-array -out capacity.json
+//
+// Results go to stdout as a table and, with -out, as JSON lines for
+// cmd/capacityplot.
+package main

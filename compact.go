@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/quiverdb/quiver/internal/testhook"
 	"github.com/quiverdb/quiver/internal/tx"
 	"github.com/quiverdb/quiver/mmap"
 	"github.com/quiverdb/quiver/page"
@@ -357,8 +358,8 @@ func (db *DB) Compact(ctx context.Context, opts *CompactOptions) (st CompactStat
 }
 
 func (db *DB) hook(stage string) {
-	if db.compactHook != nil {
-		db.compactHook(stage)
+	if testhook.Compact != nil {
+		testhook.Compact(db.path, stage)
 	}
 }
 

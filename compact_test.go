@@ -13,6 +13,7 @@ import (
 	"testing"
 
 	"github.com/quiverdb/quiver"
+	"github.com/quiverdb/quiver/internal/testhook"
 )
 
 // commitRandom commits n random transactions of random operations to db
@@ -56,6 +57,7 @@ func TestCompactCatchesUp(t *testing.T) {
 		seed := testSeed(t)
 		r := newRand(seed)
 		db := openDB(t, ft, &quiver.Options{PageSize: 1024, NoSync: true})
+		t.Cleanup(func() { testhook.Compact = nil })
 		model := newMBucket()
 		commitRandom(t, r, db.DB, &model, 60)
 		compactions := 12
@@ -66,18 +68,18 @@ func TestCompactCatchesUp(t *testing.T) {
 			var before int
 			ok(t, db.View(func(tx *quiver.Tx) error { before = tx.ID(); return nil }))
 			stages := map[string]int{}
-			quiver.SetCompactHook(db.DB, func(stage string) {
+			testhook.Compact = func(_, stage string) {
 				stages[stage]++
 				switch stage {
 				case "round", "final":
 					commitRandom(t, r, db.DB, &model, r.IntN(8))
 				}
-			})
+			}
 			st, err := db.Compact(context.Background(), &quiver.CompactOptions{TxMaxSize: int64(1 + r.IntN(20000))})
 			if err != nil {
 				t.Fatalf("compaction %d (seed %d): %v", c, seed, err)
 			}
-			quiver.SetCompactHook(db.DB, nil)
+			testhook.Compact = nil
 			if stages["switched"] != 1 || st.Rounds < 2 {
 				t.Fatalf("compaction %d: stages %v, stats %+v", c, stages, st)
 			}
@@ -161,11 +163,12 @@ func TestCompactOldReaders(t *testing.T) {
 	}))
 	old, err := db.Begin(false)
 	ok(t, err)
-	quiver.SetCompactHook(db.DB, func(stage string) {
+	t.Cleanup(func() { testhook.Compact = nil })
+	testhook.Compact = func(_, stage string) {
 		if stage == "round" {
 			ok(t, db.Update(func(tx *quiver.Tx) error { return tx.Bucket([]byte("b")).Put([]byte("k"), []byte("new")) }))
 		}
-	})
+	}
 	_, err = db.Compact(context.Background(), nil)
 	ok(t, err)
 	if v := old.Bucket([]byte("b")).Get([]byte("k")); string(v) != "old" {

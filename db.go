@@ -65,8 +65,6 @@ type DB struct {
 	batch   *batch
 
 	compactMu sync.Mutex // one Compact at a time
-	// compactHook, if set (tests), is called by Compact at each stage.
-	compactHook func(stage string)
 
 	statsMu sync.Mutex
 	// Read transaction counters: atomics, so that readers share no lock.

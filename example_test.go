@@ -1,6 +1,7 @@
 package quiver_test
 
 import (
+	"context"
 	"fmt"
 	"log"
 	"os"
@@ -179,4 +180,84 @@ func ExampleTx_Check() {
 		return nil
 	})
 	// Output: 0 problems
+}
+
+// Compacting a live database: deleting most of its data leaves free pages
+// inside the file; Compact rewrites it while transactions go on and gives
+// the space back.
+func ExampleDB_Compact() {
+	path, cleanup := tempPath()
+	defer cleanup()
+	db, err := quiver.Open(path, 0o600, nil)
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer db.Close()
+	put := func(keep func(i int) bool) error {
+		return db.Update(func(tx *quiver.Tx) error {
+			b, err := tx.CreateBucketIfNotExists([]byte("logs"))
+			if err != nil {
+				return err
+			}
+			for i := 0; i < 10000; i++ {
+				k := []byte(fmt.Sprintf("%06d", i))
+				if keep(i) {
+					err = b.Put(k, make([]byte, 500))
+				} else {
+					err = b.Delete(k)
+				}
+				if err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+	}
+	if err := put(func(int) bool { return true }); err != nil {
+		log.Fatal(err)
+	}
+	// Keep one key in a hundred: every page keeps a little data.
+	if err := put(func(i int) bool { return i%100 == 0 }); err != nil {
+		log.Fatal(err)
+	}
+	st, err := db.Compact(context.Background(), nil)
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println("at least 10 times smaller:", st.NewSize*10 <= st.OldSize)
+	_ = db.View(func(tx *quiver.Tx) error {
+		fmt.Println("keys:", tx.Bucket([]byte("logs")).Stats().KeyN)
+		return nil
+	})
+	// Output:
+	// at least 10 times smaller: true
+	// keys: 100
+}
+
+// Compact copies one database into another, as bbolt's Compact does.
+func ExampleCompact() {
+	path, cleanup := tempPath()
+	defer cleanup()
+	src, err := quiver.Open(path, 0o600, nil)
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer src.Close()
+	_ = src.Update(func(tx *quiver.Tx) error {
+		b, _ := tx.CreateBucket([]byte("users"))
+		return b.Put([]byte("alice"), []byte("admin"))
+	})
+	dst, err := quiver.Open(path+".copy", 0o600, nil)
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer dst.Close()
+	if err := quiver.Compact(dst, src, 64<<10); err != nil {
+		log.Fatal(err)
+	}
+	_ = dst.View(func(tx *quiver.Tx) error {
+		fmt.Printf("%s\n", tx.Bucket([]byte("users")).Get([]byte("alice")))
+		return nil
+	})
+	// Output: admin
 }

@@ -9,7 +9,3 @@ func SetMinReservation(n int) (restore func()) {
 	return func() { minReservation = old }
 }
 
-// SetCompactHook makes db.Compact call fn at each stage: "copy", "round"
-// (before each catch-up round), "final" (before writers are blocked) and
-// "switched".
-func SetCompactHook(db *DB, fn func(stage string)) { db.compactHook = fn }

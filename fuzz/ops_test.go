@@ -2,6 +2,7 @@ package fuzz_test
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -11,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/quiverdb/quiver"
+	"github.com/quiverdb/quiver/internal/testhook"
 )
 
 // FuzzOps decodes its input into a sequence of operations on nested
@@ -58,6 +60,7 @@ const (
 	opReopen              // mode: bit 0 commit first, bit 1 other freelist, bit 2 read-only open between
 	opReader              // (begins a read transaction, or checks and ends the open one)
 	opBackup              // mode: bit 0 from the open read transaction, bit 1 from the write transaction
+	opCompact             // mode: bits 0-2 operations run while the copy catches up, bits 3-4 the copy's TxMaxSize, bits 5-6 operations run just before writers are blocked
 	opCount
 )
 
@@ -212,6 +215,7 @@ type opsRun struct {
 	snap   *modelBucket // what reader holds
 
 	op         int      // index of the operation being applied
+	compacting bool     // operations run inside a compaction
 	trace      []string // one line per operation, printed on failure
 	valueBytes int
 	backups    int
@@ -352,6 +356,11 @@ func (r *opsRun) expect(what string, err, want error) {
 
 func (r *opsRun) apply(in *opsInput) {
 	op := int(in.next()) % opCount
+	if r.compacting && (op == opReopen || op == opCompact) {
+		arg := in.next()
+		r.logf("opcode %d (%d) skipped during a compaction", op, arg)
+		return
+	}
 	switch op {
 	case opCommit:
 		r.logf("commit")
@@ -369,6 +378,9 @@ func (r *opsRun) apply(in *opsInput) {
 		return
 	case opBackup:
 		r.backup(in.next())
+		return
+	case opCompact:
+		r.compact(in, in.next())
 		return
 	}
 	r.begin()
@@ -860,6 +872,51 @@ func (r *opsRun) backup(mode byte) {
 	verify("after a write", after)
 }
 
+// opsTxMaxSizes are the compaction copy's transaction sizes: one
+// transaction, a commit per key, and in between.
+var opsTxMaxSizes = []int64{0, 1, 4096, 1 << 20}
+
+// compact commits the write transaction, then compacts the database online
+// while the operations that follow in the input run, committed, at two
+// stages: before the catch-up round (the copy has to find and apply their
+// changes) and just before writers are blocked for the last round. Then
+// it compares the database and the open reader, which began on the old
+// file, with their models.
+func (r *opsRun) compact(in *opsInput, mode byte) {
+	during, last := int(mode&7), int(mode>>5&3)
+	max := opsTxMaxSizes[mode>>3&3]
+	r.logf("compact (%d operations during the catch-up, %d before the last round, tx max size %d)", during, last, max)
+	r.endWrite(true) // the last round needs the writer lock
+	run := func(n int) {
+		for ; n > 0 && !in.done() && r.op+1 < opsMaxOps; n-- {
+			r.op++
+			r.apply(in)
+		}
+		r.endWrite(true)
+	}
+	testhook.Compact = func(_, stage string) {
+		switch stage {
+		case "round":
+			run(during)
+			during = 0
+		case "final":
+			run(last)
+		}
+	}
+	r.compacting = true
+	defer func() { testhook.Compact, r.compacting = nil, false }()
+	if _, err := r.db.Compact(context.Background(), &quiver.CompactOptions{TxMaxSize: max}); err != nil {
+		r.fatalf("compact: %v", err)
+	}
+	r.verify("after compaction")
+	r.check("after compaction")
+	if r.reader != nil {
+		if err := compareTx(r.reader, r.snap); err != nil {
+			r.fatalf("read transaction across a compaction: %v", err)
+		}
+	}
+}
+
 // reopen ends the transactions, closes the database and opens it again,
 // with the other freelist or through a read-only open if mode says so.
 func (r *opsRun) reopen(mode byte) {
@@ -1053,5 +1110,15 @@ func opsSeeds() [][]byte {
 		{0x11, opCreateBucket, 0, 3, 0, opPutRun, 0, 0, 39, 1, 3, opPut, 0, 0xf8, 1, opPut, 0, 0xf9, 1,
 			opPut, 0, 0xfc, 2, opPut, 0, 0xfd, 2, opCommit, opDelete, 0, 0xfd, opCursorDelete, 0, 0x22, 0x33, 0xfb,
 			opCommit, opReopen, 0},
+		// Online compactions: the first with a reader held across it and,
+		// while it catches up, puts, a delete, a cursor delete, a bucket
+		// deleted, a nested bucket created and a sequence; the second with
+		// a commit per key and changes just before the last round.
+		{1, opNestedPut, 0x41, 7, 8, opPutRun, 0, 0, 60, 4, 0, opCreateBucket, 0, 9, 0, opCommit,
+			opReader, opCompact, 7 | 2<<3,
+			opPut, 0, 3, 5, opDelete, 0, 7, opCursorDelete, 0, 0x10, 0x0f, 0, opDeleteBucket, 0, 9,
+			opCreateBucket, 1, 12, 0, opNextSequence, 0, opPut, 1, 99, 9,
+			opReader, opCompact, 1<<3 | 3<<5, opPutRun, 0, 5, 30, 6, 2, opDelete, 0, 5, opNextSequence, 0,
+			opReopen, 0},
 	}
 }

@@ -8,4 +8,3 @@ func SetMinReservation(n int) (restore func()) {
 	minReservation = n
 	return func() { minReservation = old }
 }
-

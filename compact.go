@@ -238,7 +238,7 @@ const (
 //  3. writers are blocked for a last round, the copy is made durable and
 //     renamed over PATH, and the directory is synced; the database then
 //     continues on the new file. Transaction ids continue from the old
-//     file's.
+//     file's. The copy's last commit is synced even with NoSync.
 //
 // Read transactions begun before the switch keep reading the old file's
 // snapshot until they end; Close waits for them. A crash or an error before
@@ -261,12 +261,17 @@ func (db *DB) Compact(ctx context.Context, opts *CompactOptions) (st CompactStat
 	}
 	db.compactMu.Lock()
 	defer db.compactMu.Unlock()
-	fi, err := os.Stat(db.path)
+	// Through a symbolic link, the file itself is replaced, not the link.
+	path, err := filepath.EvalSymlinks(db.path)
+	if err != nil {
+		return st, err
+	}
+	fi, err := os.Stat(path)
 	if err != nil {
 		return st, err
 	}
 	st.OldSize = fi.Size()
-	tmp := db.path + ".compact"
+	tmp := path + ".compact"
 	if err := os.Remove(tmp); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return st, err
 	}
@@ -330,7 +335,9 @@ func (db *DB) Compact(ctx context.Context, opts *CompactOptions) (st CompactStat
 	if ns := n.snap.Load(); ns.meta.Txid < cur {
 		ns.meta.Txid = cur
 	}
-	n.NoSync = db.NoSync
+	// Synced even with NoSync: after the rename, the copy is the
+	// database, and an unsynced one could be lost whole.
+	n.NoSync = false
 	if _, _, err := db.catchUp(n, since, true); err != nil {
 		return st, err
 	}
@@ -339,19 +346,19 @@ func (db *DB) Compact(ctx context.Context, opts *CompactOptions) (st CompactStat
 	if size := n.keepSize(n.snap.Load().meta.HighWater); size < n.fileSize && n.file.Truncate(size) == nil {
 		n.fileSize = size
 	}
-	if err := os.Rename(tmp, db.path); err != nil {
+	if err := os.Rename(tmp, path); err != nil {
 		return st, err
 	}
 	adopted = true
 	db.adopt(n)
-	if err := syncDir(filepath.Dir(db.path)); err != nil {
+	if err := syncDir(filepath.Dir(path)); err != nil {
 		// The rename may not be durable: a crash could bring back the
 		// old file without the commits that follow. Refuse them.
 		db.failed = err
 		return st, fmt.Errorf("quiver: Compact: syncing the directory after the switch: %w", err)
 	}
 	db.hook("switched")
-	if fi, err := os.Stat(db.path); err == nil {
+	if fi, err := os.Stat(path); err == nil {
 		st.NewSize = fi.Size()
 	}
 	return st, nil

@@ -431,3 +431,44 @@ func TestCompactLibrary(t *testing.T) {
 	ok(t, quiver.Compact(dst.DB, src.DB, 0))
 	requireModel(t, dst.DB, model, "Compact")
 }
+
+// TestCompactSymlink: a database opened through a symbolic link is
+// compacted where the link points; the link stays a link.
+func TestCompactSymlink(t *testing.T) {
+	dir := t.TempDir()
+	real := filepath.Join(dir, "real.db")
+	link := filepath.Join(dir, "link.db")
+	db, err := quiver.Open(real, 0o600, nil)
+	ok(t, err)
+	ok(t, db.Update(func(tx *quiver.Tx) error {
+		b, err := tx.CreateBucket([]byte("b"))
+		if err != nil {
+			return err
+		}
+		return b.Put([]byte("k"), []byte("v"))
+	}))
+	ok(t, db.Close())
+	ok(t, os.Symlink("real.db", link))
+	db, err = quiver.Open(link, 0o600, nil)
+	ok(t, err)
+	defer db.Close()
+	_, err = db.Compact(context.Background(), nil)
+	ok(t, err)
+	if fi, err := os.Lstat(link); err != nil || fi.Mode()&os.ModeSymlink == 0 {
+		t.Fatalf("the link is no longer a link: %v %v", fi, err)
+	}
+	if _, err := os.Stat(real + ".compact"); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("temporary file left: %v", err)
+	}
+	ok(t, db.Update(func(tx *quiver.Tx) error { return tx.Bucket([]byte("b")).Put([]byte("k2"), []byte("v2")) }))
+	ok(t, db.Close())
+	d, err := quiver.Open(real, 0o600, nil)
+	ok(t, err)
+	defer d.Close()
+	ok(t, d.View(func(tx *quiver.Tx) error {
+		if v := tx.Bucket([]byte("b")).Get([]byte("k2")); string(v) != "v2" {
+			t.Fatalf("k2 = %q in the link's target", v)
+		}
+		return nil
+	}))
+}

@@ -67,7 +67,7 @@ on meanwhile. It prints
 	fs.StringVarP(&o.dst, "output", "o", "", "the new database file")
 	fs.BoolVar(&o.inPlace, "in-place", false, "compact SRC online and switch to the new file")
 	fs.Int64Var(&o.txMaxSize, "tx-max-size", 65536, "bytes of keys and values copied per write transaction")
-	fs.BoolVar(&o.noSync, "no-sync", false, "do not sync the copy's commits (the copy is synced once at the end)")
+	fs.BoolVar(&o.noSync, "no-sync", false, "do not sync the copy's commits (the copy is synced once at the end, as --in-place always does)")
 	fs.DurationVar(&o.timeout, "timeout", defaultLockTimeout, "how long to wait for the file lock of SRC (0: forever)")
 	return cmd
 }
@@ -151,14 +151,10 @@ func runCompactInPlace(stdout, stderr io.Writer, path string, o *compactOptions)
 	if err != nil {
 		return err
 	}
-	db.NoSync = o.noSync
 	p := newProgress(stderr)
 	_ = db.View(func(t *quiver.Tx) error { p.total = countItems(t); return nil })
 	st, err := db.Compact(context.Background(), &quiver.CompactOptions{TxMaxSize: o.txMaxSize, Progress: p.update})
 	p.done(err == nil)
-	if o.noSync && err == nil {
-		err = db.Sync()
-	}
 	if err = errors.Join(err, db.Close()); err != nil {
 		return fmt.Errorf("compacting %s: %w", path, err)
 	}

@@ -299,6 +299,10 @@ func (db *DB) Compact(ctx context.Context, opts *CompactOptions) (st CompactStat
 	if err != nil {
 		return st, err
 	}
+	// Catch up while writers run until a round finds little to do. The
+	// copy's bulk is synced in between, so that the last round, with
+	// writers blocked, syncs only what it writes.
+	synced := false
 	for st.Rounds < compactMaxRounds {
 		db.hook("round")
 		if err := ctx.Err(); err != nil {
@@ -310,12 +314,25 @@ func (db *DB) Compact(ctx context.Context, opts *CompactOptions) (st CompactStat
 		}
 		st.Rounds++
 		since = next
-		if changes <= compactQuietChanges {
+		if changes > compactQuietChanges {
+			continue
+		}
+		if synced {
 			break
 		}
+		if err := n.Sync(); err != nil {
+			return st, err
+		}
+		synced = true
 	}
 
 	db.hook("final")
+	var release func() // what the switch leaves to do once writers run again
+	defer func() {
+		if release != nil {
+			release()
+		}
+	}()
 	db.writer.Lock()
 	defer db.writer.Unlock()
 	start := time.Now()
@@ -350,7 +367,7 @@ func (db *DB) Compact(ctx context.Context, opts *CompactOptions) (st CompactStat
 		return st, err
 	}
 	adopted = true
-	db.adopt(n)
+	release = db.adopt(n)
 	if err := syncDir(filepath.Dir(path)); err != nil {
 		// The rename may not be durable: a crash could bring back the
 		// old file without the commits that follow. Refuse them.
@@ -542,7 +559,10 @@ func (c *copier) copyInto(dst, src *Bucket) error {
 
 // adopt makes the database continue on n's file, which was renamed over
 // its path. Writer lock held; n has no transactions and is not used again.
-func (db *DB) adopt(n *DB) {
+// The returned function releases the old file and the current snapshot's
+// reference to its mapping (an munmap that takes milliseconds for a large
+// file); call it after unlocking.
+func (db *DB) adopt(n *DB) (release func()) {
 	old := db.file
 	cur := db.snap.Load()
 	db.fileMu.Lock()
@@ -550,7 +570,6 @@ func (db *DB) adopt(n *DB) {
 	db.fileState = n.fileState
 	db.snap.Store(n.snap.Load())
 	db.fileMu.Unlock()
-	cur.release() // the reference it held as the current snapshot
 	db.statsMu.Lock()
 	db.stats.FreePageN = n.stats.FreePageN
 	db.stats.PendingPageN = n.stats.PendingPageN
@@ -559,8 +578,11 @@ func (db *DB) adopt(n *DB) {
 	db.statsMu.Unlock()
 	n.closed.Store(true)
 	n.fileState = fileState{}
-	_ = mmap.Unlock(old.Fd())
-	_ = old.Close()
+	return func() {
+		cur.release() // the reference it held as the current snapshot
+		_ = mmap.Unlock(old.Fd())
+		_ = old.Close()
+	}
 }
 
 // syncDir makes a rename in dir durable.

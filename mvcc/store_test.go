@@ -1,0 +1,240 @@
+package mvcc
+
+import (
+	"errors"
+	"fmt"
+	"path/filepath"
+	"sync"
+	"testing"
+
+	"github.com/quiverdb/quiver"
+)
+
+func openTest(t *testing.T, path string, opts *Options) (*Store, *quiver.DB) {
+	t.Helper()
+	if path == "" {
+		path = filepath.Join(t.TempDir(), "db")
+	}
+	db, err := quiver.Open(path, 0o600, &quiver.Options{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := Open(db, opts)
+	if err != nil {
+		db.Close()
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		s.Close()
+		db.Close()
+	})
+	return s, db
+}
+
+func must[T any](t *testing.T) func(T, error) T {
+	return func(v T, err error) T {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+}
+
+func kvString(kv KeyValue) string {
+	return fmt.Sprintf("%s=%s c%d m%d v%d l%d", kv.Key, kv.Value, kv.CreateRevision, kv.ModRevision, kv.Version, kv.Lease)
+}
+
+func rangeStrings(t *testing.T, s *Store, key, end string, rev int64) []string {
+	t.Helper()
+	var e []byte
+	if end != "" {
+		e = []byte(end)
+	}
+	res, err := s.Range([]byte(key), e, RangeOptions{Rev: rev})
+	if err != nil {
+		t.Fatalf("range %q-%q at %d: %v", key, end, rev, err)
+	}
+	var out []string
+	for _, kv := range res.KVs {
+		out = append(out, kvString(kv))
+	}
+	return out
+}
+
+func TestGenerations(t *testing.T) {
+	s, _ := openTest(t, "", nil)
+	if s.Rev() != 1 {
+		t.Fatalf("empty store at revision %d, want 1", s.Rev())
+	}
+	put := must[int64](t)
+	if r := put(s.Put([]byte("a"), []byte("1"), 0)); r != 2 {
+		t.Fatalf("first put at %d", r)
+	}
+	put(s.Put([]byte("a"), []byte("2"), 7))
+	n, r, err := s.DeleteRange([]byte("a"), nil)
+	if err != nil || n != 1 || r != 4 {
+		t.Fatalf("delete: %d %d %v", n, r, err)
+	}
+	if n, r, _ := s.DeleteRange([]byte("a"), nil); n != 0 || r != 4 {
+		t.Fatalf("delete of a deleted key: %d at %d", n, r)
+	}
+	put(s.Put([]byte("a"), []byte("3"), 0))
+	put(s.Put([]byte("b"), []byte("x"), 0))
+	for _, tc := range []struct {
+		rev  int64
+		want string
+	}{
+		{1, "[]"},
+		{2, "[a=1 c2 m2 v1 l0]"},
+		{3, "[a=2 c2 m3 v2 l7]"},
+		{4, "[]"},
+		{5, "[a=3 c5 m5 v1 l0]"},
+		{0, "[a=3 c5 m5 v1 l0]"},
+	} {
+		if got := fmt.Sprint(rangeStrings(t, s, "a", "", tc.rev)); got != tc.want {
+			t.Errorf("a at %d: %s, want %s", tc.rev, got, tc.want)
+		}
+	}
+	if got := fmt.Sprint(rangeStrings(t, s, "a", "\x00", 0)); got != "[a=3 c5 m5 v1 l0 b=x c6 m6 v1 l0]" {
+		t.Errorf("all keys: %s", got)
+	}
+	if _, err := s.Range([]byte("a"), nil, RangeOptions{Rev: 7}); !errors.Is(err, ErrFutureRev) {
+		t.Errorf("future revision: %v", err)
+	}
+	// Compaction keeps each key's state at the revision.
+	done, err := s.Compact(4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	<-done
+	if _, err := s.Range([]byte("a"), nil, RangeOptions{Rev: 3}); !errors.Is(err, ErrCompacted) {
+		t.Errorf("compacted revision: %v", err)
+	}
+	if got := fmt.Sprint(rangeStrings(t, s, "a", "", 4)); got != "[]" {
+		t.Errorf("a at the compaction: %s", got)
+	}
+	if _, err := s.Compact(4); !errors.Is(err, ErrCompacted) {
+		t.Errorf("compacting twice: %v", err)
+	}
+	if _, err := s.Compact(99); !errors.Is(err, ErrFutureRev) {
+		t.Errorf("compacting the future: %v", err)
+	}
+	// The deleted generation's records are gone from the engine.
+	var records int
+	_ = s.db.View(func(tx *quiver.Tx) error {
+		records = tx.Bucket(revBucket).Stats().KeyN
+		return nil
+	})
+	if records != 2 {
+		t.Errorf("%d records after compaction, want 2 (a@5, b@6)", records)
+	}
+}
+
+func TestCompactKeepsVersions(t *testing.T) {
+	s, db := openTest(t, "", nil)
+	put := must[int64](t)
+	for i := 0; i < 5; i++ {
+		put(s.Put([]byte("k"), []byte(fmt.Sprint(i)), 0)) // revs 2..6
+	}
+	<-must[<-chan struct{}](t)(s.Compact(4))
+	want := "[k=2 c2 m4 v3 l0]"
+	if got := fmt.Sprint(rangeStrings(t, s, "k", "", 4)); got != want {
+		t.Fatalf("k at 4 after compaction: %s, want %s", got, want)
+	}
+	if got := fmt.Sprint(rangeStrings(t, s, "k", "", 0)); got != "[k=4 c2 m6 v5 l0]" {
+		t.Fatalf("k now: %s", got)
+	}
+	// The same after a reopen, which rebuilds the index.
+	path := db.Path()
+	s.Close()
+	db.Close()
+	s, _ = openTest(t, path, nil)
+	if got := fmt.Sprint(rangeStrings(t, s, "k", "", 4)); got != want {
+		t.Fatalf("k at 4 after reopen: %s, want %s", got, want)
+	}
+	if s.Rev() != 6 || s.CompactRev() != 4 {
+		t.Fatalf("reopened at %d compacted %d", s.Rev(), s.CompactRev())
+	}
+}
+
+func TestTxn(t *testing.T) {
+	s, _ := openTest(t, "", nil)
+	must[int64](t)(s.Put([]byte("a"), []byte("1"), 0))
+	res, err := s.Txn(&Txn{
+		If:   []Compare{{Key: []byte("a"), Target: CompareValue, Result: Equal, Value: []byte("1")}},
+		Then: []Op{OpPut([]byte("a"), []byte("2"), 0), OpRange([]byte("a"), nil, RangeOptions{}), OpPut([]byte("b"), []byte("3"), 0)},
+		Else: []Op{OpDelete([]byte("a"), nil)},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !res.Succeeded || res.Rev != 3 || string(res.Results[1].Range.KVs[0].Value) != "2" {
+		t.Fatalf("txn: %+v", res)
+	}
+	res, err = s.Txn(&Txn{
+		If:   []Compare{{Key: []byte("a"), Target: CompareVersion, Result: Greater, Version: 5}},
+		Else: []Op{OpDelete([]byte("a"), []byte("c"))},
+	})
+	if err != nil || res.Succeeded || res.Results[0].Deleted != 2 || res.Rev != 4 {
+		t.Fatalf("txn else: %+v %v", res, err)
+	}
+	// A compare on a missing key's value fails; on its version, it is 0.
+	res, _ = s.Txn(&Txn{If: []Compare{{Key: []byte("zz"), Target: CompareVersion, Result: Equal, Version: 0}}})
+	if !res.Succeeded || res.Rev != 4 {
+		t.Fatalf("version of a missing key: %+v", res)
+	}
+	for _, bad := range []*Txn{
+		{Then: []Op{OpPut(nil, []byte("v"), 0)}},
+		{Then: []Op{OpPut([]byte("a"), nil, 0), OpPut([]byte("a"), nil, 0)}},
+		{Then: []Op{OpPut([]byte("b"), nil, 0), OpDelete([]byte("a"), []byte("c"))}},
+		{Then: []Op{OpRange([]byte("b"), []byte("a"), RangeOptions{})}},
+		{Then: []Op{OpPut([]byte("x"), nil, 0), OpRange([]byte("x"), nil, RangeOptions{Rev: 99})}},
+	} {
+		if _, err := s.Txn(bad); err == nil {
+			t.Errorf("txn %+v: no error", bad)
+		}
+	}
+	if s.Rev() != 4 {
+		t.Fatalf("a failed txn changed the revision to %d", s.Rev())
+	}
+}
+
+// TestGroupCommit: concurrent writers share engine transactions, and each
+// gets its own revision.
+func TestGroupCommit(t *testing.T) {
+	s, _ := openTest(t, "", nil)
+	const writers, each = 8, 200
+	var wg sync.WaitGroup
+	revs := make(chan int64, writers*each)
+	for w := 0; w < writers; w++ {
+		wg.Add(1)
+		go func(w int) {
+			defer wg.Done()
+			for i := 0; i < each; i++ {
+				r, err := s.Put([]byte(fmt.Sprintf("w%d-%d", w, i)), []byte("v"), 0)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				revs <- r
+			}
+		}(w)
+	}
+	wg.Wait()
+	close(revs)
+	seen := map[int64]bool{}
+	for r := range revs {
+		if seen[r] {
+			t.Fatalf("revision %d given twice", r)
+		}
+		seen[r] = true
+	}
+	if s.Rev() != 1+writers*each {
+		t.Fatalf("revision %d, want %d", s.Rev(), 1+writers*each)
+	}
+	res, _ := s.Range([]byte("w"), []byte{}, RangeOptions{CountOnly: true})
+	if res.Count != writers*each {
+		t.Fatalf("%d keys", res.Count)
+	}
+}

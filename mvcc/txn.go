@@ -35,9 +35,9 @@ type Compare struct {
 	Target   CompareTarget
 	Result   CompareResult
 	// The operand of Target.
-	Value                                  []byte
+	Value                                []byte
 	Version, CreateRevision, ModRevision int64
-	Lease                                  int64
+	Lease                                int64
 }
 
 // OpType is the kind of an Op.

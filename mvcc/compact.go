@@ -21,7 +21,9 @@ import (
 // deletion to resume at the next Open.
 //
 // It fails with ErrCompacted if rev is not above the last compaction and
-// ErrFutureRev if it is above the current revision.
+// ErrFutureRev if it is above the current revision. As etcd, the deletion
+// pass also hashes the contents at rev under the previous compaction (see
+// HashKV), for replicas to compare.
 func (s *Store) Compact(rev int64) (<-chan struct{}, error) {
 	s.compactor.serial.Lock()
 	defer s.compactor.serial.Unlock()
@@ -30,7 +32,9 @@ func (s *Store) Compact(rev int64) (<-chan struct{}, error) {
 		s.mu.Unlock()
 		return nil, err
 	}
-	compacted, cur := s.CompactRev(), s.committed.Load()
+	s.index.mu.RLock()
+	compacted, cur := s.index.compacted, s.committed.Load()
+	s.index.mu.RUnlock()
 	switch {
 	case rev <= compacted:
 		s.mu.Unlock()
@@ -51,7 +55,7 @@ func (s *Store) Compact(rev int64) (<-chan struct{}, error) {
 	// Writers go on meanwhile: their events are above rev, which the
 	// index compaction does not touch.
 	s.index.compact(rev)
-	return s.compactor.schedule(rev), nil
+	return s.compactor.schedule(compacted, rev), nil
 }
 
 // compactor deletes the revisions compactions no longer need, one
@@ -60,34 +64,48 @@ type compactor struct {
 	s      *Store
 	serial sync.Mutex // one Compact call at a time
 
-	mu       sync.Mutex
-	target   int64 // the last compaction asked for
-	finished int64 // the last one whose deletion is done
-	waiters  []compactWaiter
-	stopped  bool
+	mu      sync.Mutex
+	jobs    []compactJob // scheduled, oldest first
+	hashes  []compactHash
+	stopped bool
 
 	kick chan struct{}
 	quit chan struct{}
 	done chan struct{}
 }
 
-type compactWaiter struct {
-	rev  int64
-	done chan struct{}
+// compactJob is one compaction's deletion pass: at rev, after the one at
+// prev (-1: none; -2: unknown, for a pass resumed at Open, which hashes
+// nothing).
+type compactJob struct {
+	prev, rev int64
+	done      chan struct{}
 }
+
+// compactHash is the hash of the contents at rev, under the compaction at
+// prev, that a deletion pass computed: etcd's hash at compaction.
+type compactHash struct {
+	rev, prev int64
+	hash      uint32
+}
+
+// maxCompactHashes is how many compaction hashes are kept, as etcd.
+const maxCompactHashes = 10
 
 func (c *compactor) init(s *Store, scheduled, finished int64) {
-	c.s, c.target, c.finished = s, scheduled, finished
+	c.s = s
 	c.kick, c.quit, c.done = make(chan struct{}, 1), make(chan struct{}), make(chan struct{})
-	go c.loop()
 	if scheduled > finished {
+		// Interrupted: resume it (its hash is lost with the pass).
+		c.jobs = append(c.jobs, compactJob{prev: -2, rev: scheduled, done: make(chan struct{})})
 		c.kick <- struct{}{}
 	}
+	go c.loop()
 }
 
-// schedule asks for the deletion up to rev and returns a channel closed
-// when it is done.
-func (c *compactor) schedule(rev int64) <-chan struct{} {
+// schedule queues the deletion pass of the compaction at rev (after the
+// one at prev) and returns a channel closed when it is done.
+func (c *compactor) schedule(prev, rev int64) <-chan struct{} {
 	ch := make(chan struct{})
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -95,13 +113,25 @@ func (c *compactor) schedule(rev int64) <-chan struct{} {
 		close(ch)
 		return ch
 	}
-	c.target = max(c.target, rev)
-	c.waiters = append(c.waiters, compactWaiter{rev, ch})
+	c.jobs = append(c.jobs, compactJob{prev: prev, rev: rev, done: ch})
 	select {
 	case c.kick <- struct{}{}:
 	default:
 	}
 	return ch
+}
+
+// hashAt returns the hash a deletion pass computed at rev, if it is among
+// the last ones.
+func (c *compactor) hashAt(rev int64) (compactHash, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, h := range c.hashes {
+		if h.rev == rev {
+			return h, true
+		}
+	}
+	return compactHash{}, false
 }
 
 // stop ends the goroutine after its current batch; a deletion left
@@ -112,10 +142,10 @@ func (c *compactor) stop() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.stopped = true
-	for _, w := range c.waiters {
-		close(w.done)
+	for _, j := range c.jobs {
+		close(j.done)
 	}
-	c.waiters = nil
+	c.jobs = nil
 }
 
 func (c *compactor) loop() {
@@ -126,49 +156,65 @@ func (c *compactor) loop() {
 			return
 		case <-c.kick:
 		}
-		c.mu.Lock()
-		target, finished := c.target, c.finished
-		c.mu.Unlock()
-		if target > finished {
-			if err := c.run(target); err != nil {
-				// Left for the next Open (or the next Compact) to resume.
-				continue
+		for {
+			c.mu.Lock()
+			if len(c.jobs) == 0 {
+				c.mu.Unlock()
+				break
 			}
-		}
-		c.mu.Lock()
-		c.finished = max(c.finished, target)
-		kept := c.waiters[:0]
-		for _, w := range c.waiters {
-			if w.rev <= c.finished {
-				close(w.done)
-			} else {
-				kept = append(kept, w)
+			j := c.jobs[0]
+			c.mu.Unlock()
+			h, whole, err := c.run(j)
+			if err != nil {
+				// Stopped, or the engine failed: left for the next Open.
+				break
 			}
+			c.mu.Lock()
+			c.jobs = c.jobs[1:]
+			if whole && j.prev >= -1 {
+				c.hashes = append(c.hashes, compactHash{rev: j.rev, prev: j.prev, hash: h})
+				if len(c.hashes) > maxCompactHashes {
+					c.hashes = c.hashes[1:]
+				}
+			}
+			c.mu.Unlock()
+			close(j.done)
 		}
-		c.waiters = kept
-		c.mu.Unlock()
 	}
 }
 
-// run deletes, batch by batch, the revisions up to target that the index
-// no longer keeps, recording its progress with each batch.
-func (c *compactor) run(target int64) error {
+// run deletes, batch by batch, the revisions up to j.rev that the index
+// no longer keeps, recording its progress with each batch. A pass that
+// started from the first revision (whole) also returns the hash of what it
+// saw, etcd's hash at compaction.
+func (c *compactor) run(j compactJob) (hash uint32, whole bool, err error) {
 	s := c.s
+	target := j.rev
 	var cursor []byte
-	err := s.db.View(func(tx *quiver.Tx) error {
-		// A cursor saved by an interrupted run for the same target.
+	err = s.db.View(func(tx *quiver.Tx) error {
+		// A cursor saved by an interrupted pass for the same target.
 		if v := tx.Bucket(metaBucket).Get(metaCursor); len(v) == 8+revKeyLen && int64(binary.BigEndian.Uint64(v)) == target {
 			cursor = bytes.Clone(v[8:])
 		}
 		return nil
 	})
 	if err != nil {
-		return err
+		return 0, false, err
 	}
+	whole = cursor == nil && j.prev >= -1
+	// Whether the compaction keeps anything at all (see hasher).
+	keepAny := false
+	s.index.mu.RLock()
+	s.index.tree.Ascend(func(ki *keyIndex) bool {
+		_, keepAny = ki.compactKeeps(target)
+		return !keepAny
+	})
+	s.index.mu.RUnlock()
+	h := newHasher(j.prev, target, keepAny)
 	for {
 		select {
 		case <-c.quit:
-			return errStopped
+			return 0, false, errStopped
 		default:
 		}
 		done := false
@@ -196,12 +242,16 @@ func (c *compactor) run(target int64) error {
 				if n == s.opts.CompactionBatch {
 					break
 				}
-				kv, _, err := decodeRecord(v, r)
+				kv, tomb, err := decodeRecord(v, r)
 				if err != nil {
 					s.index.mu.RUnlock()
 					return fmt.Errorf("revision %v: %w", r, err)
 				}
-				if !s.index.keptEvent(kv.Key, r, target) {
+				kept := s.index.keptEvent(kv.Key, r, target)
+				if whole {
+					h.add(r, kv, tomb, kept)
+				}
+				if !kept {
 					dels = append(dels, bytes.Clone(k))
 				}
 				cursor = bytes.Clone(k)
@@ -224,8 +274,11 @@ func (c *compactor) run(target int64) error {
 			}
 			return meta.Put(metaCursor, append(binary.BigEndian.AppendUint64(nil, uint64(target)), cursor...))
 		})
-		if err != nil || done {
-			return err
+		if err != nil {
+			return 0, false, err
+		}
+		if done {
+			return h.sum(), whole, nil
 		}
 		if s.opts.CompactionPause > 0 {
 			time.Sleep(s.opts.CompactionPause)

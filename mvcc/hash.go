@@ -3,6 +3,7 @@ package mvcc
 import (
 	"encoding/binary"
 	"fmt"
+	"hash"
 	"hash/crc32"
 )
 
@@ -19,6 +20,11 @@ import (
 // above the compaction up to rev, and below it only those a compaction at
 // rev keeps.
 func (s *Store) HashKV(rev int64) (hash uint32, compactRev int64, err error) {
+	// As etcd, a revision a recent compaction was at answers with the hash
+	// its deletion pass computed, under the compaction before it.
+	if h, ok := s.compactor.hashAt(rev); ok {
+		return h.hash, max(h.prev, 0), nil
+	}
 	tx, err := s.db.Begin(false)
 	if err != nil {
 		return 0, 0, err
@@ -26,7 +32,7 @@ func (s *Store) HashKV(rev int64) (hash uint32, compactRev int64, err error) {
 	defer tx.Rollback()
 	cur := s.committed.Load()
 	s.index.mu.RLock()
-	compactRev = s.index.compacted
+	compacted := s.index.compacted
 	if err := s.checkRevLocked(rev, cur); err != nil {
 		s.index.mu.RUnlock()
 		return 0, 0, err
@@ -34,13 +40,15 @@ func (s *Store) HashKV(rev int64) (hash uint32, compactRev int64, err error) {
 	if rev <= 0 {
 		rev = cur
 	}
-	// The revisions at or below the compaction that a compaction at rev
-	// keeps, as etcd's keep set.
+	// What a compaction at rev would keep, etcd's keep set: only its part
+	// at or below the compaction matters, and whether it is empty.
 	keep := map[Revision]bool{}
+	keepAny := false
 	s.index.tree.Ascend(func(ki *keyIndex) bool {
-		if i, ok := ki.keepAt(rev); ok {
+		if i, ok := ki.hashKeeps(rev); ok {
+			keepAny = true
 			_, _, evs := ki.split()
-			if r := evs[i].rev(); r.Main <= compactRev {
+			if r := evs[i].rev(); r.Main <= compacted {
 				keep[r] = true
 			}
 		}
@@ -48,10 +56,7 @@ func (s *Store) HashKV(rev int64) (hash uint32, compactRev int64, err error) {
 	})
 	s.index.mu.RUnlock()
 
-	h := crc32.New(crc32.MakeTable(crc32.Castagnoli))
-	h.Write([]byte("key"))
-	var kbuf [revKeyLen + 2]byte
-	var vbuf []byte
+	h := newHasher(compacted, rev, keepAny)
 	c := tx.Bucket(revBucket).Cursor()
 	for k, v := c.First(); k != nil; k, v = c.Next() {
 		r, ok := revOfKey(k)
@@ -65,21 +70,44 @@ func (s *Store) HashKV(rev int64) (hash uint32, compactRev int64, err error) {
 		if err != nil {
 			return 0, 0, err
 		}
-		if r.Main <= compactRev && len(keep) > 0 && !keep[r] {
-			continue
-		}
-		if r.Main == compactRev && tomb {
-			continue
-		}
-		h.Write(etcdRevKey(kbuf[:0], r, tomb))
-		if tomb {
-			kv = KeyValue{Key: kv.Key}
-		}
-		vbuf = appendEtcdKV(vbuf[:0], &kv)
-		h.Write(vbuf)
+		h.add(r, kv, tomb, keep[r])
 	}
-	return h.Sum32(), compactRev, tx.Err()
+	return h.sum(), max(compacted, 0), tx.Err()
 }
+
+// hasher computes etcd's hash of the revisions up to rev under the
+// compaction at prev (-1: none): every revision above prev, and at or
+// below it only those kept (or all of them if nothing at all is kept, an
+// etcd quirk kept for equality), except a deletion at prev itself.
+type hasher struct {
+	h          hash.Hash32
+	prev, rev  int64
+	keepAny    bool
+	kbuf, vbuf []byte
+}
+
+func newHasher(prev, rev int64, keepAny bool) *hasher {
+	h := &hasher{h: crc32.New(crc32.MakeTable(crc32.Castagnoli)), prev: prev, rev: rev, keepAny: keepAny}
+	h.h.Write([]byte("key"))
+	return h
+}
+
+// add hashes revision r (its record kv, a tombstone or not), given whether
+// the keep set holds it. Revisions come in order.
+func (h *hasher) add(r Revision, kv KeyValue, tomb, kept bool) {
+	if r.Main > h.rev || r.Main <= h.prev && h.keepAny && !kept || r.Main == h.prev && tomb {
+		return
+	}
+	h.kbuf = etcdRevKey(h.kbuf[:0], r, tomb)
+	h.h.Write(h.kbuf)
+	if tomb {
+		kv = KeyValue{Key: kv.Key}
+	}
+	h.vbuf = appendEtcdKV(h.vbuf[:0], &kv)
+	h.h.Write(h.vbuf)
+}
+
+func (h *hasher) sum() uint32 { return h.h.Sum32() }
 
 // etcdRevKey appends etcd's bucket key of revision r.
 func etcdRevKey(dst []byte, r Revision, tomb bool) []byte {

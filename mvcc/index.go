@@ -108,32 +108,56 @@ func (ki *keyIndex) get(atRev int64) (st keyState, ok bool) {
 	return st, true
 }
 
-// keepAt returns the event a compaction at atRev keeps for the key, etcd's
-// rule: the last event at or before atRev, unless it is a tombstone (then
-// nothing of the key before atRev is needed), found within the first
-// generation whose tombstone is not before atRev. ok is false when none is
-// kept.
-func (ki *keyIndex) keepAt(atRev int64) (idx int, ok bool) {
+// lastAt returns the index (in the events of split) of the key's last
+// event at or before atRev; ok is false if there is none.
+func (ki *keyIndex) lastAt(atRev int64) (idx int, ok bool) {
 	_, _, evs := ki.split()
 	n := sort.Search(len(evs), func(i int) bool { return evs[i].main() > atRev })
-	if n == 0 || evs[n-1].tomb() {
+	return n - 1, n > 0
+}
+
+// compactKeeps returns the event a compaction at atRev keeps of the key,
+// etcd's rule: its last event at or before atRev, unless that is a
+// tombstone before atRev (a tombstone at atRev itself is kept). ok is
+// false when nothing is kept.
+func (ki *keyIndex) compactKeeps(atRev int64) (idx int, ok bool) {
+	i, ok := ki.lastAt(atRev)
+	if !ok {
 		return 0, false
 	}
-	return n - 1, true
+	_, _, evs := ki.split()
+	if e := evs[i]; e.tomb() && e.main() < atRev {
+		return 0, false
+	}
+	return i, true
+}
+
+// hashKeeps returns the event etcd's keep set for a hash at atRev holds of
+// the key: its last event at or before atRev, unless that is a tombstone.
+func (ki *keyIndex) hashKeeps(atRev int64) (idx int, ok bool) {
+	i, ok := ki.lastAt(atRev)
+	if !ok {
+		return 0, false
+	}
+	_, _, evs := ki.split()
+	if evs[i].tomb() {
+		return 0, false
+	}
+	return i, true
 }
 
 // compact drops the events a compaction at atRev no longer needs: every
-// event before the kept one (keepAt), and the generations that ended at or
-// before atRev. It reports whether the key is gone from the index.
+// event before the one compactKeeps picks (all of them at or before atRev
+// if it picks none). It reports whether the key is gone from the index.
 func (ki *keyIndex) compact(atRev int64) (gone bool) {
 	created, dropped, evs := ki.split()
-	n := sort.Search(len(evs), func(i int) bool { return evs[i].main() > atRev })
-	if n == 0 {
+	last, any := ki.lastAt(atRev)
+	if !any {
 		return len(evs) == 0
 	}
-	keep := n - 1
-	if evs[keep].tomb() {
-		keep = n // the key was deleted at or before atRev
+	keep, ok := ki.compactKeeps(atRev)
+	if !ok {
+		keep = last + 1
 	}
 	if keep == 0 {
 		return false
@@ -152,9 +176,7 @@ func (ki *keyIndex) compact(atRev int64) (gone bool) {
 		ki.ev = append(ki.ev[:0:0], evs[keep:]...)
 		return false
 	}
-	if start == 0 {
-		// created and dropped carry over
-	} else {
+	if start > 0 {
 		created, dropped = evs[start].main(), 0
 	}
 	dropped += int64(keep - start)
@@ -170,13 +192,14 @@ func (ki *keyIndex) compact(atRev int64) (gone bool) {
 type treeIndex struct {
 	mu   sync.RWMutex
 	tree *btree.BTreeG[*keyIndex]
-	// compacted is the revision of the last compaction: histories below
-	// it are gone. Changed under mu (and the store's writer lock).
+	// compacted is the revision of the last compaction, -1 before the
+	// first: histories below it are gone. Changed under mu (and the
+	// store's writer lock).
 	compacted int64
 }
 
 func newTreeIndex() *treeIndex {
-	return &treeIndex{tree: btree.NewG(32, (*keyIndex).less)}
+	return &treeIndex{tree: btree.NewG(32, (*keyIndex).less), compacted: -1}
 }
 
 func (ti *treeIndex) lookup(key []byte) *keyIndex {
@@ -285,14 +308,14 @@ func (ti *treeIndex) compact(atRev int64) {
 }
 
 // keptEvent reports whether the key's history keeps revision r after a
-// compaction at atRev: r is the event keepAt picks. Read lock held by the
+// compaction at atRev: r is the event compactKeeps picks. Read lock held by the
 // caller.
 func (ti *treeIndex) keptEvent(key []byte, r Revision, atRev int64) bool {
 	ki := ti.lookup(key)
 	if ki == nil {
 		return false
 	}
-	i, ok := ki.keepAt(atRev)
+	i, ok := ki.compactKeeps(atRev)
 	if !ok {
 		return false
 	}

@@ -183,18 +183,19 @@ func (s *Store) restore() (scheduled, finished int64, err error) {
 	}
 	// A compaction may have deleted every revision up to its own.
 	s.rev = max(s.rev, scheduled)
-	if scheduled > 0 {
-		s.index.compacted = scheduled
+	s.index.compacted = scheduled
+	if scheduled >= 0 {
 		s.index.compact(scheduled)
 	}
 	return scheduled, finished, nil
 }
 
+// getInt reads an int64 of the meta bucket; -1 if it is not there.
 func getInt(b *quiver.Bucket, key []byte) int64 {
 	if v := b.Get(key); len(v) == 8 {
 		return int64(binary.BigEndian.Uint64(v))
 	}
-	return 0
+	return -1
 }
 
 func putInt(b *quiver.Bucket, key []byte, v int64) error {
@@ -211,7 +212,7 @@ func (s *Store) Rev() int64 { return s.committed.Load() }
 func (s *Store) CompactRev() int64 {
 	s.index.mu.RLock()
 	defer s.index.mu.RUnlock()
-	return s.index.compacted
+	return max(s.index.compacted, 0)
 }
 
 // Close commits what is pending, stops the committer and the compaction
@@ -297,7 +298,8 @@ type RangeOptions struct {
 	Limit int64
 	// CountOnly returns the count and no keys.
 	CountOnly bool
-	// KeysOnly returns the keys without their values.
+	// KeysOnly returns the keys and their revisions and versions, read
+	// from the index alone: no values, no leases.
 	KeysOnly bool
 }
 
@@ -398,6 +400,11 @@ func (s *Store) rangeKeys(r *reader, key, end []byte, ro RangeOptions, cur int64
 	}
 	res.KVs = make([]KeyValue, len(hits))
 	for i, h := range hits {
+		out := &res.KVs[i]
+		*out = KeyValue{Key: []byte(h.key), CreateRevision: h.st.created, ModRevision: h.st.mod.Main, Version: h.st.version}
+		if ro.KeysOnly {
+			continue // from the index alone, as etcd's: no value, no lease
+		}
 		v, ok := r.record(h.st.mod)
 		if !ok {
 			return nil, fmt.Errorf("mvcc: revision %v of key %q is missing from the store", h.st.mod, h.key)
@@ -406,11 +413,7 @@ func (s *Store) rangeKeys(r *reader, key, end []byte, ro RangeOptions, cur int64
 		if err != nil {
 			return nil, err
 		}
-		out := &res.KVs[i]
-		*out = KeyValue{Key: []byte(h.key), CreateRevision: h.st.created, ModRevision: h.st.mod.Main, Version: h.st.version, Lease: kv.Lease}
-		if !ro.KeysOnly {
-			out.Value = bytes.Clone(nonNil(kv.Value))
-		}
+		out.Lease, out.Value = kv.Lease, bytes.Clone(nonNil(kv.Value))
 	}
 	return res, nil
 }

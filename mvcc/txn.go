@@ -216,10 +216,8 @@ func (s *Store) apply(r *reader, t *Txn) (*TxnResult, *batch, error) {
 	main := begin + 1
 	changes := 0
 	deleted := map[string]bool{}
-	before := make([]int, len(ops)) // changes made by the ops before each
 	s.index.mu.RLock()
-	for i, op := range ops {
-		before[i] = changes
+	for _, op := range ops {
 		switch op.Type {
 		case OpTypePut:
 			changes++
@@ -237,18 +235,14 @@ func (s *Store) apply(r *reader, t *Txn) (*TxnResult, *batch, error) {
 	if changes > MaxTxnOps {
 		return nil, nil, fmt.Errorf("%w: %d, at most %d", ErrTooManyOps, changes, MaxTxnOps)
 	}
-	// A range fails only on its revision: check them all before changing
-	// anything. A range after the first change reads at main.
-	for i, op := range ops {
-		if op.Type != OpTypeRange {
-			continue
-		}
-		cur := begin
-		if before[i] > 0 {
-			cur = main
-		}
-		if err := s.checkRev(op.Range.Rev, cur); err != nil {
-			return nil, nil, err
+	// A range fails only on its revision: check them all, against the
+	// revision before the transaction as etcd does, before changing
+	// anything. (Rev 0, the current revision, sees the earlier changes.)
+	for _, op := range ops {
+		if op.Type == OpTypeRange {
+			if err := s.checkRev(op.Range.Rev, begin); err != nil {
+				return nil, nil, err
+			}
 		}
 	}
 	res := &TxnResult{Succeeded: ok, Rev: begin, Results: make([]OpResult, len(ops))}

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/quiverdb/quiver"
 )
@@ -237,5 +238,187 @@ func TestGroupCommit(t *testing.T) {
 	res, _ := s.Range([]byte("w"), []byte{}, RangeOptions{CountOnly: true})
 	if res.Count != writers*each {
 		t.Fatalf("%d keys", res.Count)
+	}
+}
+
+// storedRevisions lists the revisions the engine holds.
+func storedRevisions(t *testing.T, s *Store) []Revision {
+	t.Helper()
+	var out []Revision
+	err := s.db.View(func(tx *quiver.Tx) error {
+		return tx.Bucket(revBucket).ForEach(func(k, _ []byte) error {
+			r, _ := revOfKey(k)
+			out = append(out, r)
+			return nil
+		})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// TestCompactionResumes stops a compaction after a few batches by closing
+// the store, reopens it, and requires the resumed deletion to end with the
+// same revisions as an uninterrupted compaction of the same history.
+func TestCompactionResumes(t *testing.T) {
+	history := func(s *Store) {
+		for i := 0; i < 300; i++ {
+			k := []byte(fmt.Sprintf("k%02d", i%37))
+			if i%5 == 4 {
+				if _, _, err := s.DeleteRange(k, nil); err != nil {
+					t.Fatal(err)
+				}
+				continue
+			}
+			if _, err := s.Put(k, []byte(fmt.Sprint(i)), 0); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	control, _ := openTest(t, "", nil)
+	history(control)
+	<-must[<-chan struct{}](t)(control.Compact(250))
+	want := fmt.Sprint(storedRevisions(t, control))
+
+	path := filepath.Join(t.TempDir(), "db")
+	s, db := openTest(t, path, &Options{CompactionBatch: 3, CompactionPause: 5 * time.Millisecond})
+	history(s)
+	if _, err := s.Compact(250); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(20 * time.Millisecond) // a few batches
+	s.Close()
+	var finished, scheduled int64
+	_ = db.View(func(tx *quiver.Tx) error {
+		m := tx.Bucket(metaBucket)
+		finished, scheduled = getInt(m, metaFinished), getInt(m, metaScheduled)
+		return nil
+	})
+	if finished == scheduled {
+		t.Fatalf("the compaction finished before the store closed (batches too fast?)")
+	}
+	db.Close()
+	s, db = openTest(t, path, nil)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		_ = db.View(func(tx *quiver.Tx) error {
+			finished = getInt(tx.Bucket(metaBucket), metaFinished)
+			return nil
+		})
+		if finished == 250 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the compaction did not resume")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if got := fmt.Sprint(storedRevisions(t, s)); got != want {
+		t.Fatalf("after a resumed compaction:\n%s\nuninterrupted:\n%s", got, want)
+	}
+	if s.CompactRev() != 250 {
+		t.Fatalf("compacted at %d", s.CompactRev())
+	}
+}
+
+// TestConcurrent runs writers (transactions that add a key and bump a
+// counter together), readers (which require the counter to match the keys
+// in every revision they read, and a past revision to read the same twice)
+// and compactions at once.
+func TestConcurrent(t *testing.T) {
+	s, _ := openTest(t, "", &Options{CompactionBatch: 50})
+	const writers, each = 4, 150
+	var wg sync.WaitGroup
+	stop := make(chan struct{})
+	errs := make(chan error, 16)
+	for w := 0; w < writers; w++ {
+		wg.Add(1)
+		go func(w int) {
+			defer wg.Done()
+			counter := []byte(fmt.Sprintf("count/%d", w))
+			for i := 0; i < each; i++ {
+				_, err := s.Txn(&Txn{Then: []Op{
+					OpPut([]byte(fmt.Sprintf("item/%d/%04d", w, i)), []byte("x"), 0),
+					OpPut(counter, []byte(fmt.Sprint(i+1)), 0),
+				}, NoWait: i%3 == 0})
+				if err != nil {
+					errs <- err
+					return
+				}
+			}
+		}(w)
+	}
+	var readers sync.WaitGroup
+	for r := 0; r < 2; r++ {
+		readers.Add(1)
+		go func() {
+			defer readers.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				rev := s.Rev()
+				for w := 0; w < writers; w++ {
+					c, err := s.Range([]byte(fmt.Sprintf("count/%d", w)), nil, RangeOptions{Rev: rev})
+					if errors.Is(err, ErrCompacted) {
+						break
+					}
+					if err != nil {
+						errs <- err
+						return
+					}
+					items, err := s.Range([]byte(fmt.Sprintf("item/%d/", w)), Prefix([]byte(fmt.Sprintf("item/%d/", w))), RangeOptions{Rev: rev, CountOnly: true})
+					if errors.Is(err, ErrCompacted) {
+						break
+					}
+					if err != nil {
+						errs <- err
+						return
+					}
+					n := "0"
+					if len(c.KVs) == 1 {
+						n = string(c.KVs[0].Value)
+					}
+					if n != fmt.Sprint(items.Count) {
+						errs <- fmt.Errorf("at revision %d writer %d: counter %s, %d items", rev, w, n, items.Count)
+						return
+					}
+				}
+			}
+		}()
+	}
+	readers.Add(1)
+	go func() {
+		defer readers.Done()
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			if rev := s.Rev() - 20; rev > s.CompactRev() {
+				if _, err := s.Compact(rev); err != nil && !errors.Is(err, ErrCompacted) {
+					errs <- err
+					return
+				}
+			}
+			time.Sleep(2 * time.Millisecond)
+		}
+	}()
+	wg.Wait()
+	close(stop)
+	readers.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	// Every write is there, NoWait ones included: each writer's last write
+	// waited, and batches commit in order.
+	res, err := s.Range([]byte("item/"), Prefix([]byte("item/")), RangeOptions{CountOnly: true})
+	if err != nil || res.Count != writers*each {
+		t.Fatalf("%d items, want %d (%v)", res.Count, writers*each, err)
 	}
 }

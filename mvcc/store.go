@@ -95,6 +95,7 @@ type Store struct {
 	committed atomic.Int64 // the last durable revision
 
 	compactor compactor
+	hub       hub
 }
 
 type pending struct {
@@ -144,6 +145,7 @@ func Open(db *quiver.DB, opts *Options) (*Store, error) {
 	}
 	s.committed.Store(s.rev)
 	s.compactor.init(s, scheduled, finished)
+	s.hub.init(s, s.rev)
 	go s.commitLoop()
 	return s, nil
 }
@@ -216,7 +218,8 @@ func (s *Store) CompactRev() int64 {
 }
 
 // Close commits what is pending, stops the committer and the compaction
-// (which resumes at the next Open) and returns. The database stays open.
+// (which resumes at the next Open), closes the watch streams and returns.
+// The database stays open.
 func (s *Store) Close() error {
 	s.mu.Lock()
 	if s.closed {
@@ -228,6 +231,7 @@ func (s *Store) Close() error {
 	s.poke()
 	<-s.loopDone
 	s.compactor.stop()
+	s.hub.stop()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.failed
@@ -283,6 +287,9 @@ func (s *Store) commitLoop() {
 				}
 			}
 			s.mu.Unlock()
+			if err == nil {
+				s.hub.notify(writes, top)
+			}
 			b.err = err
 			close(b.done)
 		}

@@ -207,17 +207,20 @@ func (ti *treeIndex) lookup(key []byte) *keyIndex {
 	return ki
 }
 
-// put records a put of key at r.
-func (ti *treeIndex) put(key []byte, r Revision) {
+// put records a put of key at r and returns the key's state just before
+// (ok false if it did not exist then), in one lookup.
+func (ti *treeIndex) put(key []byte, r Revision) (prev keyState, ok bool) {
 	ti.mu.Lock()
 	defer ti.mu.Unlock()
 	if ki := ti.lookup(key); ki != nil {
+		prev, ok = ki.get(r.Main)
 		ki.put(r)
-		return
+		return prev, ok
 	}
 	ki := &keyIndex{key: string(key)}
 	ki.put(r)
 	ti.tree.ReplaceOrInsert(ki)
+	return keyState{}, false
 }
 
 // restorePut records, while restoring, a put at r that continues a

@@ -72,6 +72,11 @@ func appendRecord(dst []byte, kv *KeyValue, tomb bool) []byte {
 	return append(dst, kv.Value...)
 }
 
+// recordSize bounds the length of kv's record, for allocating it once.
+func recordSize(kv *KeyValue) int {
+	return 1 + 3*binary.MaxVarintLen64 + binary.MaxVarintLen32 + len(kv.Key) + len(kv.Value)
+}
+
 var errBadRecord = errors.New("mvcc: malformed revision record")
 
 // decodeRecord decodes record b of revision r. The key and value alias b.

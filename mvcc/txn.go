@@ -123,14 +123,18 @@ func (s *Store) Txn(t *Txn) (*TxnResult, error) {
 		return nil, err
 	}
 	// Records leave the uncommitted map only under s.mu, once durable: a
-	// revision missing from it is in an engine snapshot taken now.
-	tx, err := s.db.Begin(false)
-	if err != nil {
-		s.mu.Unlock()
-		return nil, err
+	// revision missing from it is in an engine snapshot taken now. Only
+	// compares and ranges read records.
+	r := &reader{uncommitted: s.uncommitted}
+	if needsRecords(t) {
+		tx, err := s.db.Begin(false)
+		if err != nil {
+			s.mu.Unlock()
+			return nil, err
+		}
+		defer tx.Rollback()
+		r.revs = tx.Bucket(revBucket)
 	}
-	defer tx.Rollback()
-	r := &reader{revs: tx.Bucket(revBucket), uncommitted: s.uncommitted}
 	res, b, err := s.apply(r, t)
 	s.mu.Unlock()
 	if err != nil {
@@ -148,6 +152,21 @@ func (s *Store) Txn(t *Txn) (*TxnResult, error) {
 	return res, nil
 }
 
+// needsRecords reports whether t reads records: its compares or ranges.
+func needsRecords(t *Txn) bool {
+	if len(t.If) > 0 {
+		return true
+	}
+	for _, ops := range [][]Op{t.Then, t.Else} {
+		for _, op := range ops {
+			if op.Type == OpTypeRange {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 func (s *Store) writable() error {
 	if s.closed {
 		return ErrClosed
@@ -160,6 +179,12 @@ func (s *Store) writable() error {
 
 // checkOps validates the keys of ops and that no key is changed twice.
 func checkOps(ops []Op) error {
+	if len(ops) == 1 && ops[0].Type == OpTypePut {
+		if len(ops[0].Key) == 0 {
+			return ErrEmptyKey
+		}
+		return nil
+	}
 	puts := map[string]bool{}
 	for _, op := range ops {
 		switch op.Type {
@@ -292,13 +317,10 @@ func (s *Store) apply(r *reader, t *Txn) (*TxnResult, *batch, error) {
 // put applies a put of key at r. s.mu held.
 func (s *Store) put(key, value []byte, lease int64, r Revision) {
 	kv := KeyValue{Key: key, Value: value, Lease: lease, CreateRevision: r.Main, Version: 1}
-	s.index.mu.RLock()
-	if st, ok := s.index.get(key, r.Main); ok {
+	if st, ok := s.index.put(key, r); ok {
 		kv.CreateRevision, kv.Version = st.created, st.version+1
 	}
-	s.index.mu.RUnlock()
-	s.index.put(key, r)
-	s.stage(r, appendRecord(nil, &kv, false))
+	s.stage(r, appendRecord(make([]byte, 0, recordSize(&kv)), &kv, false))
 }
 
 // tombstone applies a delete of the live key at r. s.mu held.

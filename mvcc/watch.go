@@ -80,8 +80,8 @@ type hub struct {
 	ranges   map[*watcher]struct{}            // watchers of a range
 	unsynced map[*watcher]struct{}
 	streams  map[*WatchStream]struct{} // nil once the store is closed
-	count    atomic.Int64 // watchers, for a cheap check in notify
-	behind   atomic.Int64 // times a watcher fell behind a full stream
+	count    atomic.Int64              // watchers, for a cheap check in notify
+	behind   atomic.Int64              // times a watcher fell behind a full stream
 	kick     chan struct{}
 	quit     chan struct{}
 	done     chan struct{}

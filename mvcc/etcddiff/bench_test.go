@@ -162,12 +162,13 @@ func BenchmarkRange(b *testing.B) {
 	}
 }
 
+// heapInUse returns the bytes of live heap objects after a collection.
 func heapInUse() uint64 {
 	runtime.GC()
 	runtime.GC()
 	var m runtime.MemStats
 	runtime.ReadMemStats(&m)
-	return m.HeapInuse
+	return m.HeapAlloc
 }
 
 // TestMemoryAndRestore measures, for 1M keys written 5 times each (64-byte

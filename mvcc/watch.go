@@ -75,9 +75,9 @@ func (w *watcher) matches(key []byte) bool { return inRange(key, w.key, w.end) }
 type hub struct {
 	s        *Store
 	mu       sync.Mutex
-	rev      int64                            // the last revision notified
-	single   map[string]map[*watcher]struct{} // watchers of one key
-	ranges   map[*watcher]struct{}            // watchers of a range
+	rev      int64                 // the last revision notified
+	single   map[string][]*watcher // watchers of one key
+	ranges   map[*watcher]struct{} // watchers of a range
 	unsynced map[*watcher]struct{}
 	streams  map[*WatchStream]struct{} // nil once the store is closed
 	count    atomic.Int64              // watchers, for a cheap check in notify
@@ -96,7 +96,7 @@ const (
 
 func (h *hub) init(s *Store, rev int64) {
 	h.s, h.rev = s, rev
-	h.single, h.ranges, h.unsynced = map[string]map[*watcher]struct{}{}, map[*watcher]struct{}{}, map[*watcher]struct{}{}
+	h.single, h.ranges, h.unsynced = map[string][]*watcher{}, map[*watcher]struct{}{}, map[*watcher]struct{}{}
 	h.streams = map[*WatchStream]struct{}{}
 	h.kick, h.quit, h.done = make(chan struct{}, 1), make(chan struct{}), make(chan struct{})
 	go h.loop()
@@ -158,12 +158,7 @@ func (ws *WatchStream) Watch(key, end []byte, startRev int64) (WatchID, error) {
 	}
 	ws.ws[w.id] = w
 	if w.end == nil {
-		m := h.single[string(w.key)]
-		if m == nil {
-			m = map[*watcher]struct{}{}
-			h.single[string(w.key)] = m
-		}
-		m[w] = struct{}{}
+		h.single[string(w.key)] = append(h.single[string(w.key)], w)
 	} else {
 		h.ranges[w] = struct{}{}
 	}
@@ -223,11 +218,19 @@ func (h *hub) remove(w *watcher) {
 	}
 	delete(w.stream.ws, w.id)
 	if w.end == nil {
-		if m := h.single[string(w.key)]; m != nil {
-			delete(m, w)
-			if len(m) == 0 {
-				delete(h.single, string(w.key))
+		ws := h.single[string(w.key)]
+		for i, x := range ws {
+			if x == w {
+				ws[i] = ws[len(ws)-1]
+				ws[len(ws)-1] = nil
+				ws = ws[:len(ws)-1]
+				break
 			}
+		}
+		if len(ws) == 0 {
+			delete(h.single, string(w.key))
+		} else {
+			h.single[string(w.key)] = ws
 		}
 	} else {
 		delete(h.ranges, w)
@@ -267,7 +270,7 @@ func (h *hub) notify(writes []pending, top int64) {
 		per[w] = append(per[w], ev)
 	}
 	for _, ev := range evs {
-		for w := range h.single[string(ev.KV.Key)] {
+		for _, w := range h.single[string(ev.KV.Key)] {
 			add(w, ev)
 		}
 		for w := range h.ranges {

@@ -205,8 +205,8 @@ func (c *compactor) run(j compactJob) (hash uint32, whole bool, err error) {
 	// Whether the compaction keeps anything at all (see hasher).
 	keepAny := false
 	s.index.mu.RLock()
-	s.index.tree.Ascend(func(ki *keyIndex) bool {
-		_, keepAny = ki.compactKeeps(target)
+	s.index.ascendFrom(nil, func(_ []byte, h hist) bool {
+		_, keepAny = h.compactKeeps(target)
 		return !keepAny
 	})
 	s.index.mu.RUnlock()

@@ -44,10 +44,10 @@ func (s *Store) HashKV(rev int64) (hash uint32, compactRev int64, err error) {
 	// at or below the compaction matters, and whether it is empty.
 	keep := map[Revision]bool{}
 	keepAny := false
-	s.index.tree.Ascend(func(ki *keyIndex) bool {
-		if i, ok := ki.hashKeeps(rev); ok {
+	s.index.ascendFrom(nil, func(_ []byte, h hist) bool {
+		if i, ok := h.hashKeeps(rev); ok {
 			keepAny = true
-			_, _, evs := ki.split()
+			_, _, evs := h.split()
 			if r := evs[i].rev(); r.Main <= compacted {
 				keep[r] = true
 			}

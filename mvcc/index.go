@@ -1,6 +1,7 @@
 package mvcc
 
 import (
+	"bytes"
 	"sort"
 	"sync"
 
@@ -38,43 +39,26 @@ func (e event) rev() Revision {
 func (e event) main() int64 { return int64(e >> (subBits + 1)) }
 func (e event) tomb() bool  { return e&1 != 0 }
 
-// keyIndex is the history of one key: its events in revision order. A
+// hist is the history of one key: its events in revision order. A
 // generation is a run of puts ended by a tombstone, or by the end of the
 // history (the live generation). Compaction drops the oldest events; when
 // it drops puts of a generation that survives, the history starts with a
 // two-word header giving that generation's create revision and the number
 // of its puts dropped (so that versions stay right): hdrMark|created,
 // dropped.
-type keyIndex struct {
-	key string
-	ev  []event
-}
-
-func (ki *keyIndex) less(o *keyIndex) bool { return ki.key < o.key }
+type hist []event
 
 // split returns the header (created revision and dropped puts of the first
 // generation, if any) and the events.
-func (ki *keyIndex) split() (created, dropped int64, events []event) {
-	if len(ki.ev) >= 2 && ki.ev[0]&hdrMark != 0 {
-		return int64(ki.ev[0] &^ hdrMark), int64(ki.ev[1]), ki.ev[2:]
+func (ki hist) split() (created, dropped int64, events []event) {
+	if len(ki) >= 2 && ki[0]&hdrMark != 0 {
+		return int64(ki[0] &^ hdrMark), int64(ki[1]), ki[2:]
 	}
-	if len(ki.ev) == 0 {
+	if len(ki) == 0 {
 		return 0, 0, nil
 	}
-	return ki.ev[0].main(), 0, ki.ev
+	return ki[0].main(), 0, ki
 }
-
-// live reports whether the key exists at the end of its history.
-func (ki *keyIndex) live() bool {
-	_, _, evs := ki.split()
-	return len(evs) > 0 && !evs[len(evs)-1].tomb()
-}
-
-// put appends a put at r.
-func (ki *keyIndex) put(r Revision) { ki.ev = append(ki.ev, mkEvent(r, false)) }
-
-// tombstone appends a delete at r; the key must be live.
-func (ki *keyIndex) tombstone(r Revision) { ki.ev = append(ki.ev, mkEvent(r, true)) }
 
 // keyState is a key's state at a revision.
 type keyState struct {
@@ -85,7 +69,7 @@ type keyState struct {
 
 // get returns the key's state at revision atRev; ok is false if the key
 // did not exist then (never created, deleted, or compacted away).
-func (ki *keyIndex) get(atRev int64) (st keyState, ok bool) {
+func (ki hist) get(atRev int64) (st keyState, ok bool) {
 	created, dropped, evs := ki.split()
 	// The last event at or before atRev.
 	n := sort.Search(len(evs), func(i int) bool { return evs[i].main() > atRev })
@@ -110,7 +94,7 @@ func (ki *keyIndex) get(atRev int64) (st keyState, ok bool) {
 
 // lastAt returns the index (in the events of split) of the key's last
 // event at or before atRev; ok is false if there is none.
-func (ki *keyIndex) lastAt(atRev int64) (idx int, ok bool) {
+func (ki hist) lastAt(atRev int64) (idx int, ok bool) {
 	_, _, evs := ki.split()
 	n := sort.Search(len(evs), func(i int) bool { return evs[i].main() > atRev })
 	return n - 1, n > 0
@@ -120,7 +104,7 @@ func (ki *keyIndex) lastAt(atRev int64) (idx int, ok bool) {
 // etcd's rule: its last event at or before atRev, unless that is a
 // tombstone before atRev (a tombstone at atRev itself is kept). ok is
 // false when nothing is kept.
-func (ki *keyIndex) compactKeeps(atRev int64) (idx int, ok bool) {
+func (ki hist) compactKeeps(atRev int64) (idx int, ok bool) {
 	i, ok := ki.lastAt(atRev)
 	if !ok {
 		return 0, false
@@ -134,7 +118,7 @@ func (ki *keyIndex) compactKeeps(atRev int64) (idx int, ok bool) {
 
 // hashKeeps returns the event etcd's keep set for a hash at atRev holds of
 // the key: its last event at or before atRev, unless that is a tombstone.
-func (ki *keyIndex) hashKeeps(atRev int64) (idx int, ok bool) {
+func (ki hist) hashKeeps(atRev int64) (idx int, ok bool) {
 	i, ok := ki.lastAt(atRev)
 	if !ok {
 		return 0, false
@@ -146,25 +130,25 @@ func (ki *keyIndex) hashKeeps(atRev int64) (idx int, ok bool) {
 	return i, true
 }
 
-// compact drops the events a compaction at atRev no longer needs: every
-// event before the one compactKeeps picks (all of them at or before atRev
-// if it picks none). It reports whether the key is gone from the index.
-func (ki *keyIndex) compact(atRev int64) (gone bool) {
+// compacted returns the history without the events a compaction at atRev
+// no longer needs: every event before the one compactKeeps picks (all of
+// them at or before atRev if it picks none). An empty result means the key
+// is gone from the index.
+func (ki hist) compacted(atRev int64) hist {
 	created, dropped, evs := ki.split()
 	last, any := ki.lastAt(atRev)
 	if !any {
-		return len(evs) == 0
+		return ki
 	}
 	keep, ok := ki.compactKeeps(atRev)
 	if !ok {
 		keep = last + 1
 	}
 	if keep == 0 {
-		return false
+		return ki
 	}
 	if keep == len(evs) {
-		ki.ev = nil
-		return true
+		return nil
 	}
 	// The generation of the first kept event, and how many of its puts go.
 	start := keep
@@ -173,25 +157,132 @@ func (ki *keyIndex) compact(atRev int64) (gone bool) {
 	}
 	if start == keep {
 		// A whole generation begins there: no header needed.
-		ki.ev = append(ki.ev[:0:0], evs[keep:]...)
-		return false
+		return append(hist(nil), evs[keep:]...)
 	}
 	if start > 0 {
 		created, dropped = evs[start].main(), 0
 	}
 	dropped += int64(keep - start)
-	out := make([]event, 0, 2+len(evs)-keep)
+	out := make(hist, 0, 2+len(evs)-keep)
 	out = append(out, event(uint64(created)|hdrMark), event(dropped))
-	ki.ev = append(out, evs[keep:]...)
-	return false
+	return append(out, evs[keep:]...)
 }
 
-// treeIndex maps each key to its history, ordered by key. Its methods are
-// safe for concurrent use; writers (one at a time, the store's) take the
-// write lock only to change the tree.
+// The index keeps keys in blocks of up to maxBlockKeys consecutive keys,
+// and the blocks in a github.com/google/btree ordered by their first key.
+// A block stores its keys back to back in one byte slice and their
+// histories back to back in one event slice, with offsets: a key costs its
+// bytes, two offsets and 8 bytes a revision, not a struct, a pointer and
+// two allocations of its own.
+const maxBlockKeys = 64
+
+type block struct {
+	keys []byte
+	koff []uint32 // key i is keys[koff[i]:koff[i+1]]
+	evs  []event
+	eoff []uint32 // the history of key i is evs[eoff[i]:eoff[i+1]]
+	// probe, set only in search pivots, stands for the first key.
+	probe []byte
+}
+
+func newBlock() *block { return &block{koff: []uint32{0}, eoff: []uint32{0}} }
+
+func (b *block) n() int           { return len(b.koff) - 1 }
+func (b *block) key(i int) []byte { return b.keys[b.koff[i]:b.koff[i+1]:b.koff[i+1]] }
+func (b *block) hist(i int) hist  { return hist(b.evs[b.eoff[i]:b.eoff[i+1]:b.eoff[i+1]]) }
+func pivot(key []byte) *block     { return &block{probe: key} }
+func blockLess(a, b *block) bool  { return bytes.Compare(a.first(), b.first()) < 0 }
+func (b *block) first() []byte {
+	if b.probe != nil {
+		return b.probe
+	}
+	return b.key(0)
+}
+
+// find returns the position of key in b, or where it would be inserted.
+func (b *block) find(key []byte) (int, bool) {
+	i := sort.Search(b.n(), func(i int) bool { return bytes.Compare(b.key(i), key) >= 0 })
+	return i, i < b.n() && bytes.Equal(b.key(i), key)
+}
+
+// insert puts key with history h at position i.
+func (b *block) insert(i int, key []byte, h hist) {
+	ko, eo := int(b.koff[i]), int(b.eoff[i])
+	b.keys = append(b.keys, key...) // room at the end, then shift up
+	copy(b.keys[ko+len(key):], b.keys[ko:len(b.keys)-len(key)])
+	copy(b.keys[ko:], key)
+	b.evs = append(b.evs, h...)
+	copy(b.evs[eo+len(h):], b.evs[eo:len(b.evs)-len(h)])
+	copy(b.evs[eo:], h)
+	b.koff = append(b.koff, 0)
+	copy(b.koff[i+1:], b.koff[i:])
+	b.eoff = append(b.eoff, 0)
+	copy(b.eoff[i+1:], b.eoff[i:])
+	for j := i + 1; j < len(b.koff); j++ {
+		b.koff[j] += uint32(len(key))
+		b.eoff[j] += uint32(len(h))
+	}
+}
+
+// appendEvent appends e to the history of key i.
+func (b *block) appendEvent(i int, e event) {
+	at := b.eoff[i+1]
+	b.evs = append(b.evs, 0)
+	copy(b.evs[at+1:], b.evs[at:])
+	b.evs[at] = e
+	for j := i + 1; j < len(b.eoff); j++ {
+		b.eoff[j]++
+	}
+}
+
+// setHist replaces the history of key i.
+func (b *block) setHist(i int, h hist) {
+	lo, hi := b.eoff[i], b.eoff[i+1]
+	tail := append(hist(nil), b.evs[hi:]...)
+	b.evs = append(append(b.evs[:lo], h...), tail...)
+	d := len(h) - int(hi-lo)
+	for j := i + 1; j < len(b.eoff); j++ {
+		b.eoff[j] = uint32(int(b.eoff[j]) + d)
+	}
+}
+
+// remove deletes key i.
+func (b *block) remove(i int) {
+	kl, el := b.koff[i+1]-b.koff[i], b.eoff[i+1]-b.eoff[i]
+	b.keys = append(b.keys[:b.koff[i]], b.keys[b.koff[i+1]:]...)
+	b.evs = append(b.evs[:b.eoff[i]], b.evs[b.eoff[i+1]:]...)
+	b.koff = append(b.koff[:i+1], b.koff[i+2:]...)
+	b.eoff = append(b.eoff[:i+1], b.eoff[i+2:]...)
+	for j := i + 1; j < len(b.koff); j++ {
+		b.koff[j] -= kl
+		b.eoff[j] -= el
+	}
+}
+
+// splitOff moves the upper half of b into a new block, each sized to fit.
+func (b *block) splitOff() *block {
+	m := b.n() / 2
+	nb := &block{
+		keys: append([]byte(nil), b.keys[b.koff[m]:]...),
+		evs:  append([]event(nil), b.evs[b.eoff[m]:]...),
+	}
+	for j := m; j < len(b.koff); j++ {
+		nb.koff = append(nb.koff, b.koff[j]-b.koff[m])
+		nb.eoff = append(nb.eoff, b.eoff[j]-b.eoff[m])
+	}
+	b.keys = append([]byte(nil), b.keys[:b.koff[m]]...)
+	b.evs = append([]event(nil), b.evs[:b.eoff[m]]...)
+	b.koff = append([]uint32(nil), b.koff[:m+1]...)
+	b.eoff = append([]uint32(nil), b.eoff[:m+1]...)
+	return nb
+}
+
+// treeIndex maps each key to its history, ordered by key. Its methods
+// that change it take the write lock; the others expect the caller to hold
+// the read lock.
 type treeIndex struct {
 	mu   sync.RWMutex
-	tree *btree.BTreeG[*keyIndex]
+	tree *btree.BTreeG[*block]
 	// compacted is the revision of the last compaction, -1 before the
 	// first: histories below it are gone. Changed under mu (and the
 	// store's writer lock).
@@ -199,12 +290,38 @@ type treeIndex struct {
 }
 
 func newTreeIndex() *treeIndex {
-	return &treeIndex{tree: btree.NewG(32, (*keyIndex).less), compacted: -1}
+	return &treeIndex{tree: btree.NewG(16, blockLess), compacted: -1}
 }
 
-func (ti *treeIndex) lookup(key []byte) *keyIndex {
-	ki, _ := ti.tree.Get(&keyIndex{key: string(key)})
-	return ki
+// locate returns the block that holds key or would, and its position
+// there. b is nil only for an empty index.
+func (ti *treeIndex) locate(key []byte) (b *block, i int, found bool) {
+	ti.tree.DescendLessOrEqual(pivot(key), func(x *block) bool { b = x; return false })
+	if b == nil {
+		// Below every block's first key: the first block takes it.
+		if b, _ = ti.tree.Min(); b == nil {
+			return nil, 0, false
+		}
+		return b, 0, false
+	}
+	i, found = b.find(key)
+	return b, i, found
+}
+
+// insert adds a new key with history h. Write lock held.
+func (ti *treeIndex) insert(b *block, i int, key []byte, h hist) {
+	if b == nil {
+		b = newBlock()
+		b.insert(0, key, h)
+		ti.tree.ReplaceOrInsert(b)
+		return
+	}
+	// A key below the first block's first key lowers that block's first
+	// key, which keeps the order of the blocks.
+	b.insert(i, key, h)
+	if b.n() > maxBlockKeys {
+		ti.tree.ReplaceOrInsert(b.splitOff())
+	}
 }
 
 // put records a put of key at r and returns the key's state just before
@@ -212,14 +329,13 @@ func (ti *treeIndex) lookup(key []byte) *keyIndex {
 func (ti *treeIndex) put(key []byte, r Revision) (prev keyState, ok bool) {
 	ti.mu.Lock()
 	defer ti.mu.Unlock()
-	if ki := ti.lookup(key); ki != nil {
-		prev, ok = ki.get(r.Main)
-		ki.put(r)
+	b, i, found := ti.locate(key)
+	if found {
+		prev, ok = b.hist(i).get(r.Main)
+		b.appendEvent(i, mkEvent(r, false))
 		return prev, ok
 	}
-	ki := &keyIndex{key: string(key)}
-	ki.put(r)
-	ti.tree.ReplaceOrInsert(ki)
+	ti.insert(b, i, key, hist{mkEvent(r, false)})
 	return keyState{}, false
 }
 
@@ -229,81 +345,134 @@ func (ti *treeIndex) put(key []byte, r Revision) (prev keyState, ok bool) {
 func (ti *treeIndex) restorePut(key []byte, r Revision, created, version int64) {
 	ti.mu.Lock()
 	defer ti.mu.Unlock()
-	if ki := ti.lookup(key); ki != nil {
-		ki.put(r)
+	b, i, found := ti.locate(key)
+	if found {
+		b.appendEvent(i, mkEvent(r, false))
 		return
 	}
-	ki := &keyIndex{key: string(key), ev: []event{event(uint64(created) | hdrMark), event(version - 1), mkEvent(r, false)}}
-	ti.tree.ReplaceOrInsert(ki)
+	ti.insert(b, i, key, hist{event(uint64(created) | hdrMark), event(version - 1), mkEvent(r, false)})
 }
 
 // tombstone records a delete of key at r; the key must be live.
 func (ti *treeIndex) tombstone(key []byte, r Revision) {
 	ti.mu.Lock()
 	defer ti.mu.Unlock()
-	if ki := ti.lookup(key); ki != nil {
-		ki.tombstone(r)
+	if b, i, found := ti.locate(key); found {
+		b.appendEvent(i, mkEvent(r, true))
 	}
 }
 
-// get returns key's state at atRev. Read lock held by the caller.
-func (ti *treeIndex) get(key []byte, atRev int64) (keyState, bool) {
-	ki := ti.lookup(key)
-	if ki == nil {
-		return keyState{}, false
+// history returns key's history, nil if the index has none. Read lock held.
+func (ti *treeIndex) history(key []byte) hist {
+	if b, i, found := ti.locate(key); found {
+		return b.hist(i)
 	}
-	return ki.get(atRev)
+	return nil
+}
+
+// get returns key's state at atRev. Read lock held.
+func (ti *treeIndex) get(key []byte, atRev int64) (keyState, bool) {
+	return ti.history(key).get(atRev)
+}
+
+// ascendFrom calls fn for each key from key on (every key if key is nil),
+// with its history, until fn returns false. The slices are valid until
+// the index changes. Read lock held.
+func (ti *treeIndex) ascendFrom(key []byte, fn func(key []byte, h hist) bool) {
+	start := 0
+	var from *block
+	if key != nil {
+		var b *block
+		b, start, _ = ti.locate(key)
+		if b == nil {
+			return
+		}
+		from = pivot(b.first())
+	} else if from, _ = ti.tree.Min(); from == nil {
+		return
+	}
+	first := true
+	ti.tree.AscendGreaterOrEqual(from, func(b *block) bool {
+		i := 0
+		if first {
+			i, first = start, false
+		}
+		for ; i < b.n(); i++ {
+			if !fn(b.key(i), b.hist(i)) {
+				return false
+			}
+		}
+		return true
+	})
 }
 
 // visit calls fn for each key in [key, end) that exists at atRev, in key
 // order, until fn returns false. end nil means key alone; an empty end
-// means every key from key on. Read lock held by the caller.
-func (ti *treeIndex) visit(key, end []byte, atRev int64, fn func(key string, st keyState) bool) {
+// means every key from key on. The key passed to fn is valid until the
+// index changes. Read lock held.
+func (ti *treeIndex) visit(key, end []byte, atRev int64, fn func(key []byte, st keyState) bool) {
 	if end == nil {
 		if st, ok := ti.get(key, atRev); ok {
-			fn(string(key), st)
+			fn(key, st)
 		}
 		return
 	}
 	toEnd := isToEnd(end)
-	ti.tree.AscendGreaterOrEqual(&keyIndex{key: string(key)}, func(ki *keyIndex) bool {
-		if !toEnd && ki.key >= string(end) {
+	ti.ascendFrom(key, func(k []byte, h hist) bool {
+		if !toEnd && bytes.Compare(k, end) >= 0 {
 			return false
 		}
-		if st, ok := ki.get(atRev); ok {
-			return fn(ki.key, st)
+		if st, ok := h.get(atRev); ok {
+			return fn(k, st)
 		}
 		return true
 	})
 }
 
 // compact applies a compaction at atRev to every key. It takes the write
-// lock for a bounded number of keys at a time, so that readers and the
+// lock for a bounded number of blocks at a time, so that readers and the
 // writer are not held off for long.
 func (ti *treeIndex) compact(atRev int64) {
-	const chunk = 4096
-	var from string
+	const chunk = 64 // blocks
+	var from []byte
 	for {
 		ti.mu.Lock()
-		var gone []*keyIndex
+		var empty []*block
+		var next []byte
 		n := 0
-		next, more := "", false
-		ti.tree.AscendGreaterOrEqual(&keyIndex{key: from}, func(ki *keyIndex) bool {
+		visit := func(b *block) bool {
 			if n == chunk {
-				next, more = ki.key, true
+				next = bytes.Clone(b.first())
 				return false
 			}
 			n++
-			if ki.compact(atRev) {
-				gone = append(gone, ki)
+			for i := 0; i < b.n(); {
+				h := b.hist(i)
+				c := h.compacted(atRev)
+				switch {
+				case len(c) == 0:
+					b.remove(i)
+					continue
+				case len(c) != len(h) || c[0] != h[0]:
+					b.setHist(i, c)
+				}
+				i++
+			}
+			if b.n() == 0 {
+				empty = append(empty, b)
 			}
 			return true
-		})
-		for _, ki := range gone {
-			ti.tree.Delete(ki)
+		}
+		if from == nil {
+			ti.tree.Ascend(visit)
+		} else {
+			ti.tree.AscendGreaterOrEqual(pivot(from), visit)
+		}
+		for _, b := range empty {
+			ti.tree.Delete(b)
 		}
 		ti.mu.Unlock()
-		if !more {
+		if next == nil {
 			return
 		}
 		from = next // not compacted yet
@@ -311,17 +480,13 @@ func (ti *treeIndex) compact(atRev int64) {
 }
 
 // keptEvent reports whether the key's history keeps revision r after a
-// compaction at atRev: r is the event compactKeeps picks. Read lock held by the
-// caller.
+// compaction at atRev: r is the event compactKeeps picks. Read lock held.
 func (ti *treeIndex) keptEvent(key []byte, r Revision, atRev int64) bool {
-	ki := ti.lookup(key)
-	if ki == nil {
-		return false
-	}
-	i, ok := ki.compactKeeps(atRev)
+	h := ti.history(key)
+	i, ok := h.compactKeeps(atRev)
 	if !ok {
 		return false
 	}
-	_, _, evs := ki.split()
+	_, _, evs := h.split()
 	return evs[i].rev() == r
 }

@@ -385,7 +385,7 @@ func (s *Store) rangeKeys(r *reader, key, end []byte, ro RangeOptions, cur int64
 	}
 	res := &RangeResult{Rev: cur}
 	type hit struct {
-		key string
+		key []byte
 		st  keyState
 	}
 	var hits []hit
@@ -394,10 +394,10 @@ func (s *Store) rangeKeys(r *reader, key, end []byte, ro RangeOptions, cur int64
 		s.index.mu.RUnlock()
 		return nil, err
 	}
-	s.index.visit(key, end, rev, func(k string, st keyState) bool {
+	s.index.visit(key, end, rev, func(k []byte, st keyState) bool {
 		res.Count++
 		if !ro.CountOnly && (ro.Limit <= 0 || int64(len(hits)) < ro.Limit) {
-			hits = append(hits, hit{k, st})
+			hits = append(hits, hit{bytes.Clone(k), st})
 		}
 		return true
 	})
@@ -408,7 +408,7 @@ func (s *Store) rangeKeys(r *reader, key, end []byte, ro RangeOptions, cur int64
 	res.KVs = make([]KeyValue, len(hits))
 	for i, h := range hits {
 		out := &res.KVs[i]
-		*out = KeyValue{Key: []byte(h.key), CreateRevision: h.st.created, ModRevision: h.st.mod.Main, Version: h.st.version}
+		*out = KeyValue{Key: h.key, CreateRevision: h.st.created, ModRevision: h.st.mod.Main, Version: h.st.version}
 		if ro.KeysOnly {
 			continue // from the index alone, as etcd's: no value, no lease
 		}

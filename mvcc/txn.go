@@ -247,9 +247,9 @@ func (s *Store) apply(r *reader, t *Txn) (*TxnResult, *batch, error) {
 		case OpTypePut:
 			changes++
 		case OpTypeDelete:
-			s.index.visit(op.Key, op.End, begin, func(k string, _ keyState) bool {
-				if !deleted[k] {
-					deleted[k] = true
+			s.index.visit(op.Key, op.End, begin, func(k []byte, _ keyState) bool {
+				if !deleted[string(k)] {
+					deleted[string(k)] = true
 					changes++
 				}
 				return true
@@ -294,8 +294,8 @@ func (s *Store) apply(r *reader, t *Txn) (*TxnResult, *batch, error) {
 		case OpTypeDelete:
 			var keys []string
 			s.index.mu.RLock()
-			s.index.visit(op.Key, op.End, cur, func(k string, _ keyState) bool {
-				keys = append(keys, k)
+			s.index.visit(op.Key, op.End, cur, func(k []byte, _ keyState) bool {
+				keys = append(keys, string(k))
 				return true
 			})
 			s.index.mu.RUnlock()

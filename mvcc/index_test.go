@@ -1,0 +1,117 @@
+package mvcc
+
+import (
+	"bytes"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"sort"
+	"strconv"
+	"testing"
+)
+
+// TestIndexBlocks drives the block index with many keys (so blocks split,
+// empty and are skipped across) against a model of plain per-key
+// histories: puts, tombstones, compactions, and reads of single keys and
+// ranges at past revisions.
+func TestIndexBlocks(t *testing.T) {
+	seed := testSeed(t)
+	r := rand.New(rand.NewPCG(seed, 1))
+	ti := newTreeIndex()
+	model := map[string]hist{}
+	key := func() []byte { return []byte(fmt.Sprintf("k%05d", r.IntN(3000))) }
+	rev := int64(1)
+	compacted := int64(-1)
+	check := func(at int64) {
+		t.Helper()
+		// Every key of the model, in order, through visit.
+		var want []string
+		for k, h := range model {
+			if st, ok := h.get(at); ok {
+				want = append(want, fmt.Sprint(k, st))
+			}
+		}
+		sort.Strings(want)
+		var got []string
+		ti.visit([]byte("k"), []byte{}, at, func(k []byte, st keyState) bool {
+			got = append(got, fmt.Sprint(string(k), st))
+			return true
+		})
+		if fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Fatalf("seed %d: at revision %d (compacted %d): %d keys, want %d", seed, at, compacted, len(got), len(want))
+		}
+		// A range that starts inside a block.
+		lo, hi := key(), key()
+		if bytes.Compare(lo, hi) > 0 {
+			lo, hi = hi, lo
+		}
+		n := 0
+		ti.visit(lo, hi, at, func(k []byte, _ keyState) bool {
+			if bytes.Compare(k, lo) < 0 || bytes.Compare(k, hi) >= 0 {
+				t.Fatalf("key %s outside [%s, %s)", k, lo, hi)
+			}
+			n++
+			return true
+		})
+		m := 0
+		for _, w := range want {
+			if w >= string(lo) && w < string(hi) {
+				m++
+			}
+		}
+		if n != m {
+			t.Fatalf("seed %d: [%s, %s) at %d: %d keys, want %d", seed, lo, hi, at, n, m)
+		}
+	}
+	for step := 0; step < 20000; step++ {
+		rev++
+		k := key()
+		h := model[string(k)]
+		switch {
+		case r.IntN(4) == 0 && len(h) > 0 && !h[len(h)-1].tomb():
+			ti.tombstone(k, Revision{Main: rev})
+			model[string(k)] = append(h, mkEvent(Revision{Main: rev}, true))
+		default:
+			ti.put(k, Revision{Main: rev})
+			model[string(k)] = append(h, mkEvent(Revision{Main: rev}, false))
+		}
+		if step%2000 == 1999 {
+			at := compacted + 1 + r.Int64N(rev-compacted)
+			ti.compact(at)
+			compacted = at
+			for k, h := range model {
+				if c := h.compacted(at); len(c) == 0 {
+					delete(model, k)
+				} else {
+					model[k] = c
+				}
+			}
+		}
+		if step%500 == 0 {
+			check(max(compacted, 1) + r.Int64N(rev-max(compacted, 1)+1))
+			check(rev)
+		}
+	}
+	n := 0
+	ti.tree.Ascend(func(b *block) bool {
+		if b.n() == 0 || b.n() > maxBlockKeys {
+			t.Fatalf("a block of %d keys", b.n())
+		}
+		n++
+		return true
+	})
+	if n < 10 {
+		t.Fatalf("only %d blocks: the test did not split", n)
+	}
+}
+
+// testSeed returns the seed of a randomised test, QUIVER_SEED if set, and
+// logs it.
+func testSeed(t *testing.T) uint64 {
+	seed, err := strconv.ParseUint(os.Getenv("QUIVER_SEED"), 10, 64)
+	if err != nil || seed == 0 {
+		seed = rand.Uint64()
+	}
+	t.Logf("seed %d (rerun with QUIVER_SEED=%d)", seed, seed)
+	return seed
+}

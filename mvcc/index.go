@@ -339,18 +339,36 @@ func (ti *treeIndex) put(key []byte, r Revision) (prev keyState, ok bool) {
 	return keyState{}, false
 }
 
-// restorePut records, while restoring, a put at r that continues a
-// generation whose earlier revisions were compacted: it was created at
-// created and r is its version-th put.
-func (ti *treeIndex) restorePut(key []byte, r Revision, created, version int64) {
+// load fills an empty index with the histories of hs, in blocks three
+// quarters full (room for the keys that come later) and sized to fit.
+func (ti *treeIndex) load(hs map[string]hist) {
+	keys := make([]string, 0, len(hs))
+	for k := range hs {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
 	ti.mu.Lock()
 	defer ti.mu.Unlock()
-	b, i, found := ti.locate(key)
-	if found {
-		b.appendEvent(i, mkEvent(r, false))
-		return
+	const fill = maxBlockKeys * 3 / 4
+	b := newBlock()
+	flush := func() {
+		b.keys = append([]byte(nil), b.keys...)
+		b.evs = append([]event(nil), b.evs...)
+		ti.tree.ReplaceOrInsert(b)
+		b = newBlock()
 	}
-	ti.insert(b, i, key, hist{event(uint64(created) | hdrMark), event(version - 1), mkEvent(r, false)})
+	for _, k := range keys {
+		b.keys = append(b.keys, k...)
+		b.evs = append(b.evs, hs[k]...)
+		b.koff = append(b.koff, uint32(len(b.keys)))
+		b.eoff = append(b.eoff, uint32(len(b.evs)))
+		if b.n() == fill {
+			flush()
+		}
+	}
+	if b.n() > 0 {
+		flush()
+	}
 }
 
 // tombstone records a delete of key at r; the key must be live.

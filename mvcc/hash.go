@@ -25,12 +25,14 @@ func (s *Store) HashKV(rev int64) (hash uint32, compactRev int64, err error) {
 	if h, ok := s.compactor.hashAt(rev); ok {
 		return h.hash, max(h.prev, 0), nil
 	}
+	// The revision before the snapshot: every revision up to it is in the
+	// snapshot (the other order could miss the commit between them).
+	cur := s.committed.Load()
 	tx, err := s.db.Begin(false)
 	if err != nil {
 		return 0, 0, err
 	}
 	defer tx.Rollback()
-	cur := s.committed.Load()
 	s.index.mu.RLock()
 	compacted := s.index.compacted
 	if err := s.checkRevLocked(rev, cur); err != nil {

@@ -169,7 +169,8 @@ func (ki hist) compacted(atRev int64) hist {
 }
 
 // The index keeps keys in blocks of up to maxBlockKeys consecutive keys,
-// and the blocks in a github.com/google/btree ordered by their first key.
+// and the blocks in a github.com/google/btree ordered by their lower
+// bounds: a block holds the keys from its bound up to the next block's.
 // A block stores its keys back to back in one byte slice and their
 // histories back to back in one event slice, with offsets: a key costs its
 // bytes, two offsets and 8 bytes a revision, not a struct, a pointer and
@@ -181,23 +182,22 @@ type block struct {
 	koff []uint32 // key i is keys[koff[i]:koff[i+1]]
 	evs  []event
 	eoff []uint32 // the history of key i is evs[eoff[i]:eoff[i+1]]
-	// probe, set only in search pivots, stands for the first key.
-	probe []byte
+	// lo is the block's lower bound, its own copy of its first key when it
+	// was made. Removing keys leaves it alone, so that a block's place in
+	// the tree never depends on its keys (an emptied block can still be
+	// found and deleted); only a key below the first block lowers it.
+	lo []byte
 }
 
-func newBlock() *block { return &block{koff: []uint32{0}, eoff: []uint32{0}} }
+func newBlock(lo []byte) *block {
+	return &block{koff: []uint32{0}, eoff: []uint32{0}, lo: bytes.Clone(lo)}
+}
 
 func (b *block) n() int           { return len(b.koff) - 1 }
 func (b *block) key(i int) []byte { return b.keys[b.koff[i]:b.koff[i+1]:b.koff[i+1]] }
 func (b *block) hist(i int) hist  { return hist(b.evs[b.eoff[i]:b.eoff[i+1]:b.eoff[i+1]]) }
-func pivot(key []byte) *block     { return &block{probe: key} }
-func blockLess(a, b *block) bool  { return bytes.Compare(a.first(), b.first()) < 0 }
-func (b *block) first() []byte {
-	if b.probe != nil {
-		return b.probe
-	}
-	return b.key(0)
-}
+func pivot(key []byte) *block     { return &block{lo: key} }
+func blockLess(a, b *block) bool  { return bytes.Compare(a.lo, b.lo) < 0 }
 
 // find returns the position of key in b, or where it would be inserted.
 func (b *block) find(key []byte) (int, bool) {
@@ -265,6 +265,7 @@ func (b *block) splitOff() *block {
 	nb := &block{
 		keys: append([]byte(nil), b.keys[b.koff[m]:]...),
 		evs:  append([]event(nil), b.evs[b.eoff[m]:]...),
+		lo:   bytes.Clone(b.key(m)),
 	}
 	for j := m; j < len(b.koff); j++ {
 		nb.koff = append(nb.koff, b.koff[j]-b.koff[m])
@@ -311,13 +312,16 @@ func (ti *treeIndex) locate(key []byte) (b *block, i int, found bool) {
 // insert adds a new key with history h. Write lock held.
 func (ti *treeIndex) insert(b *block, i int, key []byte, h hist) {
 	if b == nil {
-		b = newBlock()
+		b = newBlock(key)
 		b.insert(0, key, h)
 		ti.tree.ReplaceOrInsert(b)
 		return
 	}
-	// A key below the first block's first key lowers that block's first
-	// key, which keeps the order of the blocks.
+	if bytes.Compare(key, b.lo) < 0 {
+		// Only the first block takes keys below its bound (locate): it
+		// stays first with the bound lowered.
+		b.lo = bytes.Clone(key)
+	}
 	b.insert(i, key, h)
 	if b.n() > maxBlockKeys {
 		ti.tree.ReplaceOrInsert(b.splitOff())
@@ -350,12 +354,13 @@ func (ti *treeIndex) load(hs map[string]hist) {
 	ti.mu.Lock()
 	defer ti.mu.Unlock()
 	const fill = maxBlockKeys * 3 / 4
-	b := newBlock()
+	b := newBlock(nil)
 	flush := func() {
 		b.keys = append([]byte(nil), b.keys...)
 		b.evs = append([]event(nil), b.evs...)
+		b.lo = bytes.Clone(b.key(0))
 		ti.tree.ReplaceOrInsert(b)
-		b = newBlock()
+		b = newBlock(nil)
 	}
 	for _, k := range keys {
 		b.keys = append(b.keys, k...)
@@ -400,12 +405,9 @@ func (ti *treeIndex) ascendFrom(key []byte, fn func(key []byte, h hist) bool) {
 	start := 0
 	var from *block
 	if key != nil {
-		var b *block
-		b, start, _ = ti.locate(key)
-		if b == nil {
+		if from, start, _ = ti.locate(key); from == nil {
 			return
 		}
-		from = pivot(b.first())
 	} else if from, _ = ti.tree.Min(); from == nil {
 		return
 	}
@@ -452,15 +454,27 @@ func (ti *treeIndex) visit(key, end []byte, atRev int64, fn func(key []byte, st 
 // writer are not held off for long.
 func (ti *treeIndex) compact(atRev int64) {
 	const chunk = 64 // blocks
-	var from []byte
-	for {
+	var next []byte  // the bound of the first block not compacted yet
+	for first := true; first || next != nil; first = false {
 		ti.mu.Lock()
+		var from *block
+		if first {
+			from, _ = ti.tree.Min()
+		} else {
+			// The block holding next now. Look down, not up: when every
+			// block before it was emptied and deleted, a put may since have
+			// lowered its bound below next.
+			ti.tree.DescendLessOrEqual(pivot(next), func(b *block) bool { from = b; return false })
+			if from == nil {
+				from, _ = ti.tree.Min()
+			}
+		}
+		next = nil
 		var empty []*block
-		var next []byte
 		n := 0
 		visit := func(b *block) bool {
 			if n == chunk {
-				next = bytes.Clone(b.first())
+				next = bytes.Clone(b.lo)
 				return false
 			}
 			n++
@@ -481,19 +495,13 @@ func (ti *treeIndex) compact(atRev int64) {
 			}
 			return true
 		}
-		if from == nil {
-			ti.tree.Ascend(visit)
-		} else {
-			ti.tree.AscendGreaterOrEqual(pivot(from), visit)
+		if from != nil {
+			ti.tree.AscendGreaterOrEqual(from, visit)
 		}
 		for _, b := range empty {
 			ti.tree.Delete(b)
 		}
 		ti.mu.Unlock()
-		if next == nil {
-			return
-		}
-		from = next // not compacted yet
 	}
 }
 

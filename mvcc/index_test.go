@@ -115,3 +115,68 @@ func testSeed(t *testing.T) uint64 {
 	t.Logf("seed %d (rerun with QUIVER_SEED=%d)", seed, seed)
 	return seed
 }
+
+// TestIndexCompactEmptiesBlocks deletes every key of many blocks (more
+// than one compaction chunk) and compacts them away: the emptied blocks
+// leave the tree, the rest stay readable, and keys put afterwards below,
+// between and above the survivors land in order.
+func TestIndexCompactEmptiesBlocks(t *testing.T) {
+	ti := newTreeIndex()
+	rev := int64(1)
+	key := func(i int) []byte { return []byte(fmt.Sprintf("k%06d", i)) }
+	const n = 20000 // ~ 600 blocks after splits
+	for i := 0; i < n; i++ {
+		rev++
+		ti.put(key(i), Revision{Main: rev})
+	}
+	// Delete all but every 1000th key of the lower 3/4, and all of the
+	// blocks in the middle of that.
+	live := map[int]bool{}
+	for i := 0; i < n; i++ {
+		if i < n*3/4 && (i%1000 != 0 || (i > 5000 && i < 9000)) {
+			rev++
+			ti.tombstone(key(i), Revision{Main: rev})
+			continue
+		}
+		live[i] = true
+	}
+	ti.compact(rev)
+	var got []string
+	ti.visit([]byte{}, []byte{}, rev, func(k []byte, _ keyState) bool {
+		got = append(got, string(k))
+		return true
+	})
+	if len(got) != len(live) {
+		t.Fatalf("%d keys after compaction, want %d", len(got), len(live))
+	}
+	blocks := 0
+	ti.tree.Ascend(func(b *block) bool {
+		if b.n() == 0 {
+			t.Fatalf("an empty block stayed in the tree (bound %q)", b.lo)
+		}
+		blocks++
+		return true
+	})
+	// Then compact the rest away entirely, and refill.
+	for i := range live {
+		rev++
+		ti.tombstone(key(i), Revision{Main: rev})
+	}
+	rev++ // a tombstone at the compaction revision stays
+	ti.compact(rev)
+	if ti.tree.Len() != 0 {
+		t.Fatalf("%d blocks left after every key was compacted away", ti.tree.Len())
+	}
+	for _, i := range []int{500, 100, 7000, 3, 19999} {
+		rev++
+		ti.put(key(i), Revision{Main: rev})
+	}
+	got = got[:0]
+	ti.visit([]byte{}, []byte{}, rev, func(k []byte, _ keyState) bool {
+		got = append(got, string(k))
+		return true
+	})
+	if want := "[k000003 k000100 k000500 k007000 k019999]"; fmt.Sprint(got) != want {
+		t.Fatalf("after a refill: %v, want %s", got, want)
+	}
+}

@@ -87,6 +87,7 @@ type Store struct {
 	pending     []pending
 	uncommitted map[Revision][]byte // records of revisions not yet durable
 	batch       *batch              // the batch pending writes join
+	inflight    *batch              // the batch being committed, if any
 	failed      error
 	closed      bool
 	wake        chan struct{}
@@ -270,23 +271,23 @@ func (s *Store) commitLoop() {
 				break
 			}
 			writes, b, top := s.pending, s.batch, s.rev
-			s.pending, s.batch = nil, newBatch()
+			s.pending, s.batch, s.inflight = nil, newBatch(), b
 			s.room.Broadcast()
+			failed := s.failed
 			s.mu.Unlock()
 
-			err := s.db.Update(func(tx *quiver.Tx) error {
-				bk := tx.Bucket(revBucket)
-				bk.FillPercent = 0.95 // revisions only ever append
-				for i := range writes {
-					if err := bk.Put(writes[i].key[:], writes[i].rec); err != nil {
-						return err
-					}
-				}
-				return nil
-			})
+			// After a failed commit no later batch may commit: its
+			// revisions would follow ones that are not in the store.
+			err := failed
+			if err == nil {
+				err = s.commit(writes)
+			}
 			s.mu.Lock()
 			if err != nil {
-				s.failed = err
+				if s.failed == nil {
+					s.failed = err
+				}
+				s.room.Broadcast() // writers waiting for room fail now
 			} else {
 				s.committed.Store(top)
 				for i := range writes {
@@ -302,6 +303,29 @@ func (s *Store) commitLoop() {
 			close(b.done)
 		}
 	}
+}
+
+// commitFault, set only by tests, runs before each batch's commit; an
+// error it returns fails the commit.
+var commitFault func() error
+
+// commit writes one batch's revisions in one engine transaction.
+func (s *Store) commit(writes []pending) error {
+	if commitFault != nil {
+		if err := commitFault(); err != nil {
+			return err
+		}
+	}
+	return s.db.Update(func(tx *quiver.Tx) error {
+		bk := tx.Bucket(revBucket)
+		bk.FillPercent = 0.95 // revisions only ever append
+		for i := range writes {
+			if err := bk.Put(writes[i].key[:], writes[i].rec); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
 }
 
 // RangeOptions tune a Range.
@@ -353,16 +377,20 @@ func (s *Store) Range(key, end []byte, ro RangeOptions) (*RangeResult, error) {
 	if err := checkRange(key, end); err != nil {
 		return nil, err
 	}
-	// The engine snapshot is taken before the compaction check: a
-	// compaction that deletes revisions this range needs has raised the
-	// compacted revision before its first deletion commits.
+	// The current revision is read before the engine snapshot is taken,
+	// so that every revision up to it is in the snapshot (the other order
+	// could miss a commit made between them). The snapshot is taken before
+	// the compaction check: a compaction that deletes revisions this range
+	// needs has raised the compacted revision before its first deletion
+	// commits.
+	cur := s.committed.Load()
 	tx, err := s.db.Begin(false)
 	if err != nil {
 		return nil, err
 	}
 	defer tx.Rollback()
 	r := &reader{revs: tx.Bucket(revBucket)}
-	res, err := s.rangeKeys(r, key, end, ro, s.committed.Load())
+	res, err := s.rangeKeys(r, key, end, ro, cur)
 	if err == nil {
 		err = tx.Err()
 	}

@@ -443,3 +443,138 @@ func TestCompactionFreesPages(t *testing.T) {
 		t.Fatalf("compaction freed %d pages (free %d+%d before, %d+%d after), want about 500", freed, before.FreePageN, before.PendingPageN, after.FreePageN, after.PendingPageN)
 	}
 }
+
+// TestCompactAfterDeletingEverything deletes every key, puts one below
+// them all, and compacts at the current revision, which empties every
+// block of the index but one; the store goes on, and reopens.
+func TestCompactAfterDeletingEverything(t *testing.T) {
+	s, db := openTest(t, "", nil)
+	for i := 0; i < 5000; i++ {
+		must[int64](t)(s.Put([]byte(fmt.Sprintf("k%05d", i)), []byte("v"), 0))
+	}
+	if _, _, err := s.DeleteRange([]byte("k"), []byte{}); err != nil {
+		t.Fatal(err)
+	}
+	rev := must[int64](t)(s.Put([]byte("a"), []byte("1"), 0))
+	<-must[<-chan struct{}](t)(s.Compact(s.Rev()))
+	must[int64](t)(s.Put([]byte("b"), []byte("2"), 0))
+	path := db.Path()
+	s.Close()
+	db.Close()
+	s, _ = openTest(t, path, nil)
+	if got := fmt.Sprint(rangeStrings(t, s, "a", "\x00", 0)); got != fmt.Sprintf("[a=1 c%d m%d v1 l0 b=2 c%d m%d v1 l0]", rev, rev, rev+1, rev+1) {
+		t.Fatalf("reopened: %s", got)
+	}
+}
+
+// TestFailedCommitFailsLaterBatches fails one batch's commit while a
+// later batch waits: the later one must fail too (its revisions would
+// follow ones the store does not hold), later writes are refused, and a
+// reopened store holds neither.
+func TestFailedCommitFailsLaterBatches(t *testing.T) {
+	s, db := openTest(t, "", nil)
+	base := must[int64](t)(s.Put([]byte("a"), []byte("0"), 0))
+	entered, release := make(chan struct{}), make(chan struct{})
+	calls := 0
+	commitFault = func() error {
+		calls++
+		if calls == 1 {
+			close(entered)
+			<-release
+			return errors.New("injected commit failure")
+		}
+		return nil
+	}
+	defer func() {
+		commitFault = nil
+		select {
+		case <-release:
+		default:
+			close(release) // on a failure, so that Close does not hang
+		}
+	}()
+	if _, err := s.Txn(&Txn{Then: []Op{OpPut([]byte("b"), []byte("1"), 0)}, NoWait: true}); err != nil {
+		t.Fatal(err)
+	}
+	<-entered
+	// The first batch is being committed; this one waits for the next.
+	if _, err := s.Txn(&Txn{Then: []Op{OpPut([]byte("c"), []byte("2"), 0)}, NoWait: true}); err != nil {
+		t.Fatal(err)
+	}
+	close(release)
+	if _, err := s.Put([]byte("d"), []byte("3"), 0); !errors.Is(err, ErrFailed) {
+		t.Fatalf("a put after a failed commit: %v, want ErrFailed", err)
+	}
+	if s.Rev() != base {
+		t.Fatalf("revision %d after the failure, want %d", s.Rev(), base)
+	}
+	if err := s.Close(); !errors.Is(err, ErrFailed) && err == nil {
+		t.Fatalf("Close after a failed commit: %v", err)
+	}
+	s2, err := Open(db, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s2.Close()
+	if got := fmt.Sprint(rangeStrings(t, s2, "a", "\x00", 0)); got != fmt.Sprintf("[a=0 c%d m%d v1 l0]", base, base) {
+		t.Fatalf("reopened after the failure: %s (rev %d)", got, s2.Rev())
+	}
+}
+
+// TestTxnWaitsForWhatItRead: a transaction that changes nothing but read
+// a write not yet durable returns only once that write is durable.
+func TestTxnWaitsForWhatItRead(t *testing.T) {
+	s, _ := openTest(t, "", nil)
+	entered, release := make(chan struct{}), make(chan struct{})
+	commitFault = func() error {
+		select {
+		case <-entered:
+		default:
+			close(entered)
+			<-release
+		}
+		return nil
+	}
+	defer func() {
+		commitFault = nil
+		select {
+		case <-release:
+		default:
+			close(release) // on a failure, so that Close does not hang
+		}
+	}()
+	if _, err := s.Txn(&Txn{Then: []Op{OpPut([]byte("k"), []byte("v"), 0)}, NoWait: true}); err != nil {
+		t.Fatal(err)
+	}
+	<-entered
+	done := make(chan *TxnResult)
+	go func() {
+		res, err := s.Txn(&Txn{If: []Compare{{Key: []byte("k"), Target: CompareValue, Result: Equal, Value: []byte("v")}}})
+		if err != nil {
+			t.Error(err)
+		}
+		done <- res
+	}()
+	select {
+	case <-done:
+		t.Fatal("the transaction returned before the write it read was durable")
+	case <-time.After(50 * time.Millisecond):
+	}
+	close(release)
+	if res := <-done; !res.Succeeded || res.Rev != s.Rev() {
+		t.Fatalf("succeeded %v at %d (store at %d)", res.Succeeded, res.Rev, s.Rev())
+	}
+}
+
+// TestValueTooLarge: a put whose record the engine could not hold is
+// refused before it is applied; the store goes on.
+func TestValueTooLarge(t *testing.T) {
+	s, _ := openTest(t, "", nil)
+	big := make([]byte, quiver.MaxValueSize) // untouched: the pages are never faulted in
+	if _, err := s.Put([]byte("k"), big, 0); !errors.Is(err, quiver.ErrValueTooLarge) {
+		t.Fatalf("a %d-byte value: %v", len(big), err)
+	}
+	if rev := must[int64](t)(s.Put([]byte("k"), []byte("v"), 0)); rev != s.Rev() {
+		t.Fatalf("put at %d, store at %d", rev, s.Rev())
+	}
+}

@@ -3,6 +3,8 @@ package mvcc
 import (
 	"bytes"
 	"fmt"
+
+	"github.com/quiverdb/quiver"
 )
 
 // CompareTarget is what a Compare looks at.
@@ -126,17 +128,31 @@ func (s *Store) Txn(t *Txn) (*TxnResult, error) {
 	// revision missing from it is in an engine snapshot taken now. Only
 	// compares and ranges read records.
 	r := &reader{uncommitted: s.uncommitted}
+	var tx *quiver.Tx
 	if needsRecords(t) {
-		tx, err := s.db.Begin(false)
-		if err != nil {
+		var err error
+		if tx, err = s.db.Begin(false); err != nil {
 			s.mu.Unlock()
 			return nil, err
 		}
-		defer tx.Rollback()
 		r.revs = tx.Bucket(revBucket)
 	}
 	res, b, err := s.apply(r, t)
+	if b == nil && err == nil && s.rev > s.committed.Load() {
+		// Nothing changed, but what t read may include writes not yet
+		// durable: t returns when they are.
+		if b = s.inflight; len(s.pending) > 0 {
+			b = s.batch
+		}
+	}
 	s.mu.Unlock()
+	if tx != nil {
+		// The results hold copies: the snapshot is not kept while t
+		// waits for its commit.
+		if rerr := tx.Rollback(); err == nil {
+			err = rerr
+		}
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -180,17 +196,14 @@ func (s *Store) writable() error {
 // checkOps validates the keys of ops and that no key is changed twice.
 func checkOps(ops []Op) error {
 	if len(ops) == 1 && ops[0].Type == OpTypePut {
-		if len(ops[0].Key) == 0 {
-			return ErrEmptyKey
-		}
-		return nil
+		return checkPut(ops[0])
 	}
 	puts := map[string]bool{}
 	for _, op := range ops {
 		switch op.Type {
 		case OpTypePut:
-			if len(op.Key) == 0 {
-				return ErrEmptyKey
+			if err := checkPut(op); err != nil {
+				return err
 			}
 			if puts[string(op.Key)] {
 				return fmt.Errorf("%w: %q", ErrDuplicateKey, op.Key)
@@ -213,6 +226,18 @@ func checkOps(ops []Op) error {
 				return fmt.Errorf("%w: %q is put and deleted", ErrDuplicateKey, k)
 			}
 		}
+	}
+	return nil
+}
+
+// checkPut checks a put's key, and that its record fits in an engine
+// value: a put that could not commit would fail the store.
+func checkPut(op Op) error {
+	if len(op.Key) == 0 {
+		return ErrEmptyKey
+	}
+	if n := recordSize(&KeyValue{Key: op.Key, Value: op.Value}); int64(n) > quiver.MaxValueSize {
+		return fmt.Errorf("%w: a key and value of %d bytes", quiver.ErrValueTooLarge, len(op.Key)+len(op.Value))
 	}
 	return nil
 }

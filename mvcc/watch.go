@@ -243,10 +243,16 @@ func (h *hub) remove(w *watcher) {
 // to the synced watchers. Called by the committer, in commit order.
 func (h *hub) notify(writes []pending, top int64) {
 	if h.count.Load() == 0 {
+		// No watchers: skip decoding the events, unless one registered
+		// since the load (count changes under h.mu); it starts after the
+		// old h.rev, so it needs these events.
 		h.mu.Lock()
-		h.rev = top
+		if h.count.Load() == 0 {
+			h.rev = top
+			h.mu.Unlock()
+			return
+		}
 		h.mu.Unlock()
-		return
 	}
 	evs := make([]Event, 0, len(writes))
 	for i := range writes {

@@ -47,7 +47,7 @@ func CompactContext(ctx context.Context, dst, src *DB, opts *CompactOptions) err
 		return fmt.Errorf("quiver: Compact: negative TxMaxSize %d", opts.TxMaxSize)
 	}
 	return src.View(func(t *Tx) error {
-		c := &copier{ctx: ctx, dst: dst, max: opts.TxMaxSize, progress: opts.Progress}
+		c := &copier{ctx: ctx, src: src, dst: dst, max: opts.TxMaxSize, progress: opts.Progress}
 		return c.run(t)
 	})
 }
@@ -218,7 +218,9 @@ type CompactStats struct {
 }
 
 // Catch-up rounds: rounds run without blocking writers while the last one
-// changed more than compactQuietChanges keys, at most compactMaxRounds.
+// changed more than compactQuietChanges keys, at most compactMaxRounds;
+// if the last of them is not quiet either, Compact gives up
+// (ErrCompactBusy) rather than block writers for a long final round.
 const (
 	compactMaxRounds    = 16
 	compactQuietChanges = 1024
@@ -245,7 +247,14 @@ const (
 // the rename leaves the old file as it was (a stale PATH.compact is
 // removed by the next Compact); after the rename the new file holds every
 // commit. If the context is done before the switch, Compact stops and
-// returns its error. Only one Compact runs at a time.
+// returns its error. Only one Compact runs at a time. The copy gets the
+// file's permission bits and, where the process may set them, its owner
+// and group.
+//
+// Compact returns ErrCompactBusy, leaving the database as it was, when
+// writers change keys faster than the catch-up rounds apply them, and
+// ErrReplaced when the file at the database's path is no longer the
+// database's own (someone moved or replaced it).
 func (db *DB) Compact(ctx context.Context, opts *CompactOptions) (st CompactStats, err error) {
 	if db.readOnly {
 		return st, ErrDatabaseReadOnly
@@ -261,9 +270,19 @@ func (db *DB) Compact(ctx context.Context, opts *CompactOptions) (st CompactStat
 	}
 	db.compactMu.Lock()
 	defer db.compactMu.Unlock()
+	db.writer.Lock()
+	failed := db.failed
+	db.writer.Unlock()
+	if failed != nil {
+		return st, fmt.Errorf("%w: %v", ErrFailed, failed)
+	}
 	// Through a symbolic link, the file itself is replaced, not the link.
-	path, err := filepath.EvalSymlinks(db.path)
+	// (db.file changes only in Compact: compactMu covers reading it.)
+	path, err := filepath.EvalSymlinks(db.absPath)
 	if err != nil {
+		return st, err
+	}
+	if err := db.isAt(path); err != nil {
 		return st, err
 	}
 	fi, err := os.Stat(path)
@@ -278,7 +297,13 @@ func (db *DB) Compact(ctx context.Context, opts *CompactOptions) (st CompactStat
 	o := db.opts
 	o.PageSize, o.NoSync, o.ReadOnly, o.Timeout = db.pageSize, true, false, 0
 	n, err := Open(tmp, fi.Mode().Perm(), &o)
+	if err == nil {
+		err = sameOwnerAndMode(tmp, fi)
+	}
 	if err != nil {
+		if n != nil {
+			_ = n.Close()
+		}
 		_ = os.Remove(tmp)
 		return st, fmt.Errorf("quiver: Compact: creating %s: %w", tmp, err)
 	}
@@ -302,8 +327,7 @@ func (db *DB) Compact(ctx context.Context, opts *CompactOptions) (st CompactStat
 	// Catch up while writers run until a round finds little to do. The
 	// copy's bulk is synced in between, so that the last round, with
 	// writers blocked, syncs only what it writes.
-	synced := false
-	for st.Rounds < compactMaxRounds {
+	for synced := false; ; {
 		db.hook("round")
 		if err := ctx.Err(); err != nil {
 			return st, err
@@ -315,6 +339,9 @@ func (db *DB) Compact(ctx context.Context, opts *CompactOptions) (st CompactStat
 		st.Rounds++
 		since = next
 		if changes > compactQuietChanges {
+			if st.Rounds >= compactMaxRounds {
+				return st, ErrCompactBusy
+			}
 			continue
 		}
 		if synced {
@@ -346,11 +373,17 @@ func (db *DB) Compact(ctx context.Context, opts *CompactOptions) (st CompactStat
 	if err := ctx.Err(); err != nil {
 		return st, err
 	}
-	// The last round's commit is the copy's durable one, with the txid
-	// the old file's next commit would have had.
+	// The last round's commit is the copy's durable one, with a txid
+	// above the old file's, so that txids only grow. It goes to the meta
+	// slot the copy's last commit did not use (slot = txid mod 2), as any
+	// commit does: that one stays intact while it is written.
 	cur := db.snap.Load().meta.Txid
 	if ns := n.snap.Load(); ns.meta.Txid < cur {
-		ns.meta.Txid = cur
+		next := cur
+		if (next+1)%2 == ns.meta.Txid%2 {
+			next++
+		}
+		ns.meta.Txid = next
 	}
 	// Synced even with NoSync: after the rename, the copy is the
 	// database, and an unsynced one could be lost whole.
@@ -362,6 +395,9 @@ func (db *DB) Compact(ctx context.Context, opts *CompactOptions) (st CompactStat
 	// The copy grew ahead while it was written; keep one growth step.
 	if size := n.keepSize(n.snap.Load().meta.HighWater); size < n.fileSize && n.file.Truncate(size) == nil {
 		n.fileSize = size
+	}
+	if err := db.isAt(path); err != nil {
+		return st, err
 	}
 	if err := os.Rename(tmp, path); err != nil {
 		return st, err
@@ -379,6 +415,35 @@ func (db *DB) Compact(ctx context.Context, opts *CompactOptions) (st CompactStat
 		st.NewSize = fi.Size()
 	}
 	return st, nil
+}
+
+// isAt checks that the database's open file is the file at path.
+func (db *DB) isAt(path string) error {
+	same, err := mmap.IsPath(db.file.Fd(), path)
+	if err != nil {
+		return err
+	}
+	if !same {
+		return fmt.Errorf("%w: %s", ErrReplaced, path)
+	}
+	return nil
+}
+
+// sameOwnerAndMode gives the file at path the permission bits (which the
+// umask may have cut at creation) and, where allowed, the owner and group
+// of the file fi describes.
+func sameOwnerAndMode(path string, fi os.FileInfo) error {
+	if err := os.Chmod(path, fi.Mode().Perm()); err != nil {
+		return err
+	}
+	if uid, gid, ok := fileOwner(fi); ok {
+		// Only root may give a file away: otherwise the copy stays the
+		// process's, as a file it creates would.
+		if err := os.Chown(path, uid, gid); err != nil && !errors.Is(err, fs.ErrPermission) {
+			return err
+		}
+	}
+	return nil
 }
 
 func (db *DB) hook(stage string) {
@@ -507,6 +572,9 @@ func (a *applier) syncRange(dst, src *Bucket, lo, hi []byte) error {
 			}
 			continue
 		}
+		// A new bucket counts as every key it holds: the rounds judge by
+		// the changes how much the next one will have to do.
+		before := a.c.copied
 		child := src.Bucket(p.key)
 		if err := a.c.createCopy(dst, child, p.key); err != nil {
 			return err
@@ -514,6 +582,7 @@ func (a *applier) syncRange(dst, src *Bucket, lo, hi []byte) error {
 		if err := a.c.copyInto(dst.Bucket(p.key), child); err != nil {
 			return err
 		}
+		a.changes += a.c.copied - before - 1
 	}
 	for _, k := range nested {
 		if err := a.sync(dst.Bucket(k), src.Bucket(k)); err != nil {
@@ -545,6 +614,7 @@ func (c *copier) copyInto(dst, src *Bucket) error {
 			if err := dst.Put(k, nonNil(v)); err != nil {
 				return err
 			}
+			c.count()
 			continue
 		}
 		if err := c.createCopy(dst, child, k); err != nil {
@@ -580,6 +650,8 @@ func (db *DB) adopt(n *DB) (release func()) {
 	n.fileState = fileState{}
 	return func() {
 		cur.release() // the reference it held as the current snapshot
+		db.syncMu.Lock()
+		defer db.syncMu.Unlock()
 		_ = mmap.Unlock(old.Fd())
 		_ = old.Close()
 	}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -39,6 +40,7 @@ type DB struct {
 	AllocSize     int
 
 	path     string
+	absPath  string // path made absolute at Open, for Compact
 	pageSize int
 	readOnly bool
 	opts     Options
@@ -49,9 +51,12 @@ type DB struct {
 
 	// writer is held by the open write transaction and by Close.
 	writer sync.Mutex
-	// fileMu guards the file's replacement by Compact for Sync, which
-	// does not take the writer lock.
+	// fileMu guards the file's replacement by Compact for Sync, which does
+	// not take the writer lock. Sync holds syncMu's read lock over its
+	// fdatasync, outside fileMu (so that Compact's switch, writers blocked,
+	// never waits for one); whoever closes a file takes syncMu first.
 	fileMu sync.RWMutex
+	syncMu sync.RWMutex
 	// Owned by the writer lock: the open file and its state, replaced
 	// whole by Compact; the failure that stops commits; snapshots of
 	// files replaced by Compact that may still have readers.
@@ -171,25 +176,54 @@ func Open(path string, mode os.FileMode, opts *Options) (*DB, error) {
 		MaxBatchDelay: o.MaxBatchDelay, AllocSize: o.AllocSize,
 		path: path, readOnly: o.ReadOnly, opts: o,
 	}
-	flag := os.O_RDWR | os.O_CREATE
-	if o.ReadOnly {
-		flag = os.O_RDONLY
+	var err error
+	if db.absPath, err = filepath.Abs(path); err != nil {
+		return nil, err
 	}
-	f, err := o.OpenFile(path, flag, mode)
+	f, err := openLocked(path, mode, &o)
 	if err != nil {
 		return nil, err
 	}
 	db.file = f
-	if err := mmap.Lock(f.Fd(), !o.ReadOnly, o.Timeout); err != nil {
-		f.Close()
-		return nil, err
-	}
 	if err := db.open(); err != nil {
 		_ = mmap.Unlock(f.Fd())
 		f.Close()
 		return nil, err
 	}
 	return db, nil
+}
+
+// openLocked opens the file at path and locks it. While it waits for the
+// lock, the file at path may be replaced (DB.Compact renames a new file over
+// it, then unlocks the old one): the lock must be on the file that path
+// names once it is held, so it opens again when it is not.
+func openLocked(path string, mode os.FileMode, o *Options) (File, error) {
+	flag := os.O_RDWR | os.O_CREATE
+	if o.ReadOnly {
+		flag = os.O_RDONLY
+	}
+	for attempt := 0; ; attempt++ {
+		f, err := o.OpenFile(path, flag, mode)
+		if err != nil {
+			return nil, err
+		}
+		if err := mmap.Lock(f.Fd(), !o.ReadOnly, o.Timeout); err != nil {
+			f.Close()
+			return nil, err
+		}
+		same, err := mmap.IsPath(f.Fd(), path)
+		if err == nil && same {
+			return f, nil
+		}
+		_ = mmap.Unlock(f.Fd())
+		f.Close()
+		if err != nil {
+			return nil, err
+		}
+		if attempt == 10 {
+			return nil, fmt.Errorf("quiver: %s was replaced each time it was locked", path)
+		}
+	}
 }
 
 func (db *DB) open() error {
@@ -505,6 +539,8 @@ func (db *DB) Close() error {
 	if !db.readOnly && db.failed == nil && !db.NoSync {
 		err = db.file.Sync()
 	}
+	db.syncMu.Lock() // Sync may be using the file
+	defer db.syncMu.Unlock()
 	_ = mmap.Unlock(db.file.Fd())
 	if cerr := db.file.Close(); err == nil {
 		err = cerr
@@ -515,12 +551,17 @@ func (db *DB) Close() error {
 // Sync forces an fdatasync of the file: useful after commits made with
 // NoSync.
 func (db *DB) Sync() error {
+	db.syncMu.RLock()
+	defer db.syncMu.RUnlock()
 	if db.closed.Load() {
 		return ErrDatabaseNotOpen
 	}
 	db.fileMu.RLock()
-	defer db.fileMu.RUnlock()
-	return db.file.Sync()
+	f := db.file
+	db.fileMu.RUnlock()
+	// If Compact switches files meanwhile, syncing the old one is still
+	// right: the new one was synced before the switch.
+	return f.Sync()
 }
 
 // Stats returns database-wide counters.

@@ -31,6 +31,14 @@ var (
 	// refuses writes until it is closed and reopened, because the kernel may
 	// have dropped the unsynced pages.
 	ErrFailed = errors.New("quiver: database refuses writes after a failed commit; reopen it")
+	// ErrCompactBusy: DB.Compact gave up because writers changed more than
+	// its catch-up rounds could follow; the database is unchanged. Retry
+	// when the write load is lower.
+	ErrCompactBusy = errors.New("quiver: Compact: writers kept ahead of every catch-up round")
+	// ErrReplaced: DB.Compact found another file at the database's path
+	// (the file was moved, deleted or replaced by someone else); it does
+	// not rename its copy over that.
+	ErrReplaced = errors.New("quiver: the database file is no longer at its path")
 
 	ErrTxNotWritable = tx.ErrTxNotWritable
 	ErrTxClosed      = tx.ErrTxClosed

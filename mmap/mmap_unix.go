@@ -59,3 +59,20 @@ func Lock(fd uintptr, exclusive bool, timeout time.Duration) error {
 func Unlock(fd uintptr) error {
 	return unix.Flock(int(fd), unix.LOCK_UN)
 }
+
+// IsPath reports whether the open file fd is the file now at path: false
+// when path names another file (the file was replaced, as by a rename
+// over it) or nothing.
+func IsPath(fd uintptr, path string) (bool, error) {
+	var open, named unix.Stat_t
+	if err := unix.Fstat(int(fd), &open); err != nil {
+		return false, fmt.Errorf("quiver: fstat: %w", err)
+	}
+	if err := unix.Stat(path, &named); err != nil {
+		if err == unix.ENOENT {
+			return false, nil
+		}
+		return false, fmt.Errorf("quiver: stat %s: %w", path, err)
+	}
+	return open.Dev == named.Dev && open.Ino == named.Ino, nil
+}

@@ -18,6 +18,17 @@
 //
 //	go run ./cmd/capacity -sizes 1,4,16 -engines quiver-hashmap,bbolt-array -out capacity.json
 //
+// Growth is "mixed" by default: commits of 1000 operations, half of them
+// inserts, the rest updates and deletes, as a live database grows. Each
+// such commit rewrites ~1000 random leaves and their branches for under a
+// megabyte of net growth, so past 16 GiB it grows at a few MB/s and 64 GiB
+// takes most of a day. -grow bulk reaches large sizes in a fraction of the
+// time with the same random keys and values: insert-only commits of
+// -bulk-ops keys (large commits share the branch pages they rewrite), then,
+// at each size, a pass deleting -fragment of the live keys in commits of
+// 1000, which scatters free pages over the whole file before the
+// measurement. Compare sizes within one mode.
+//
 // Results go to stdout as a table and, with -out, as JSON lines for
 // cmd/capacityplot.
 package main

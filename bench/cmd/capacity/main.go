@@ -23,6 +23,10 @@ import (
 type Result struct {
 	Engine string  `json:"engine"`
 	Target float64 `json:"target_gib"`
+	// Grow is how the database grew: "mixed" or "bulk" (see -grow).
+	Grow string `json:"grow,omitempty"`
+	// FragmentTime is the time of the bulk mode's delete pass.
+	FragmentTime time.Duration `json:"fragment_ns,omitempty"`
 	// GaveUp is set when growing to Target took longer than the budget;
 	// FileSize is then the size reached and the other fields are zero.
 	GaveUp    bool          `json:"gave_up,omitempty"`
@@ -56,6 +60,9 @@ type options struct {
 	child          bool
 	progress       bool
 	deleteFraction float64
+	grow           string
+	bulkOps        int
+	fragment       float64
 }
 
 func main() {
@@ -78,7 +85,10 @@ func run(args []string) error {
 	fs.StringVar(&o.out, "out", "", "append JSON lines of the results to this file")
 	fs.BoolVar(&o.child, "child", false, "run one engine in this process (used by the parent)")
 	fs.BoolVar(&o.progress, "progress", true, "show a progress bar on stderr")
-	fs.Float64Var(&o.deleteFraction, "delete", 0.25, "fraction of each growth step's operations that delete")
+	fs.Float64Var(&o.deleteFraction, "delete", 0.25, "fraction of each growth step's operations that delete (mixed growth)")
+	fs.StringVar(&o.grow, "grow", "mixed", "how to grow: mixed (commits of 1000 operations: inserts, updates and -delete deletes) or bulk (insert-only commits of -bulk-ops random keys, then -fragment of the live keys deleted in commits of 1000, before each measurement)")
+	fs.IntVar(&o.bulkOps, "bulk-ops", 50000, "inserts per growth commit (bulk growth)")
+	fs.Float64Var(&o.fragment, "fragment", 0.2, "fraction of the live keys deleted after each bulk growth step")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -98,6 +108,12 @@ func run(args []string) error {
 	}
 	if o.commits < 1 || o.deleteFraction < 0 || o.deleteFraction >= 0.5 {
 		return errors.New("want -commits >= 1 and -delete in [0, 0.5)")
+	}
+	if o.grow != "mixed" && o.grow != "bulk" {
+		return fmt.Errorf("-grow %q: want mixed or bulk", o.grow)
+	}
+	if o.bulkOps < 1 || o.fragment < 0 || o.fragment >= 1 {
+		return errors.New("want -bulk-ops >= 1 and -fragment in [0, 1)")
 	}
 	for _, name := range o.engines {
 		if _, err := engine(name); err != nil {
@@ -240,7 +256,7 @@ func runChild(o options) error {
 	}
 	enc := json.NewEncoder(os.Stdout)
 	for _, target := range o.sizes {
-		r := Result{Engine: spec.Name, Target: target}
+		r := Result{Engine: spec.Name, Target: target, Grow: o.grow}
 		goal := int64(target * gib)
 		bar := newBar(o.progress, goal, fmt.Sprintf("%s → %g GiB", spec.Name, target))
 		e, err := spec.Open(path, bench.OpenOptions{NoSync: true})
@@ -248,8 +264,12 @@ func runChild(o options) error {
 			return err
 		}
 		start := time.Now()
-		if err := w.SetMix(cfg.Batch, 1-2*o.deleteFraction, o.deleteFraction); err != nil {
-			return err
+		mix := w.SetMix(cfg.Batch, 1-2*o.deleteFraction, o.deleteFraction)
+		if o.grow == "bulk" {
+			mix = w.SetMix(o.bulkOps, 1, 0)
+		}
+		if mix != nil {
+			return mix
 		}
 		for {
 			size, err := e.FileSize()
@@ -264,7 +284,11 @@ func runChild(o options) error {
 				r.GaveUp, r.FileSize = true, size
 				break
 			}
-			for i := 0; i < 16; i++ {
+			step := 16 // mixed commits between size checks
+			if o.grow == "bulk" {
+				step = 1
+			}
+			for i := 0; i < step; i++ {
 				if err := e.Apply(w.NextCommit()); err != nil {
 					return fmt.Errorf("growing: %w", err)
 				}
@@ -272,6 +296,15 @@ func runChild(o options) error {
 		}
 		r.GrowTime = time.Since(start)
 		_ = bar.Finish()
+		if o.grow == "bulk" && !r.GaveUp {
+			// Scatter free pages over the whole file: deletes of random
+			// live keys, cfg.Batch a commit.
+			start := time.Now()
+			if err := w.Fragment(e, o.fragment); err != nil {
+				return fmt.Errorf("fragmenting: %w", err)
+			}
+			r.FragmentTime = time.Since(start)
+		}
 		if err := e.Close(); err != nil {
 			return err
 		}

@@ -14,6 +14,7 @@ import (
 
 type result struct {
 	Engine    string  `json:"engine"`
+	Grow      string  `json:"grow"` // "" (older runs) is "mixed"
 	Target    float64 `json:"target_gib"`
 	GaveUp    bool    `json:"gave_up"`
 	FileSize  float64 `json:"file_bytes"`
@@ -21,6 +22,15 @@ type result struct {
 	P50       float64 `json:"p50_ns"`
 	P99       float64 `json:"p99_ns"`
 	OpenTime  float64 `json:"open_ns"`
+	Alloc     float64 `json:"alloc_ns"`
+}
+
+// series names the line a result belongs to: engine and growth mode.
+func (r result) series() string {
+	if r.Grow == "" || r.Grow == "mixed" {
+		return r.Engine
+	}
+	return r.Engine + " (" + r.Grow + " growth)"
 }
 
 // panel is one measure to plot.
@@ -36,6 +46,7 @@ var panels = []panel{
 	{"commit latency p50", "ms", true, func(r result) float64 { return r.P50 / 1e6 }},
 	{"open time", "ms", true, func(r result) float64 { return r.OpenTime / 1e6 }},
 	{"file size / live data", "×", false, func(r result) float64 { return r.FileSize / r.LiveBytes }},
+	{"allocation (quiver) or spill (bbolt) per commit", "µs", true, func(r result) float64 { return r.Alloc / 1e3 }},
 }
 
 var colors = []string{"#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b"}
@@ -96,10 +107,10 @@ func draw(w io.Writer, rs []result) {
 	byEngine := map[string][]result{}
 	var engines []string
 	for _, r := range rs {
-		if _, ok := byEngine[r.Engine]; !ok {
-			engines = append(engines, r.Engine)
+		if _, ok := byEngine[r.series()]; !ok {
+			engines = append(engines, r.series())
 		}
-		byEngine[r.Engine] = append(byEngine[r.Engine], r)
+		byEngine[r.series()] = append(byEngine[r.series()], r)
 	}
 	for _, e := range engines {
 		sort.Slice(byEngine[e], func(i, j int) bool { return byEngine[e][i].Target < byEngine[e][j].Target })
@@ -112,7 +123,9 @@ func draw(w io.Writer, rs []result) {
 		xmin, xmax = xmin/2, xmax*2
 	}
 	rows := (len(panels) + cols - 1) / cols
-	width, height := cols*(panelW+marginL), rows*(panelH+marginB+marginT)+30
+	const perRow = 3 // legend entries a line
+	legendRows := (len(engines) + perRow - 1) / perRow
+	width, height := cols*(panelW+marginL), rows*(panelH+marginB+marginT)+14+18*legendRows
 	fmt.Fprintf(w, `<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" font-family="sans-serif" font-size="11">`+"\n", width, height)
 	fmt.Fprintf(w, `<rect width="100%%" height="100%%" fill="white"/>`+"\n")
 	for i, p := range panels {
@@ -182,9 +195,8 @@ func draw(w io.Writer, rs []result) {
 		}
 	}
 	// legend
-	y := height - 12
 	for k, e := range engines {
-		x := marginL + k*170
+		x, y := marginL+(k%perRow)*300, height-18*legendRows+18*(k/perRow)+4
 		fmt.Fprintf(w, `<rect x="%d" y="%d" width="14" height="4" fill="%s"/><text x="%d" y="%d">%s</text>`+"\n", x, y-4, colors[k%len(colors)], x+20, y, e)
 	}
 	fmt.Fprintln(w, "</svg>")

@@ -177,7 +177,19 @@ func TestSummarizeCommits(t *testing.T) {
 	if s.Bytes != 4096 || s.FreelistBytes != 2048 || s.FreelistBytesP50 != 0 || s.FreelistBytesMax != 4096 {
 		t.Errorf("bytes %v, freelist mean %v p50 %v max %v", s.Bytes, s.FreelistBytes, s.FreelistBytesP50, s.FreelistBytesMax)
 	}
-	if got := SummarizeCommits([]CommitSample{{Latency: 5, Bytes: -1}}); got.P50 != 5 || got.P99 != 5 || got.Bytes != -1 {
+	if s.MajorFaults != 0 || s.Faulting != 0 || s.P99Cached != s.P99 {
+		t.Errorf("no faults: mean %v, faulting %v, p99 cached %v", s.MajorFaults, s.Faulting, s.P99Cached)
+	}
+	// The 10 slowest commits waited on faults (2 each): the p99 of the
+	// other 190 (1 to 190 µs) is their 189th, 189 µs.
+	for i := 0; i < 10; i++ {
+		samples[i].MajorFaults = 2
+	}
+	s = SummarizeCommits(samples)
+	if s.MajorFaults != 0.1 || s.Faulting != 0.05 || s.P99Cached != 189_000 {
+		t.Errorf("faults: mean %v, faulting %v, p99 cached %v; want 0.1, 0.05, 189µs", s.MajorFaults, s.Faulting, s.P99Cached)
+	}
+	if got := SummarizeCommits([]CommitSample{{Latency: 5, Bytes: -1, MajorFaults: -1}}); got.P50 != 5 || got.P99 != 5 || got.Bytes != -1 || got.MajorFaults != -1 {
 		t.Errorf("one sample without bytes: %+v", got)
 	}
 }

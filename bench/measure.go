@@ -22,6 +22,10 @@ type CommitSample struct {
 	// AllocTime and SpillTime are the commit's share of the engine's
 	// counters of the same names (each engine has only one of them).
 	AllocTime, SpillTime time.Duration
+	// MajorFaults is the number of page faults during the commit that
+	// waited for a read from the device (the page was not cached), or -1
+	// where not measured. A database larger than the page cache has them.
+	MajorFaults int64
 }
 
 // CommitMeter measures commits of one engine one at a time. It reads the
@@ -56,11 +60,16 @@ func (m *CommitMeter) Apply(ops []Op) (CommitSample, error) {
 		}
 	}
 	s0 := m.e.Stats()
+	f0 := majorFaults()
 	start := time.Now()
 	err = m.e.Apply(ops)
 	lat := time.Since(start)
 	if err != nil {
 		return CommitSample{}, err
+	}
+	faults := majorFaults()
+	if faults >= 0 && f0 >= 0 {
+		faults -= f0
 	}
 	s1 := m.e.Stats()
 	if m.w != nil {
@@ -75,6 +84,7 @@ func (m *CommitMeter) Apply(ops []Op) (CommitSample, error) {
 		FreelistBytes: s1.FreelistWrite - s0.FreelistWrite,
 		AllocTime:     s1.AllocTime - s0.AllocTime,
 		SpillTime:     s1.SpillTime - s0.SpillTime,
+		MajorFaults:   faults,
 	}, nil
 }
 
@@ -102,6 +112,13 @@ type CommitSummary struct {
 	FreelistBytesP50, FreelistBytesMax int64
 	// AllocTime and SpillTime are the mean per commit.
 	AllocTime, SpillTime time.Duration
+	// MajorFaults is the mean major faults a commit (-1: not measured);
+	// Faulting is the fraction of commits with at least one, and
+	// P99Cached the p99 latency of the commits with none: what the
+	// engine costs when the pages it touches are cached.
+	MajorFaults float64
+	Faulting    float64
+	P99Cached   time.Duration
 }
 
 // SummarizeCommits condenses samples; it reorders nothing in samples.
@@ -143,6 +160,26 @@ func SummarizeCommits(samples []CommitSample) CommitSummary {
 	s.FreelistBytesMax = fl[n-1]
 	s.AllocTime = sumAlloc / time.Duration(n)
 	s.SpillTime = sumSpill / time.Duration(n)
+	s.MajorFaults = -1
+	var cached []time.Duration
+	var faults, faulting int64
+	for _, c := range samples {
+		if c.MajorFaults < 0 {
+			return s
+		}
+		faults += c.MajorFaults
+		if c.MajorFaults > 0 {
+			faulting++
+		} else {
+			cached = append(cached, c.Latency)
+		}
+	}
+	s.MajorFaults = float64(faults) / float64(n)
+	s.Faulting = float64(faulting) / float64(n)
+	if len(cached) > 0 {
+		slices.Sort(cached)
+		s.P99Cached = cached[rank(len(cached), 99)]
+	}
 	return s
 }
 

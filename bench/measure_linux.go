@@ -61,3 +61,13 @@ func dropFileCache(path string) error {
 	}
 	return nil
 }
+
+// majorFaults returns the page faults of this process so far that had to
+// read from the device (ru_majflt), or -1.
+func majorFaults() int64 {
+	var ru unix.Rusage
+	if unix.Getrusage(unix.RUSAGE_SELF, &ru) != nil {
+		return -1
+	}
+	return ru.Majflt
+}

@@ -5,12 +5,14 @@
 #
 #   ./capacity.sh                      # quiver-hashmap and bbolt-array, 1,4,16,64 GiB
 #   SIZES=1,4 ENGINES=quiver-hashmap ./capacity.sh
+#   SIZES=1,4,16,32 GROW=bulk ./capacity.sh          # see cmd/capacity's -grow
 set -euo pipefail
 cd "$(dirname "$0")"
 SIZES=${SIZES:-1,4,16,64}
 ENGINES=${ENGINES:-quiver-hashmap,bbolt-array}
 OUT=${OUT:-capacity.json}
 DIR=${DIR:-${TMPDIR:-/tmp}}
-go run ./cmd/capacity -sizes "$SIZES" -engines "$ENGINES" -dir "$DIR" -out "$OUT" ${BUDGET:+-budget "$BUDGET"}
+GROW=${GROW:-mixed}
+go run ./cmd/capacity -sizes "$SIZES" -engines "$ENGINES" -dir "$DIR" -out "$OUT" -grow "$GROW" ${BUDGET:+-budget "$BUDGET"}
 go run ./cmd/capacityplot -in "$OUT" -out ../docs/capacity.svg
 echo "wrote $OUT and ../docs/capacity.svg"

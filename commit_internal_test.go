@@ -29,3 +29,27 @@ func TestSubtractSpans(t *testing.T) {
 		t.Fatalf("got %v, want %v", got, want)
 	}
 }
+
+// TestRoundsDone: the catch-up rounds stop when one is quiet, or when they
+// stop converging or reach the limit, and then go on to the final round
+// only if it would have little enough to apply.
+func TestRoundsDone(t *testing.T) {
+	for _, c := range []struct {
+		rounds, changes, prev int
+		done, ok              bool
+	}{
+		{1, 10, -1, true, true},         // quiet at once
+		{1, 5000, -1, false, false},     // first round: go on
+		{2, 3000, 5000, false, false},   // converging
+		{3, 2900, 3000, true, true},     // steady writers: their pace is the final round's work
+		{3, 90000, 100000, true, false}, // steady and too busy for a final round
+		{compactMaxRounds, 2000, 4000, true, true},
+		{compactMaxRounds, 70000, 200000, true, false},
+		{compactMaxRounds - 1, 70000, 200000, false, false},
+	} {
+		done, ok := roundsDone(c.rounds, c.changes, c.prev)
+		if done != c.done || ok != c.ok {
+			t.Errorf("roundsDone(%d, %d, %d) = %v, %v; want %v, %v", c.rounds, c.changes, c.prev, done, ok, c.done, c.ok)
+		}
+	}
+}

@@ -217,14 +217,34 @@ type CompactStats struct {
 	Pause time.Duration
 }
 
-// Catch-up rounds: rounds run without blocking writers while the last one
-// changed more than compactQuietChanges keys, at most compactMaxRounds;
-// if the last of them is not quiet either, Compact gives up
+// Catch-up rounds run without blocking writers while the last one changed
+// more than compactQuietChanges keys and the rounds still converge (each
+// finding at most 3/4 of the changes of the one before), at most
+// compactMaxRounds. Writers that keep a steady pace leave each round about
+// what they changed during the round before: the final round, with
+// writers blocked, then has as much to do, and Compact goes ahead if that
+// is at most compactMaxFinalChanges keys; otherwise it gives up
 // (ErrCompactBusy) rather than block writers for a long final round.
-const (
-	compactMaxRounds    = 16
-	compactQuietChanges = 1024
+// Variables, not constants, for tests.
+var (
+	compactMaxRounds       = 16
+	compactQuietChanges    = 1024
+	compactMaxFinalChanges = 64 << 10
 )
+
+// roundsDone reports whether the catch-up rounds should stop after a round
+// that found changes keys (prev: the round before, -1 after the first),
+// and, if so, whether the final round may follow (false: ErrCompactBusy).
+func roundsDone(rounds, changes, prev int) (done, ok bool) {
+	if changes <= compactQuietChanges {
+		return true, true
+	}
+	converging := prev < 0 || changes*4 <= prev*3
+	if converging && rounds < compactMaxRounds {
+		return false, false
+	}
+	return true, changes <= compactMaxFinalChanges
+}
 
 // Compact rewrites the database into a fresh file and switches to it, so
 // that the file holds no free pages: it gives back the space that deletes
@@ -259,9 +279,6 @@ func (db *DB) Compact(ctx context.Context, opts *CompactOptions) (st CompactStat
 	if db.readOnly {
 		return st, ErrDatabaseReadOnly
 	}
-	if db.closed.Load() {
-		return st, ErrDatabaseNotOpen
-	}
 	if opts == nil {
 		opts = &CompactOptions{}
 	}
@@ -270,19 +287,12 @@ func (db *DB) Compact(ctx context.Context, opts *CompactOptions) (st CompactStat
 	}
 	db.compactMu.Lock()
 	defer db.compactMu.Unlock()
-	db.writer.Lock()
-	failed := db.failed
-	db.writer.Unlock()
-	if failed != nil {
-		return st, fmt.Errorf("%w: %v", ErrFailed, failed)
-	}
 	// Through a symbolic link, the file itself is replaced, not the link.
-	// (db.file changes only in Compact: compactMu covers reading it.)
 	path, err := filepath.EvalSymlinks(db.absPath)
 	if err != nil {
 		return st, err
 	}
-	if err := db.isAt(path); err != nil {
+	if err := db.usable(path); err != nil {
 		return st, err
 	}
 	fi, err := os.Stat(path)
@@ -327,6 +337,7 @@ func (db *DB) Compact(ctx context.Context, opts *CompactOptions) (st CompactStat
 	// Catch up while writers run until a round finds little to do. The
 	// copy's bulk is synced in between, so that the last round, with
 	// writers blocked, syncs only what it writes.
+	prev := -1
 	for synced := false; ; {
 		db.hook("round")
 		if err := ctx.Err(); err != nil {
@@ -338,11 +349,13 @@ func (db *DB) Compact(ctx context.Context, opts *CompactOptions) (st CompactStat
 		}
 		st.Rounds++
 		since = next
-		if changes > compactQuietChanges {
-			if st.Rounds >= compactMaxRounds {
-				return st, ErrCompactBusy
-			}
+		done, ok := roundsDone(st.Rounds, changes, prev)
+		prev = changes
+		if !done {
 			continue
+		}
+		if !ok {
+			return st, ErrCompactBusy
 		}
 		if synced {
 			break
@@ -417,7 +430,23 @@ func (db *DB) Compact(ctx context.Context, opts *CompactOptions) (st CompactStat
 	return st, nil
 }
 
-// isAt checks that the database's open file is the file at path.
+// usable checks, with writers blocked (Close takes the writer lock
+// before it closes the file), that the database is open, has not failed,
+// and that its file is the file at path.
+func (db *DB) usable(path string) error {
+	db.writer.Lock()
+	defer db.writer.Unlock()
+	if db.closed.Load() {
+		return ErrDatabaseNotOpen
+	}
+	if db.failed != nil {
+		return fmt.Errorf("%w: %v", ErrFailed, db.failed)
+	}
+	return db.isAt(path)
+}
+
+// isAt checks that the database's open file is the file at path. The
+// caller holds db.writer (db.file changes and closes only under it).
 func (db *DB) isAt(path string) error {
 	same, err := mmap.IsPath(db.file.Fd(), path)
 	if err != nil {
@@ -438,8 +467,13 @@ func sameOwnerAndMode(path string, fi os.FileInfo) error {
 	}
 	if uid, gid, ok := fileOwner(fi); ok {
 		// Only root may give a file away: otherwise the copy stays the
-		// process's, as a file it creates would.
-		if err := os.Chown(path, uid, gid); err != nil && !errors.Is(err, fs.ErrPermission) {
+		// process's, as a file it creates would, and keeps the group if
+		// the process belongs to it.
+		err := os.Chown(path, uid, gid)
+		if errors.Is(err, fs.ErrPermission) {
+			err = os.Chown(path, -1, gid)
+		}
+		if err != nil && !errors.Is(err, fs.ErrPermission) {
 			return err
 		}
 	}

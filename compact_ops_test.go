@@ -56,11 +56,26 @@ func TestCompactOpenWaiting(t *testing.T) {
 		err error
 	}
 	waiting := make(chan result)
+	opened := make(chan struct{})
+	attempts := 0
+	t.Cleanup(func() { testhook.Open = nil })
+	testhook.Open = func(p string, attempt int) {
+		if p != path {
+			return // the compaction's copy
+		}
+		attempts = attempt + 1
+		if attempt == 0 {
+			close(opened)
+		}
+	}
 	go func() {
 		w, err := quiver.Open(path, 0o600, &quiver.Options{Timeout: 20 * time.Second})
 		waiting <- result{w, err}
 	}()
-	time.Sleep(50 * time.Millisecond) // the second Open waits for the lock
+	// The second Open holds the old file open (and waits for its lock, or
+	// is about to): whenever it gets the lock, the file is no longer the
+	// one at the path.
+	<-opened
 	_, err = db.Compact(context.Background(), nil)
 	ok(t, err)
 	ok(t, db.Update(func(tx *quiver.Tx) error { return tx.Bucket([]byte("b")).Put([]byte("after"), []byte("switch")) }))
@@ -69,6 +84,9 @@ func TestCompactOpenWaiting(t *testing.T) {
 	res := <-waiting
 	ok(t, res.err)
 	defer res.db.Close()
+	if attempts < 2 {
+		t.Fatalf("Open made %d attempts; the first one's file was replaced", attempts)
+	}
 	if got := flat(t, res.db); got != want {
 		t.Fatal("the waiting Open got a file without the commit made after the switch")
 	}
@@ -133,6 +151,7 @@ func TestCompactKeepsMode(t *testing.T) {
 // quiet one, Compact gives up with ErrCompactBusy rather than block the
 // writers for a long last round, and leaves the database as it was.
 func TestCompactBusy(t *testing.T) {
+	defer quiver.SetCompactLimits(1024, 1500)()
 	db := openDB(t, defaultFreelist, &quiver.Options{NoSync: true})
 	fillBucket(t, db.DB, "b", 100)
 	t.Cleanup(func() { testhook.Compact = nil })
@@ -159,6 +178,43 @@ func TestCompactBusy(t *testing.T) {
 	}
 	_, err = db.Compact(context.Background(), nil)
 	ok(t, err)
+}
+
+// TestCompactSteadyWriters: writers that change keys at a steady pace,
+// more than a quiet round's worth in each round, do not keep Compact from
+// finishing: the rounds stop converging, and the final round applies what
+// the writers changed during the last one. Nothing is lost.
+func TestCompactSteadyWriters(t *testing.T) {
+	db := openDB(t, defaultFreelist, &quiver.Options{NoSync: true})
+	fillBucket(t, db.DB, "b", 100)
+	t.Cleanup(func() { testhook.Compact = nil })
+	rounds := 0
+	testhook.Compact = func(_, stage string) {
+		if stage == "round" {
+			rounds++
+			fillBucket(t, db.DB, fmt.Sprint("r", rounds), 2000)
+		}
+	}
+	st, err := db.Compact(context.Background(), nil)
+	ok(t, err)
+	testhook.Compact = nil
+	if st.Rounds > 5 {
+		t.Fatalf("%d rounds for writers at a steady pace", st.Rounds)
+	}
+	want := flat(t, db.DB)
+	db.mustCheck()
+	db.reopen()
+	if flat(t, db.DB) != want {
+		t.Fatal("the database changed across the reopen")
+	}
+	ok(t, db.View(func(tx *quiver.Tx) error {
+		for i := 1; i <= rounds; i++ {
+			if b := tx.Bucket([]byte(fmt.Sprint("r", i))); b == nil || b.Stats().KeyN != 2000 {
+				t.Fatalf("bucket r%d, filled during round %d, is not whole", i, i)
+			}
+		}
+		return nil
+	}))
 }
 
 // TestCompactSwaps: between the copy and the switch, a nested bucket
@@ -278,11 +334,18 @@ func TestCompactWithSyncAndClose(t *testing.T) {
 
 	t.Cleanup(func() { testhook.Compact = nil })
 	closed := make(chan error, 1)
+	var once sync.Once
 	testhook.Compact = func(_, stage string) {
-		if stage == "round" {
-			go func() { closed <- db.Close() }()
-			time.Sleep(20 * time.Millisecond)
+		if stage != "round" {
+			return
 		}
+		once.Do(func() {
+			go func() { closed <- db.Close() }()
+			// Sync fails once Close has begun.
+			for db.Sync() == nil {
+				time.Sleep(time.Millisecond)
+			}
+		})
 	}
 	if _, err := db.Compact(context.Background(), nil); !errors.Is(err, quiver.ErrDatabaseNotOpen) {
 		t.Fatalf("Compact with Close during it: %v", err)

@@ -13,6 +13,7 @@ import (
 	"github.com/quiverdb/quiver/freelist"
 	"github.com/quiverdb/quiver/freelist/array"
 	"github.com/quiverdb/quiver/freelist/hashmap"
+	"github.com/quiverdb/quiver/internal/testhook"
 	"github.com/quiverdb/quiver/internal/tx"
 	"github.com/quiverdb/quiver/mmap"
 	"github.com/quiverdb/quiver/page"
@@ -202,12 +203,22 @@ func openLocked(path string, mode os.FileMode, o *Options) (File, error) {
 	if o.ReadOnly {
 		flag = os.O_RDONLY
 	}
+	// The attempts share one deadline: Timeout bounds the whole wait.
+	deadline := time.Now().Add(o.Timeout)
 	for attempt := 0; ; attempt++ {
 		f, err := o.OpenFile(path, flag, mode)
 		if err != nil {
 			return nil, err
 		}
-		if err := mmap.Lock(f.Fd(), !o.ReadOnly, o.Timeout); err != nil {
+		if testhook.Open != nil {
+			testhook.Open(path, attempt)
+		}
+		timeout := o.Timeout
+		if timeout > 0 {
+			// At least one try, even when the deadline has passed.
+			timeout = max(time.Until(deadline), time.Nanosecond)
+		}
+		if err := mmap.Lock(f.Fd(), !o.ReadOnly, timeout); err != nil {
 			f.Close()
 			return nil, err
 		}

@@ -62,7 +62,8 @@ type Options struct {
 	// default is its array freelist, which FreelistArray matches).
 	FreelistType FreelistType
 	// OpenFile opens the database file (default OpenOSFile): the seam for
-	// fault injection.
+	// fault injection. The file it returns must be the file at path (Open
+	// checks, after locking it, that path still names it).
 	OpenFile func(path string, flag int, mode os.FileMode) (File, error)
 	// MaxBatchSize and MaxBatchDelay bound a Batch group (defaults
 	// DefaultMaxBatchSize and DefaultMaxBatchDelay).

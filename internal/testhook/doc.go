@@ -11,3 +11,9 @@ package testhook
 // It runs on Compact's goroutine, so it may commit transactions, but not
 // while holding a write transaction of its own at "final".
 var Compact func(path, stage string)
+
+// Open, if set, is called by Open with the path and the attempt's number
+// (from 0) each time it has opened the file and is about to lock it.
+// Open opens again when the file at the path was replaced while it
+// waited for the lock.
+var Open func(path string, attempt int)

@@ -2,6 +2,7 @@ package mvcc
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"hash"
 	"hash/crc32"
@@ -20,6 +21,17 @@ import (
 // above the compaction up to rev, and below it only those a compaction at
 // rev keeps.
 func (s *Store) HashKV(rev int64) (hash uint32, compactRev int64, err error) {
+	// At the latest revision, a compaction since it was read is no error
+	// (see Range).
+	for attempt := 0; ; attempt++ {
+		hash, compactRev, err = s.hashKV(rev)
+		if rev > 0 || attempt == 8 || !errors.Is(err, ErrCompacted) {
+			return hash, compactRev, err
+		}
+	}
+}
+
+func (s *Store) hashKV(rev int64) (hash uint32, compactRev int64, err error) {
 	// As etcd, a revision a recent compaction was at answers with the hash
 	// its deletion pass computed, under the compaction before it.
 	if h, ok := s.compactor.hashAt(rev); ok {
@@ -28,6 +40,9 @@ func (s *Store) HashKV(rev int64) (hash uint32, compactRev int64, err error) {
 	// The revision before the snapshot: every revision up to it is in the
 	// snapshot (the other order could miss the commit between them).
 	cur := s.committed.Load()
+	if readAtHook != nil {
+		readAtHook()
+	}
 	tx, err := s.db.Begin(false)
 	if err != nil {
 		return 0, 0, err

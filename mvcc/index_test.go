@@ -8,6 +8,7 @@ import (
 	"sort"
 	"strconv"
 	"testing"
+	"time"
 )
 
 // TestIndexBlocks drives the block index with many keys (so blocks split,
@@ -178,5 +179,109 @@ func TestIndexCompactEmptiesBlocks(t *testing.T) {
 	})
 	if want := "[k000003 k000100 k000500 k007000 k019999]"; fmt.Sprint(got) != want {
 		t.Fatalf("after a refill: %v, want %s", got, want)
+	}
+}
+
+// TestIndexCompactWithPutsBetweenChunks: puts and deletes between the
+// chunks of an index compaction (behind, at and ahead of its cursor,
+// including into blocks it emptied) leave the index as compacting first
+// and writing after would.
+func TestIndexCompactWithPutsBetweenChunks(t *testing.T) {
+	seed := time.Now().UnixNano()
+	if s := os.Getenv("QUIVER_SEED"); s != "" {
+		seed, _ = strconv.ParseInt(s, 10, 64)
+	}
+	t.Logf("seed %d (QUIVER_SEED to replay)", seed)
+	r := rand.New(rand.NewPCG(uint64(seed), 0))
+	key := func(i int) []byte { return []byte(fmt.Sprintf("k%06d", i)) }
+	const n = 30000
+	// The history up to the compaction: three revisions a key, and every
+	// key of a few ranges deleted.
+	build := func() *treeIndex {
+		ti := newTreeIndex()
+		rev := int64(1)
+		for round := 0; round < 3; round++ {
+			for i := 0; i < n; i++ {
+				rev++
+				ti.put(key(i), Revision{Main: rev})
+			}
+		}
+		for i := 0; i < n; i++ {
+			if i%10000 < 3000 {
+				rev++
+				ti.tombstone(key(i), Revision{Main: rev})
+			}
+		}
+		return ti
+	}
+	atRev := int64(3*n + 3*3000 + 1)
+	type op struct {
+		key  []byte
+		rev  int64
+		tomb bool
+	}
+	// Deletes, as the store makes them, only of live keys.
+	live := map[int]bool{}
+	for i := 0; i < n; i++ {
+		live[i] = i%10000 >= 3000
+	}
+	var ops []op
+	rev := atRev
+	for i := 0; i < 4000; i++ {
+		rev++
+		k := r.IntN(n + 5000)
+		tomb := live[k] && r.IntN(4) == 0
+		live[k] = !tomb
+		ops = append(ops, op{key(k), rev, tomb})
+	}
+	apply := func(ti *treeIndex, o op) {
+		if o.tomb {
+			ti.tombstone(o.key, Revision{Main: o.rev})
+		} else {
+			ti.put(o.key, Revision{Main: o.rev})
+		}
+	}
+
+	want := build()
+	want.compact(atRev)
+	for _, o := range ops {
+		apply(want, o)
+	}
+
+	got := build()
+	chunks := 0
+	compactChunkHook = func() {
+		chunks++
+		for k := 0; k < 100 && len(ops) > 0; k++ {
+			apply(got, ops[0])
+			ops = ops[1:]
+		}
+	}
+	defer func() { compactChunkHook = nil }()
+	got.compact(atRev)
+	compactChunkHook = nil
+	t.Logf("%d chunks; %d operations left for after the compaction", chunks, len(ops))
+	if chunks < 3 {
+		t.Fatalf("the compaction ran in %d chunks: the test needs several", chunks)
+	}
+	for _, o := range ops {
+		apply(got, o)
+	}
+	dump := func(ti *treeIndex) []string {
+		var out []string
+		ti.ascendFrom(nil, func(k []byte, h hist) bool {
+			out = append(out, fmt.Sprintf("%s %v", k, h))
+			return true
+		})
+		return out
+	}
+	g, w := dump(got), dump(want)
+	if len(g) != len(w) {
+		t.Fatalf("%d keys, want %d", len(g), len(w))
+	}
+	for i := range g {
+		if g[i] != w[i] {
+			t.Fatalf("key %d: %s, want %s", i, g[i], w[i])
+		}
 	}
 }

@@ -383,7 +383,27 @@ func (s *Store) Range(key, end []byte, ro RangeOptions) (*RangeResult, error) {
 	// the compaction check: a compaction that deletes revisions this range
 	// needs has raised the compacted revision before its first deletion
 	// commits.
+	//
+	// A read of the latest revision can find it compacted when a
+	// compaction to a later revision ran since cur was read; compactions
+	// stop at a committed revision, so it reads again at a fresh one.
+	for attempt := 0; ; attempt++ {
+		res, err := s.rangeAt(key, end, ro)
+		if ro.Rev > 0 || attempt == 8 || !errors.Is(err, ErrCompacted) {
+			return res, err
+		}
+	}
+}
+
+// readAtHook, if set by a test, runs in reads after they take the
+// current revision.
+var readAtHook func()
+
+func (s *Store) rangeAt(key, end []byte, ro RangeOptions) (*RangeResult, error) {
 	cur := s.committed.Load()
+	if readAtHook != nil {
+		readAtHook()
+	}
 	tx, err := s.db.Begin(false)
 	if err != nil {
 		return nil, err

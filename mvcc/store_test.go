@@ -467,6 +467,8 @@ func TestCompactAfterDeletingEverything(t *testing.T) {
 	}
 }
 
+var errInjected = errors.New("injected commit failure")
+
 // TestFailedCommitFailsLaterBatches fails one batch's commit while a
 // later batch waits: the later one must fail too (its revisions would
 // follow ones the store does not hold), later writes are refused, and a
@@ -481,7 +483,7 @@ func TestFailedCommitFailsLaterBatches(t *testing.T) {
 		if calls == 1 {
 			close(entered)
 			<-release
-			return errors.New("injected commit failure")
+			return errInjected
 		}
 		return nil
 	}
@@ -508,8 +510,8 @@ func TestFailedCommitFailsLaterBatches(t *testing.T) {
 	if s.Rev() != base {
 		t.Fatalf("revision %d after the failure, want %d", s.Rev(), base)
 	}
-	if err := s.Close(); !errors.Is(err, ErrFailed) && err == nil {
-		t.Fatalf("Close after a failed commit: %v", err)
+	if err := s.Close(); !errors.Is(err, errInjected) {
+		t.Fatalf("Close after a failed commit: %v, want the commit's error", err)
 	}
 	s2, err := Open(db, nil)
 	if err != nil {
@@ -569,12 +571,55 @@ func TestTxnWaitsForWhatItRead(t *testing.T) {
 // TestValueTooLarge: a put whose record the engine could not hold is
 // refused before it is applied; the store goes on.
 func TestValueTooLarge(t *testing.T) {
-	s, _ := openTest(t, "", nil)
-	big := make([]byte, quiver.MaxValueSize) // untouched: the pages are never faulted in
-	if _, err := s.Put([]byte("k"), big, 0); !errors.Is(err, quiver.ErrValueTooLarge) {
-		t.Fatalf("a %d-byte value: %v", len(big), err)
+	fits := int(quiver.MaxValueSize) - recordSize(&KeyValue{Key: []byte("k")})
+	for _, c := range []struct {
+		key, value int
+		ok         bool
+	}{
+		{1, fits, true},
+		{1, fits + 1, false},
+		{2, fits, false},
+		{fits + 1, 0, true}, // the same record size as a 1-byte key and fits bytes
+		{fits + 2, 0, false},
+		{1 << 10, 1 << 20, true},
+	} {
+		err := checkPutSize(c.key, c.value)
+		if (err == nil) != c.ok || (err != nil && !errors.Is(err, quiver.ErrValueTooLarge)) {
+			t.Errorf("a %d-byte key and %d-byte value: %v", c.key, c.value, err)
+		}
 	}
+	s, _ := openTest(t, "", nil)
 	if rev := must[int64](t)(s.Put([]byte("k"), []byte("v"), 0)); rev != s.Rev() {
 		t.Fatalf("put at %d, store at %d", rev, s.Rev())
+	}
+}
+
+// TestLatestReadRacingCompaction: a read of the latest revision (Rev 0)
+// during which a write and a compaction to it complete reads again at the
+// new revision rather than fail with ErrCompacted.
+func TestLatestReadRacingCompaction(t *testing.T) {
+	s, _ := openTest(t, "", nil)
+	must[int64](t)(s.Put([]byte("a"), []byte("1"), 0))
+	defer func() { readAtHook = nil }()
+	race := func() {
+		readAtHook = nil
+		rev := must[int64](t)(s.Put([]byte("a"), []byte("2"), 0))
+		<-must[<-chan struct{}](t)(s.Compact(rev))
+	}
+	readAtHook = race
+	res, err := s.Range([]byte("a"), nil, RangeOptions{})
+	if err != nil {
+		t.Fatalf("Range at the latest revision: %v", err)
+	}
+	if len(res.KVs) != 1 || string(res.KVs[0].Value) != "2" || res.Rev != s.Rev() {
+		t.Fatalf("Range read %v at %d, store at %d", res.KVs, res.Rev, s.Rev())
+	}
+	readAtHook = race
+	if _, _, err := s.HashKV(0); err != nil {
+		t.Fatalf("HashKV at the latest revision: %v", err)
+	}
+	// A past revision still fails.
+	if _, err := s.Range([]byte("a"), nil, RangeOptions{Rev: res.Rev - 1}); !errors.Is(err, ErrCompacted) {
+		t.Fatalf("Range below the compaction: %v", err)
 	}
 }

@@ -236,8 +236,14 @@ func checkPut(op Op) error {
 	if len(op.Key) == 0 {
 		return ErrEmptyKey
 	}
-	if n := recordSize(&KeyValue{Key: op.Key, Value: op.Value}); int64(n) > quiver.MaxValueSize {
-		return fmt.Errorf("%w: a key and value of %d bytes", quiver.ErrValueTooLarge, len(op.Key)+len(op.Value))
+	return checkPutSize(len(op.Key), len(op.Value))
+}
+
+// checkPutSize checks that the record of a key and value of these lengths
+// fits in an engine value.
+func checkPutSize(key, value int) error {
+	if n := recordSize(&KeyValue{}) + key + value; int64(n) > quiver.MaxValueSize {
+		return fmt.Errorf("%w: a key and value of %d bytes", quiver.ErrValueTooLarge, key+value)
 	}
 	return nil
 }

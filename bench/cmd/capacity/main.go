@@ -264,11 +264,18 @@ func runChild(o options) error {
 	for _, target := range o.sizes {
 		r := Result{Engine: spec.Name, Target: target, Grow: o.grow}
 		goal := int64(target * gib)
-		bar := newBar(o.progress, goal, fmt.Sprintf("%s → %g GiB", spec.Name, target))
 		e, err := spec.Open(path, bench.OpenOptions{NoSync: true})
 		if err != nil {
 			return err
 		}
+		// The bar counts this size's growth, so that its rate is the
+		// growth rate (not the bytes of the sizes before over a second).
+		base, err := e.FileSize()
+		if err != nil {
+			return err
+		}
+		base = min(base, goal)
+		bar := newBar(o.progress, max(goal-base, 1), fmt.Sprintf("%s → %g GiB", spec.Name, target))
 		start := time.Now()
 		mix := w.SetMix(cfg.Batch, 1-2*o.deleteFraction, o.deleteFraction)
 		if o.grow == "bulk" {
@@ -282,7 +289,7 @@ func runChild(o options) error {
 			if err != nil {
 				return err
 			}
-			_ = bar.Set64(min(size, goal))
+			_ = bar.Set64(min(size, goal) - base)
 			if size >= goal {
 				break
 			}

@@ -2,7 +2,7 @@ package tx
 
 import (
 	"bytes"
-	"math"
+
 	"sort"
 	"time"
 
@@ -278,48 +278,78 @@ func (s *commitState) allocate() ([]Write, error) {
 		}
 		return n
 	}
-	// Ask the freelist for the whole commit as one run; on failure, for
-	// runs of half as many nodes, and so on. span only shrinks, so a commit
-	// makes at most log2(nodes) failed requests before span is 1. A failed
-	// request of n pages proves that no free run holds n (allocating only
-	// shrinks runs), so later requests of n or more go straight to the end
-	// of the file, and a node that fits no free run takes along the nodes
-	// after it that cannot fit either: a large value does not push the small
-	// nodes behind it out of the free space.
-	span := len(s.nodes)
-	noRun := math.MaxInt // the fewest pages a request failed for
-	for i := 0; i < len(s.nodes); {
-		if rest := len(s.nodes) - i; span > rest {
-			span = rest
+	// Ask the freelist for the whole commit as one run. Failing that:
+	//
+	//  1. the nodes of more than one page (large values, the backend's
+	//     span), largest first, each in a run of its own;
+	//  2. the single-page nodes, one free page each (the freelist gives
+	//     single free pages before it splits runs), and once no page is
+	//     free, all the rest in one run at the end of the file.
+	//
+	// Single-page nodes are not asked for in runs: in a fragmented file
+	// the runs they would take are the ones the large nodes of this and
+	// later commits need, which then go to the end of the file, commit
+	// after commit. The backend merges adjacent pages into one write.
+	// A failed request of n pages proves that no free run holds n
+	// (allocating only shrinks runs), so later requests of n or more go
+	// straight to the end of the file.
+	whole := sum(need)
+	id, err := t.backend.Allocate(t.txid(), whole, false)
+	if err != nil {
+		return nil, err
+	}
+	if id != 0 {
+		place(id, s.nodes, need, whole)
+		return writes, nil
+	}
+	noRun := whole // the fewest pages a request failed for
+	var large []int
+	var small []*node
+	for i, n := range s.nodes {
+		if need[i] != 1 {
+			large = append(large, i)
+		} else {
+			small = append(small, n)
 		}
-		j := i + span
-		want := sum(need[i:j])
+	}
+	sort.SliceStable(large, func(a, b int) bool { return need[large[a]] > need[large[b]] })
+	for _, i := range large {
 		var id page.Pgid
-		if want < noRun {
-			var err error
-			if id, err = t.backend.Allocate(t.txid(), want, false); err != nil {
+		if need[i] < noRun {
+			if id, err = t.backend.Allocate(t.txid(), need[i], false); err != nil {
 				return nil, err
 			}
 			if id == 0 {
-				noRun = want
+				noRun = need[i]
 			}
 		}
 		if id == 0 {
-			if span > 1 {
-				span = (span + 1) / 2
-				continue
-			}
-			for j < len(s.nodes) && need[j] >= noRun {
-				j++
-			}
-			want = sum(need[i:j])
-			var err error
-			if id, err = t.backend.Allocate(t.txid(), want, true); err != nil {
+			if id, err = t.backend.Allocate(t.txid(), need[i], true); err != nil {
 				return nil, err
 			}
 		}
-		place(id, s.nodes[i:j], need[i:j], want)
-		i = j
+		place(id, s.nodes[i:i+1], need[i:i+1], need[i])
+	}
+	one := []int{1}
+	for i := range small {
+		var id page.Pgid
+		if noRun > 1 {
+			if id, err = t.backend.Allocate(t.txid(), 1, false); err != nil {
+				return nil, err
+			}
+		}
+		if id == 0 {
+			rest := make([]int, len(small)-i)
+			for k := range rest {
+				rest[k] = 1
+			}
+			if id, err = t.backend.Allocate(t.txid(), len(rest), true); err != nil {
+				return nil, err
+			}
+			place(id, small[i:], rest, len(rest))
+			break
+		}
+		place(id, small[i:i+1], one, 1)
 	}
 	sort.Slice(writes, func(a, b int) bool { return writes[a].ID < writes[b].ID })
 	return writes, nil

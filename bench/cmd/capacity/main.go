@@ -72,6 +72,7 @@ type options struct {
 	grow           string
 	bulkOps        int
 	fragment       float64
+	prefetch       int
 }
 
 func main() {
@@ -98,6 +99,7 @@ func run(args []string) error {
 	fs.StringVar(&o.grow, "grow", "mixed", "how to grow: mixed (commits of 1000 operations: inserts, updates and -delete deletes) or bulk (insert-only commits of -bulk-ops random keys, then -fragment of the live keys deleted in commits of 1000, before each measurement)")
 	fs.IntVar(&o.bulkOps, "bulk-ops", 50000, "inserts per growth commit (bulk growth)")
 	fs.Float64Var(&o.fragment, "fragment", 0.2, "fraction of the live keys deleted after each bulk growth step")
+	fs.IntVar(&o.prefetch, "prefetch", 16, "goroutines that look up a growth commit's keys before it, so that its page faults overlap (0: none); measured commits never prefetch")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -278,6 +280,7 @@ func runChild(o options) error {
 			return err
 		}
 		base = min(base, goal)
+		grower := prefetcher{e, o.prefetch}
 		bar := newBar(o.progress, max(goal-base, 1), fmt.Sprintf("%s → %g GiB", spec.Name, target))
 		start := time.Now()
 		mix := w.SetMix(cfg.Batch, 1-2*o.deleteFraction, o.deleteFraction)
@@ -305,7 +308,7 @@ func runChild(o options) error {
 				step = 1
 			}
 			for i := 0; i < step; i++ {
-				if err := e.Apply(w.NextCommit()); err != nil {
+				if err := grower.Apply(w.NextCommit()); err != nil {
 					return fmt.Errorf("growing: %w", err)
 				}
 			}
@@ -316,7 +319,7 @@ func runChild(o options) error {
 			// Scatter free pages over the whole file: deletes of random
 			// live keys, cfg.Batch a commit.
 			start := time.Now()
-			if err := w.Fragment(e, o.fragment); err != nil {
+			if err := w.Fragment(grower, o.fragment); err != nil {
 				return fmt.Errorf("fragmenting: %w", err)
 			}
 			r.FragmentTime = time.Since(start)

@@ -290,39 +290,45 @@ func runChild(o options) error {
 		if mix != nil {
 			return mix
 		}
-		for {
-			size, err := e.FileSize()
-			if err != nil {
-				return err
-			}
-			_ = bar.Set64(min(size, goal) - base)
-			if size >= goal {
-				break
-			}
-			if time.Since(start) > o.budget {
-				r.GaveUp, r.FileSize = true, size
-				break
-			}
-			step := 16 // mixed commits between size checks
-			if o.grow == "bulk" {
-				step = 1
-			}
-			for i := 0; i < step; i++ {
-				if err := grower.Apply(w.NextCommit()); err != nil {
-					return fmt.Errorf("growing: %w", err)
+		err = withProcs(o.prefetch, func() error {
+			for {
+				size, err := e.FileSize()
+				if err != nil {
+					return err
+				}
+				_ = bar.Set64(min(size, goal) - base)
+				if size >= goal {
+					break
+				}
+				if time.Since(start) > o.budget {
+					r.GaveUp, r.FileSize = true, size
+					break
+				}
+				step := 16 // mixed commits between size checks
+				if o.grow == "bulk" {
+					step = 1
+				}
+				for i := 0; i < step; i++ {
+					if err := grower.Apply(w.NextCommit()); err != nil {
+						return fmt.Errorf("growing: %w", err)
+					}
 				}
 			}
-		}
-		r.GrowTime = time.Since(start)
-		_ = bar.Finish()
-		if o.grow == "bulk" && !r.GaveUp {
-			// Scatter free pages over the whole file: deletes of random
-			// live keys, cfg.Batch a commit.
-			start := time.Now()
-			if err := w.Fragment(grower, o.fragment); err != nil {
-				return fmt.Errorf("fragmenting: %w", err)
+			r.GrowTime = time.Since(start)
+			_ = bar.Finish()
+			if o.grow == "bulk" && !r.GaveUp {
+				// Scatter free pages over the whole file: deletes of random
+				// live keys, cfg.Batch a commit.
+				start := time.Now()
+				if err := w.Fragment(grower, o.fragment); err != nil {
+					return fmt.Errorf("fragmenting: %w", err)
+				}
+				r.FragmentTime = time.Since(start)
 			}
-			r.FragmentTime = time.Since(start)
+			return nil
+		})
+		if err != nil {
+			return err
 		}
 		if err := e.Close(); err != nil {
 			return err

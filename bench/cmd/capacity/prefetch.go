@@ -1,6 +1,7 @@
 package main
 
 import (
+	"runtime"
 	"sync"
 
 	"github.com/quiverdb/quiver/bench"
@@ -8,18 +9,31 @@ import (
 
 // prefetcher is an engine whose Apply first looks up every key of the
 // commit from n goroutines, each in read transactions of its own, so that
-// the page faults on the leaves the commit will change overlap (a queue of
-// n reads at the device) instead of coming one at a time inside the write
-// transaction. Past the page cache, growth commits of random keys wait on
-// those faults; this only shortens the growth phases. Measured commits do
-// not go through it.
+// the page faults on the leaves the commit will change overlap instead of
+// coming one at a time inside the write transaction. Past the page cache,
+// growth commits of random keys wait on those faults; this only shortens
+// the growth phases. Measured commits do not go through it.
+//
+// A thread that faults on a mapped page keeps its P, so at most GOMAXPROCS
+// faults are in flight: withProcs raises it for the growth phases.
 type prefetcher struct {
 	bench.Engine
 	n int
 }
 
+// withProcs runs fn with GOMAXPROCS at least n+1 (the goroutines blocked
+// in page faults use no CPU), then restores it.
+func withProcs(n int, fn func() error) error {
+	old := runtime.GOMAXPROCS(0)
+	if n+1 > old {
+		runtime.GOMAXPROCS(n + 1)
+		defer runtime.GOMAXPROCS(old)
+	}
+	return fn()
+}
+
 func (p prefetcher) Apply(ops []bench.Op) error {
-	if p.n > 1 && len(ops) >= p.n {
+	if p.n > 0 && len(ops) >= p.n {
 		var wg sync.WaitGroup
 		errs := make([]error, p.n)
 		for g := range p.n {

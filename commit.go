@@ -1,9 +1,9 @@
 package quiver
 
 import (
+	"cmp"
 	"fmt"
 	"slices"
-	"sort"
 	"unsafe"
 
 	"github.com/quiverdb/quiver/mmap"
@@ -27,11 +27,8 @@ func (b *backend) DB() tx.DB { return (*DB)(b) }
 // Allocate implements tx.Backend.
 func (b *backend) Allocate(txid page.Txid, n int, grow bool) (page.Pgid, error) {
 	db := (*DB)(b)
-	if id := db.freelist.Allocate(txid, n); id != 0 {
-		return id, nil
-	}
 	if !grow {
-		return 0, nil
+		return db.freelist.Allocate(txid, n), nil
 	}
 	id := db.highWater
 	db.highWater += page.Pgid(n)
@@ -166,29 +163,36 @@ func eachSpan(spans []page.Span) func(func(page.Pgid, uint64)) {
 	}
 }
 
-// subtractSpans removes the pages of cut from the ascending, disjoint
-// spans of list and returns it. Pages of cut that no span holds (taken from
-// the end of the file) are ignored; a cut may cross from one span into the
-// next.
+// subtractSpans returns the ascending, disjoint spans of list without the
+// pages of cut (disjoint spans in any order). Pages of cut that no span
+// holds (taken from the end of the file) are ignored; a cut may cross from
+// one span into the next. One pass over both: O(len(list) + len(cut) log
+// len(cut)), whether a cut shortens a span, splits it or removes it whole.
 func subtractSpans(list, cut []page.Span) []page.Span {
-	for _, c := range cut {
-		start, end := c.ID, c.ID+page.Pgid(c.N)
-		i := sort.Search(len(list), func(i int) bool { return list[i].ID+page.Pgid(list[i].N) > start })
-		for i < len(list) && list[i].ID < end {
-			s := list[i]
-			sEnd := s.ID + page.Pgid(s.N)
-			var repl []page.Span
-			if s.ID < start {
-				repl = append(repl, page.Span{ID: s.ID, N: uint64(start - s.ID)})
+	if len(cut) == 0 {
+		return list
+	}
+	cut = slices.Clone(cut)
+	slices.SortFunc(cut, func(a, b page.Span) int { return cmp.Compare(a.ID, b.ID) })
+	out := make([]page.Span, 0, len(list)+len(cut))
+	j := 0 // the first cut that may reach the current span
+	for _, s := range list {
+		cur, end := s.ID, s.ID+page.Pgid(s.N)
+		for j < len(cut) && cut[j].ID+page.Pgid(cut[j].N) <= cur {
+			j++
+		}
+		for k := j; k < len(cut) && cut[k].ID < end; k++ {
+			c, cEnd := cut[k].ID, cut[k].ID+page.Pgid(cut[k].N)
+			if c > cur {
+				out = append(out, page.Span{ID: cur, N: uint64(c - cur)})
 			}
-			if sEnd > end {
-				repl = append(repl, page.Span{ID: end, N: uint64(sEnd - end)})
-			}
-			list = slices.Replace(list, i, i+1, repl...)
-			i += len(repl)
+			cur = max(cur, cEnd)
+		}
+		if cur < end {
+			out = append(out, page.Span{ID: cur, N: uint64(end - cur)})
 		}
 	}
-	return list
+	return out
 }
 
 // Commit implements tx.Backend.
@@ -320,7 +324,9 @@ func (db *DB) coalesce(writes []tx.Write, ps int) []tx.Write {
 		off := uintptr(unsafe.Pointer(unsafe.SliceData(b))) - uintptr(unsafe.Pointer(unsafe.SliceData(base)))
 		return int(off), off < uintptr(len(base)) && int(off)+len(b) <= len(base)
 	}
+	const maxCopy = 256 << 10
 	out := writes[:0:0]
+	copied := -1 // the index in out of the write whose buffer is a copy
 	for _, w := range writes {
 		k := len(out)
 		if k == 0 || out[k-1].ID+page.Pgid(len(out[k-1].Buf)/ps) != w.ID {
@@ -333,11 +339,15 @@ func (db *DB) coalesce(writes []tx.Write, ps int) []tx.Write {
 		switch {
 		case aok && bok && a+len(prev.Buf) == b:
 			prev.Buf = base[a : b+len(w.Buf) : b+len(w.Buf)]
-		case len(prev.Buf)+len(w.Buf) <= 256<<10:
-			merged := make([]byte, 0, len(prev.Buf)+len(w.Buf))
-			prev.Buf = append(append(merged, prev.Buf...), w.Buf...)
-		default:
+		case len(prev.Buf)+len(w.Buf) > maxCopy:
 			out = append(out, w)
+		case copied == k-1:
+			// Already a copy: append (amortised, not a copy per merge).
+			prev.Buf = append(prev.Buf, w.Buf...)
+		default:
+			merged := make([]byte, 0, min(maxCopy, 2*(len(prev.Buf)+len(w.Buf))))
+			prev.Buf = append(append(merged, prev.Buf...), w.Buf...)
+			copied = k - 1
 		}
 	}
 	return out

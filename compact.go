@@ -222,8 +222,9 @@ type CompactStats struct {
 // finding at most 3/4 of the changes of the one before), at most
 // compactMaxRounds. Writers that keep a steady pace leave each round about
 // what they changed during the round before: the final round, with
-// writers blocked, then has as much to do, and Compact goes ahead if that
-// is at most compactMaxFinalChanges keys; otherwise it gives up
+// writers blocked, then has as much to do. Rounds that grow predict a
+// final round grown by the same ratio. Compact goes ahead if that
+// prediction is at most compactMaxFinalChanges keys; otherwise it gives up
 // (ErrCompactBusy) rather than block writers for a long final round.
 // Variables, not constants, for tests.
 var (
@@ -243,7 +244,11 @@ func roundsDone(rounds, changes, prev int) (done, ok bool) {
 	if converging && rounds < compactMaxRounds {
 		return false, false
 	}
-	return true, changes <= compactMaxFinalChanges
+	final := float64(changes)
+	if prev > 0 && changes > prev {
+		final *= float64(changes) / float64(prev)
+	}
+	return true, final <= float64(compactMaxFinalChanges)
 }
 
 // Compact rewrites the database into a fresh file and switches to it, so

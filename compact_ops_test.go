@@ -147,9 +147,10 @@ func TestCompactKeepsMode(t *testing.T) {
 	}
 }
 
-// TestCompactBusy: when every catch-up round finds more changes than a
-// quiet one, Compact gives up with ErrCompactBusy rather than block the
-// writers for a long last round, and leaves the database as it was.
+// TestCompactBusy: when the catch-up rounds stop converging with more
+// changes than a final round may apply (lowered to 1500 here), Compact
+// gives up with ErrCompactBusy rather than block the writers for a long
+// last round, and leaves the database as it was.
 func TestCompactBusy(t *testing.T) {
 	defer quiver.SetCompactLimits(1024, 1500)()
 	db := openDB(t, defaultFreelist, &quiver.Options{NoSync: true})
@@ -183,16 +184,20 @@ func TestCompactBusy(t *testing.T) {
 // TestCompactSteadyWriters: writers that change keys at a steady pace,
 // more than a quiet round's worth in each round, do not keep Compact from
 // finishing: the rounds stop converging, and the final round applies what
-// the writers changed during the last one. Nothing is lost.
+// the writers changed during the last one (here, written just before
+// writers are blocked). Nothing is lost.
 func TestCompactSteadyWriters(t *testing.T) {
 	db := openDB(t, defaultFreelist, &quiver.Options{NoSync: true})
 	fillBucket(t, db.DB, "b", 100)
 	t.Cleanup(func() { testhook.Compact = nil })
 	rounds := 0
 	testhook.Compact = func(_, stage string) {
-		if stage == "round" {
+		switch stage {
+		case "round":
 			rounds++
 			fillBucket(t, db.DB, fmt.Sprint("r", rounds), 2000)
+		case "final":
+			fillBucket(t, db.DB, "final", 2000)
 		}
 	}
 	st, err := db.Compact(context.Background(), nil)
@@ -212,6 +217,9 @@ func TestCompactSteadyWriters(t *testing.T) {
 			if b := tx.Bucket([]byte(fmt.Sprint("r", i))); b == nil || b.Stats().KeyN != 2000 {
 				t.Fatalf("bucket r%d, filled during round %d, is not whole", i, i)
 			}
+		}
+		if b := tx.Bucket([]byte("final")); b == nil || b.Stats().KeyN != 2000 {
+			t.Fatal("the bucket filled before the final round is not whole")
 		}
 		return nil
 	}))

@@ -26,7 +26,13 @@ func (a *Index) Allocate(n int) page.Pgid {
 	for i := 1; i <= len(a.ids); i++ {
 		if i-start == n {
 			id := a.ids[start]
-			a.ids = append(a.ids[:start], a.ids[i:]...)
+			if start == 0 {
+				// The lowest ids: drop them from the front, without moving
+				// the rest (a commit takes single pages one at a time).
+				a.ids = a.ids[n:]
+			} else {
+				a.ids = append(a.ids[:start], a.ids[i:]...)
+			}
 			return id
 		}
 		if i < len(a.ids) && a.ids[i] != a.ids[i-1]+1 {

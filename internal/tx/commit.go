@@ -17,8 +17,9 @@ import (
 //  2. split every dirty node to fit its pages, bottom up, adding the new
 //     siblings to their parents (child page ids still unknown), and free
 //     the pages the nodes were read from;
-//  3. allocate pages for all the nodes at once, falling back to smaller
-//     runs, then to the end of the file;
+//  3. allocate pages for all the nodes at once, falling back to a run
+//     for each multi-page node and a page for each other node, then to the
+//     end of the file;
 //  4. fill in child page ids and bucket root ids, encode every node into
 //     the buffer of its run, and hand the runs to the backend.
 type commitState struct {
@@ -282,14 +283,17 @@ func (s *commitState) allocate() ([]Write, error) {
 	//
 	//  1. the nodes of more than one page (large values, the backend's
 	//     span), largest first, each in a run of its own;
-	//  2. the single-page nodes, one free page each (the freelist gives
-	//     single free pages before it splits runs), and once no page is
+	//  2. the single-page nodes, one free page each, and once no page is
 	//     free, all the rest in one run at the end of the file.
 	//
 	// Single-page nodes are not asked for in runs: in a fragmented file
 	// the runs they would take are the ones the large nodes of this and
 	// later commits need, which then go to the end of the file, commit
-	// after commit. The backend merges adjacent pages into one write.
+	// after commit. Asked for one page, the hashmap freelist takes a
+	// single free page of the lowest region that has free pages before it
+	// splits a run there; the array freelist takes the lowest free page,
+	// run or not (first fit, as bbolt). The backend merges adjacent pages
+	// into one write.
 	// A failed request of n pages proves that no free run holds n
 	// (allocating only shrinks runs), so later requests of n or more go
 	// straight to the end of the file.
@@ -306,7 +310,7 @@ func (s *commitState) allocate() ([]Write, error) {
 	var large []int
 	var small []*node
 	for i, n := range s.nodes {
-		if need[i] != 1 {
+		if need[i] != 1 { // (every node needs a page at least)
 			large = append(large, i)
 		} else {
 			small = append(small, n)

@@ -28,9 +28,10 @@ type Write struct {
 
 // Backend is what a transaction needs from its database.
 type Backend interface {
-	// Allocate returns the first of n contiguous pages for writer txid. With
-	// grow false it returns 0 when the freelist has no such run; with grow
-	// true it takes them from the end of the file instead.
+	// Allocate returns the first of n contiguous pages for writer txid:
+	// with grow false from a free run (0 when the freelist has none), with
+	// grow true from the end of the file (the caller has learnt that no
+	// free run holds n).
 	Allocate(txid page.Txid, n int, grow bool) (page.Pgid, error)
 	// Free marks the n pages at id, written by alloc, freed by writer txid.
 	Free(txid, alloc page.Txid, id page.Pgid, n int)

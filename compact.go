@@ -277,7 +277,8 @@ func roundsDone(rounds, changes, prev int) (done, ok bool) {
 // and group.
 //
 // Compact returns ErrCompactBusy, leaving the database as it was, when
-// writers change keys faster than the catch-up rounds apply them, and
+// writers change keys so fast that the final round, with writers blocked,
+// would have to apply more than 65,536 key changes (see roundsDone), and
 // ErrReplaced when the file at the database's path is no longer the
 // database's own (someone moved or replaced it).
 func (db *DB) Compact(ctx context.Context, opts *CompactOptions) (st CompactStats, err error) {

@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"fmt"
 	"slices"
+	"time"
 	"unsafe"
 
 	"github.com/quiverdb/quiver/mmap"
@@ -257,6 +258,7 @@ func (b *backend) Commit(t *tx.Tx, cp tx.CommitPages, root page.BucketHeader) er
 		return db.fail(err)
 	}
 	runs := db.coalesce(writes, ps)
+	ioStart := time.Now()
 	for _, w := range runs {
 		if _, err := db.file.WriteAt(w.Buf, int64(w.ID)*int64(ps)); err != nil {
 			return abandon(err)
@@ -272,7 +274,7 @@ func (b *backend) Commit(t *tx.Tx, cp tx.CommitPages, root page.BucketHeader) er
 			return abandon(err)
 		}
 	}
-	db.publish(&meta, t, len(runs)+1, fresh, freshSize)
+	db.publish(&meta, t, len(runs)+1, time.Since(ioStart), fresh, freshSize)
 	if db.shrinking {
 		// The new meta is durable and no reader can reach a page past its
 		// high-water mark: cut the file. A failed truncate leaves it long,
@@ -457,8 +459,9 @@ func (db *DB) tailHeldByFreelist() bool {
 }
 
 // publish makes meta the current snapshot, remapping if the file outgrew
-// the mapping.
-func (db *DB) publish(meta *page.Meta, t *tx.Tx, nwrites int, fresh *mmap.Epoch, freshSize int) {
+// the mapping. nwrites and writeTime are the commit's write calls and the
+// time they and the sync took.
+func (db *DB) publish(meta *page.Meta, t *tx.Tx, nwrites int, writeTime time.Duration, fresh *mmap.Epoch, freshSize int) {
 	old := db.snap.Load()
 	epoch := old.epoch
 	if fresh != nil {
@@ -485,6 +488,7 @@ func (db *DB) publish(meta *page.Meta, t *tx.Tx, nwrites int, fresh *mmap.Epoch,
 	db.stats.TxStats.Rebalance += st.Rebalance
 	db.stats.TxStats.Split += st.Split
 	db.stats.TxStats.Write += nwrites
+	db.stats.TxStats.WriteTime += writeTime
 	db.stats.TxStats.AllocTime += st.AllocTime
 	db.statsMu.Unlock()
 }

@@ -403,7 +403,7 @@ func TestStats(t *testing.T) {
 	if st.FreePageN+st.PendingPageN == 0 {
 		t.Fatal("no free pages after deleting half the keys")
 	}
-	if st.TxStats.PageCount == 0 || st.TxStats.Write == 0 || st.TxStats.AllocTime <= 0 {
+	if st.TxStats.PageCount == 0 || st.TxStats.Write == 0 || st.TxStats.AllocTime <= 0 || st.TxStats.WriteTime <= 0 {
 		t.Fatalf("tx stats %+v", st.TxStats)
 	}
 }

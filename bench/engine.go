@@ -73,6 +73,10 @@ type EngineStats struct {
 	// pages from the freelist (but not the freelist's own page). quiver
 	// has no counterpart.
 	SpillTime time.Duration
+	// WriteTime is TxStats.WriteTime since Open, in both engines: the
+	// time commits spent in write and sync system calls (pages, freelist
+	// and meta).
+	WriteTime time.Duration
 }
 
 // OpenOptions are the settings the workloads vary.

@@ -166,6 +166,7 @@ func (e *bboltEngine) Stats() EngineStats {
 		FreelistWrite: e.flWrite,
 		FreePages:     s.FreePageN + s.PendingPageN,
 		SpillTime:     s.TxStats.GetSpillTime(),
+		WriteTime:     s.TxStats.GetWriteTime(),
 	}
 }
 

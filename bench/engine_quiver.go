@@ -140,6 +140,7 @@ func (e *quiverEngine) Stats() EngineStats {
 		FreelistWrite: int64(s.FreelistWrite),
 		FreePages:     s.FreePageN + s.PendingPageN,
 		AllocTime:     s.TxStats.AllocTime,
+		WriteTime:     s.TxStats.WriteTime,
 	}
 }
 

@@ -168,11 +168,24 @@ func TestSummarizeCommits(t *testing.T) {
 	samples := make([]CommitSample, 200)
 	for i := range samples {
 		// 200 down to 1 µs, unsorted on purpose.
-		samples[i] = CommitSample{Latency: time.Microsecond * time.Duration(200-i), Bytes: 4096, FreelistBytes: int64(i % 2 * 4096)}
+		// Writes take a quarter of each commit, except the 5 slowest
+		// commits', whose writes take all of it.
+		lat := time.Microsecond * time.Duration(200-i)
+		wr := lat / 4
+		if i < 5 {
+			wr = lat
+		}
+		samples[i] = CommitSample{Latency: lat, WriteTime: wr, Bytes: 4096, FreelistBytes: int64(i % 2 * 4096)}
 	}
 	s := SummarizeCommits(samples)
 	if s.P50 != 100_000 || s.P99 != 198_000 || s.Max != 200_000 {
 		t.Errorf("p50 %v, p99 %v, max %v; want 100µs, 198µs, 200µs", s.P50, s.P99, s.Max)
+	}
+	// Writes: 1..195 µs quartered, then 196..200 µs whole; the 198th of
+	// them is 198 µs. The rest: 0 five times, then 0.75 × 1..195 µs; the
+	// 198th is 0.75 × 193 µs.
+	if s.WriteP99 != 198_000 || s.RestP99 != 144_750 {
+		t.Errorf("write p99 %v, rest p99 %v; want 198µs, 144.75µs", s.WriteP99, s.RestP99)
 	}
 	if s.Bytes != 4096 || s.FreelistBytes != 2048 || s.FreelistBytesP50 != 0 || s.FreelistBytesMax != 4096 {
 		t.Errorf("bytes %v, freelist mean %v p50 %v max %v", s.Bytes, s.FreelistBytes, s.FreelistBytesP50, s.FreelistBytesMax)

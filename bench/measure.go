@@ -22,6 +22,9 @@ type CommitSample struct {
 	// AllocTime and SpillTime are the commit's share of the engine's
 	// counters of the same names (each engine has only one of them).
 	AllocTime, SpillTime time.Duration
+	// WriteTime is the part of Latency spent in the commit's write and
+	// sync system calls (EngineStats.WriteTime).
+	WriteTime time.Duration
 	// MajorFaults is the number of page faults during the commit that
 	// waited for a read from the device (the page was not cached), or -1
 	// where not measured. A database larger than the page cache has them.
@@ -84,6 +87,7 @@ func (m *CommitMeter) Apply(ops []Op) (CommitSample, error) {
 		FreelistBytes: s1.FreelistWrite - s0.FreelistWrite,
 		AllocTime:     s1.AllocTime - s0.AllocTime,
 		SpillTime:     s1.SpillTime - s0.SpillTime,
+		WriteTime:     s1.WriteTime - s0.WriteTime,
 		MajorFaults:   faults,
 	}, nil
 }
@@ -119,6 +123,10 @@ type CommitSummary struct {
 	MajorFaults float64
 	Faulting    float64
 	P99Cached   time.Duration
+	// WriteP99 is the p99 of the commits' WriteTime (the device's share),
+	// and RestP99 the p99 of Latency minus WriteTime: the tree work,
+	// allocation and page faults, what the engine's design decides.
+	WriteP99, RestP99 time.Duration
 }
 
 // SummarizeCommits condenses samples; it reorders nothing in samples.
@@ -129,11 +137,15 @@ func SummarizeCommits(samples []CommitSample) CommitSummary {
 		return s
 	}
 	lat := make([]time.Duration, n)
+	wr := make([]time.Duration, n)
+	rest := make([]time.Duration, n)
 	fl := make([]int64, n)
 	var sumLat, sumAlloc, sumSpill time.Duration
 	var sumBytes, sumFl int64
 	for i, c := range samples {
 		lat[i] = c.Latency
+		wr[i] = c.WriteTime
+		rest[i] = c.Latency - c.WriteTime
 		fl[i] = c.FreelistBytes
 		sumLat += c.Latency
 		sumAlloc += c.AllocTime
@@ -146,9 +158,13 @@ func SummarizeCommits(samples []CommitSample) CommitSummary {
 		}
 	}
 	slices.Sort(lat)
+	slices.Sort(wr)
+	slices.Sort(rest)
 	slices.Sort(fl)
 	s.P50 = lat[rank(n, 50)]
 	s.P99 = lat[rank(n, 99)]
+	s.WriteP99 = wr[rank(n, 99)]
+	s.RestP99 = rest[rank(n, 99)]
 	s.Max = lat[n-1]
 	s.Mean = sumLat / time.Duration(n)
 	s.Bytes = -1

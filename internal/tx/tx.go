@@ -91,6 +91,7 @@ type TxStats struct {
 	Write     int // write calls made by the commit
 
 	AllocTime time.Duration // time spent asking the freelist for pages
+	WriteTime time.Duration // time spent writing and syncing pages, record and meta
 }
 
 // Init prepares t (new or reused) as a transaction over the snapshot meta,

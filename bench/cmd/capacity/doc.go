@@ -6,6 +6,11 @@
 //   - commit latency p50/p99/max of small synced commits (10 operations),
 //     and the time each spent allocating pages (quiver's AllocTime; bbolt's
 //     SpillTime, which includes its allocation);
+//   - what the p99 is made of: the p99 of the time a commit spent in write
+//     and sync calls (both engines' TxStats.WriteTime: the device's share)
+//     and the p99 of the rest of its latency (tree work, allocation, page
+//     faults); the major page faults a commit waited on, and the p99 of the
+//     commits that had none (a file larger than the page cache has them);
 //   - the file size against the live key and value bytes;
 //   - the time to open the file (warm page cache);
 //   - the peak resident set of the process.

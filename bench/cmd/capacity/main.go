@@ -25,6 +25,9 @@ type Result struct {
 	Target float64 `json:"target_gib"`
 	// Grow is how the database grew: "mixed" or "bulk" (see -grow).
 	Grow string `json:"grow,omitempty"`
+	// Label names the run (-label), so that cmd/capacityplot draws runs of
+	// the same engine as lines of their own.
+	Label string `json:"label,omitempty"`
 	// FragmentTime is the time of the bulk mode's delete pass.
 	FragmentTime time.Duration `json:"fragment_ns,omitempty"`
 	// FlushTime is the time the growth's unsynced writes took to reach
@@ -74,6 +77,7 @@ type options struct {
 	progress       bool
 	deleteFraction float64
 	grow           string
+	label          string
 	bulkOps        int
 	fragment       float64
 	prefetch       int
@@ -101,6 +105,7 @@ func run(args []string) error {
 	fs.BoolVar(&o.progress, "progress", true, "show a progress bar on stderr")
 	fs.Float64Var(&o.deleteFraction, "delete", 0.25, "fraction of each growth step's operations that delete (mixed growth)")
 	fs.StringVar(&o.grow, "grow", "mixed", "how to grow: mixed (commits of 1000 operations: inserts, updates and -delete deletes) or bulk (insert-only commits of -bulk-ops random keys, then -fragment of the live keys deleted in commits of 1000, before each measurement)")
+	fs.StringVar(&o.label, "label", "", "a name for this run, written with its results (cmd/capacityplot draws each label as a line of its own)")
 	fs.IntVar(&o.bulkOps, "bulk-ops", 50000, "inserts per growth commit (bulk growth)")
 	fs.Float64Var(&o.fragment, "fragment", 0.2, "fraction of the live keys deleted after each bulk growth step")
 	fs.IntVar(&o.prefetch, "prefetch", 16, "goroutines that look up a growth commit's keys before it, so that its page faults overlap (0: none); measured commits never prefetch")
@@ -271,7 +276,7 @@ func runChild(o options) error {
 	}
 	enc := json.NewEncoder(os.Stdout)
 	for _, target := range o.sizes {
-		r := Result{Engine: spec.Name, Target: target, Grow: o.grow}
+		r := Result{Engine: spec.Name, Target: target, Grow: o.grow, Label: o.label}
 		goal := int64(target * gib)
 		e, err := spec.Open(path, bench.OpenOptions{NoSync: true})
 		if err != nil {

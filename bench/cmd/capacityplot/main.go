@@ -15,6 +15,7 @@ import (
 type result struct {
 	Engine    string  `json:"engine"`
 	Grow      string  `json:"grow"` // "" (older runs) is "mixed"
+	Label     string  `json:"label"`
 	Target    float64 `json:"target_gib"`
 	GaveUp    bool    `json:"gave_up"`
 	FileSize  float64 `json:"file_bytes"`
@@ -25,12 +26,17 @@ type result struct {
 	Alloc     float64 `json:"alloc_ns"`
 }
 
-// series names the line a result belongs to: engine and growth mode.
+// series names the line a result belongs to: engine, growth mode and the
+// run's label.
 func (r result) series() string {
-	if r.Grow == "" || r.Grow == "mixed" {
-		return r.Engine
+	s := r.Engine
+	if r.Grow != "" && r.Grow != "mixed" {
+		s += " (" + r.Grow + " growth)"
 	}
-	return r.Engine + " (" + r.Grow + " growth)"
+	if r.Label != "" {
+		s += ", " + r.Label
+	}
+	return s
 }
 
 // panel is one measure to plot.

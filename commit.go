@@ -92,15 +92,22 @@ func (b *backend) End(t *tx.Tx, committed bool) {
 }
 
 // Checkpoint policy: a commit writes a whole freelist checkpoint once the
-// records chained since the last one take twice the checkpoint's pages (and
-// at least minChainRecords of them), or their deltas touch more than
-// maxChainPages pages; otherwise its record's delta is all the freelist it
-// writes. So a small commit writes one record page whatever the number of
-// free pages, and the checkpoints add at most half a page a commit on
-// average; opening replays a chain no longer than twice the checkpoint.
+// records chained since the last one take chainRatio times the
+// checkpoint's pages (and at least minChainRecords of them), or there are
+// maxChainRecords of them; otherwise its record's delta is all the freelist
+// it writes. So a small commit writes one record page whatever the number
+// of free pages, and the checkpoints add at most 1/chainRatio of a page a
+// commit on average. A checkpoint commit lists the whole free set, so its
+// latency grows with the free spans: the ratio keeps those commits under 1%
+// of small commits once the checkpoint takes more than ~13 pages (about
+// 40,000 free spans), out of the commit p99. Opening replays a chain no
+// longer than chainRatio times the checkpoint, at a cost per span listed
+// (page.Replay); a record lists ~10 times fewer spans a page than the
+// checkpoint, so the chain costs less than the checkpoint itself.
 const (
+	chainRatio      = 8
 	minChainRecords = 8
-	maxChainPages   = 8192 // pages touched by the chained deltas
+	maxChainRecords = 4096 // well below page.FreeSet's bound on a chain
 )
 
 // chainEntry is a commit record kept allocated until the next checkpoint.
@@ -108,14 +115,6 @@ type chainEntry struct {
 	id    page.Pgid
 	pages int
 	txid  page.Txid
-}
-
-func spanPages(spans []page.Span) int {
-	n := 0
-	for _, s := range spans {
-		n += int(s.N)
-	}
-	return n
 }
 
 // Reserve implements tx.Backend: it decides whether this commit writes a
@@ -127,11 +126,10 @@ func (b *backend) Reserve(t *tx.Tx, nodes int) int {
 	base := tx.MetaOf(t)
 	txid := base.Txid + 1
 	db.shrinking = db.shrinkTail(txid)
-	touched := spanPages(db.freelist.TxFreed()) + spanPages(db.freelist.TxAllocated()) + 2*nodes
 	// A commit that shrinks writes a checkpoint, so that no replay at open
 	// has to walk the pages of the run it gave back; so does one whose
 	// file end is held only by the freelist's own pages, to free them.
-	db.checkpointing = db.shrinking || db.chainPages >= max(minChainRecords, 2*db.checkpointPages) || db.chainTouched+touched > maxChainPages || db.tailHeldByFreelist()
+	db.checkpointing = db.shrinking || db.chainPages >= max(minChainRecords, chainRatio*db.checkpointPages) || len(db.chain) >= maxChainRecords || db.tailHeldByFreelist()
 	flPages := 0
 	if db.checkpointing {
 		prev := db.snap.Load().epoch.Data()
@@ -224,7 +222,6 @@ func (b *backend) Commit(t *tx.Tx, cp tx.CommitPages, root page.BucketHeader) er
 	page.PutRecord(recBuf, recID, ps, rec)
 	recSum := page.Checksum(recBuf)
 	entry := chainEntry{id: recID, pages: len(recBuf) / ps, txid: txid}
-	touched := spanPages(rec.Freed) + spanPages(rec.Allocated)
 	writes := cp.Writes
 
 	meta := page.Meta{
@@ -286,12 +283,10 @@ func (b *backend) Commit(t *tx.Tx, cp tx.CommitPages, root page.BucketHeader) er
 	if db.checkpointing {
 		db.chain = append(db.chain[:0], entry)
 		db.chainPages = entry.pages
-		db.chainTouched = 0
 		db.checkpointPages = flPages
 	} else {
 		db.chain = append(db.chain, entry)
 		db.chainPages += entry.pages
-		db.chainTouched += touched
 	}
 	db.statsMu.Lock()
 	db.stats.FreelistInuse = db.freelistBytes()
@@ -437,9 +432,10 @@ func (db *DB) shrinkTail(txid page.Txid) bool {
 // record while enough pages are free that the file could shrink by a
 // growth step. Those records stay allocated until the next checkpoint,
 // which is then brought forward; at most one in minChainRecords commits is
-// forced. A tail held by the checkpoint itself forces nothing: that
-// checkpoint was placed at the end because no free run below could hold
-// it, and its successor would most likely land there too.
+// forced. A tail held by the checkpoint itself forces one only if a free
+// run below it could hold the next: in a file too fragmented for that, the
+// checkpoint was placed at the end for want of a run, and its successor
+// would land there too.
 func (db *DB) tailHeldByFreelist() bool {
 	if db.NoSync || len(db.chain) < minChainRecords {
 		return false
@@ -447,9 +443,19 @@ func (db *DB) tailHeldByFreelist() bool {
 	if int64(db.freelist.FreeCount())*int64(db.pageSize) < 2*db.growStep(db.fileSize) {
 		return false
 	}
-	hw := db.highWater - page.Pgid(db.freelist.Index().TailRun(db.highWater))
+	idx := db.freelist.Index()
+	hw := db.highWater - page.Pgid(idx.TailRun(db.highWater))
 	// chain[0] is the record of the commit that wrote the checkpoint,
 	// placed right after it: it counts as the checkpoint.
+	if cp := db.chain[0]; cp.id+page.Pgid(cp.pages) == hw {
+		n := db.checkpointPages + cp.pages
+		id := idx.Allocate(n)
+		if id == 0 {
+			return false
+		}
+		idx.Free([]page.Span{{ID: id, N: uint64(n)}})
+		return id+page.Pgid(n+db.checkpointPages) <= cp.id // below the checkpoint
+	}
 	for _, e := range db.chain[1:] {
 		if e.id+page.Pgid(e.pages) == hw {
 			return true

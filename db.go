@@ -90,9 +90,8 @@ type fileState struct {
 	wbuf      []byte // commit scratch (WriteBuffer)
 	sysSplit  int    // checkpoint pages of the reserved span (Reserve)
 	// The freelist's persistence: records chained since the last
-	// checkpoint (oldest first) and the pages their deltas touch.
+	// checkpoint (oldest first).
 	chain           []chainEntry
-	chainTouched    int
 	chainPages      int         // pages of the records in chain
 	cpSpans         []page.Span // the free set of a checkpointing commit (Reserve)
 	cpAllocated     int         // the commit's allocations when cpSpans was listed
@@ -498,15 +497,11 @@ func (db *DB) loadFreelist(m *page.Meta, data []byte) error {
 	if err != nil {
 		return err
 	}
-	since := page.TxidOf(data[int(m.Freelist)*ps:])
 	db.checkpointPages = int(page.Overflow(data[int(m.Freelist)*ps:])) + 1
-	db.chain, db.chainTouched, db.chainPages = nil, 0, 0
+	db.chain, db.chainPages = nil, 0
 	for _, c := range chain {
 		db.chain = append(db.chain, chainEntry{id: c.ID, pages: c.Pages, txid: c.Record.Txid})
 		db.chainPages += c.Pages
-		if c.Record.Txid > since {
-			db.chainTouched += spanPages(c.Record.Freed) + spanPages(c.Record.Allocated)
-		}
 	}
 	db.freelist.Load(spans)
 	return nil

@@ -3,8 +3,13 @@ package page_test
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"math/rand/v2"
+	"os"
+	"strconv"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/quiverdb/quiver/page"
 )
@@ -189,4 +194,94 @@ func TestReplay(t *testing.T) {
 	if got := page.Replay(base, nil); len(got) != 2 || got[0] != base[0] || got[1] != base[1] {
 		t.Fatalf("Replay without records = %v", got)
 	}
+}
+
+// replayByPage is the plain model of Replay: a map from each touched page
+// to whether it ends free.
+func replayByPage(base []page.Span, records []*page.Record) map[page.Pgid]bool {
+	free := map[page.Pgid]bool{}
+	for _, s := range base {
+		for i := uint64(0); i < s.N; i++ {
+			free[s.ID+page.Pgid(i)] = true
+		}
+	}
+	for _, r := range records {
+		for _, s := range r.Allocated {
+			for i := uint64(0); i < s.N; i++ {
+				delete(free, s.ID+page.Pgid(i))
+			}
+		}
+		for _, s := range r.Freed {
+			for i := uint64(0); i < s.N; i++ {
+				free[s.ID+page.Pgid(i)] = true
+			}
+		}
+	}
+	return free
+}
+
+// TestReplayRandom checks Replay against the page model on random
+// checkpoints and records whose spans overlap each other and the
+// checkpoint's in every way, including long spans and spans that a later
+// record sets again.
+func TestReplayRandom(t *testing.T) {
+	seed := uint64(time.Now().UnixNano())
+	if s, err := strconv.ParseUint(os.Getenv("QUIVER_SEED"), 10, 64); err == nil {
+		seed = s
+	}
+	t.Logf("seed %d (rerun with QUIVER_SEED=%d)", seed, seed)
+	r := rand.New(rand.NewPCG(seed, 7))
+	span := func(limit int) page.Span {
+		n := 1 + r.IntN(4)
+		if r.IntN(8) == 0 {
+			n = 1 + r.IntN(64)
+		}
+		return page.Span{ID: page.Pgid(2 + r.IntN(limit)), N: uint64(n)}
+	}
+	for iter := 0; iter < 2000; iter++ {
+		limit := 8 + r.IntN(300)
+		// An ascending checkpoint; neighbours may touch (not joined).
+		var base []page.Span
+		for id := page.Pgid(2 + r.IntN(4)); int(id) < limit; {
+			n := uint64(1 + r.IntN(6))
+			base = append(base, page.Span{ID: id, N: n})
+			id += page.Pgid(n) + page.Pgid(r.IntN(5))
+		}
+		var recs []*page.Record
+		for k := r.IntN(6); k > 0; k-- {
+			rec := &page.Record{}
+			for j := r.IntN(5); j > 0; j-- {
+				rec.Allocated = append(rec.Allocated, span(limit))
+			}
+			for j := r.IntN(5); j > 0; j-- {
+				rec.Freed = append(rec.Freed, span(limit))
+			}
+			recs = append(recs, rec)
+		}
+		got := page.Replay(base, recs)
+		want := replayByPage(base, recs)
+		n := 0
+		for i, s := range got {
+			if s.N == 0 || (i > 0 && got[i-1].ID+page.Pgid(got[i-1].N) >= s.ID) {
+				t.Fatalf("iteration %d: spans not ascending, joined and non-empty: %v", iter, got)
+			}
+			for p := s.ID; p < s.ID+page.Pgid(s.N); p++ {
+				if !want[p] {
+					t.Fatalf("iteration %d: page %d free in %v, not in the model\nbase %v\nrecords %v", iter, p, got, base, recordsString(recs))
+				}
+				n++
+			}
+		}
+		if n != len(want) {
+			t.Fatalf("iteration %d: %d free pages, the model has %d\nbase %v\nrecords %v\ngot %v", iter, n, len(want), base, recordsString(recs), got)
+		}
+	}
+}
+
+func recordsString(recs []*page.Record) string {
+	var b strings.Builder
+	for _, r := range recs {
+		fmt.Fprintf(&b, "[alloc %v free %v] ", r.Allocated, r.Freed)
+	}
+	return b.String()
 }

@@ -93,27 +93,23 @@ func DecodeRecord(b []byte, id Pgid) (*Record, error) {
 // Replay applies the freelist deltas of records (oldest first) to the free
 // spans of a checkpoint (ascending) and returns the free spans after them,
 // ascending and joined. A record's allocations are applied before its
-// frees. The work is proportional to the spans plus the pages the records
-// touch.
+// frees. Every span a record lists sets the state of its pages, a later one
+// overriding an earlier one, so the work is O(k log k) in the k spans the
+// records list plus the checkpoint's spans, whatever the spans' lengths.
 func Replay(base []Span, records []*Record) []Span {
-	final := map[Pgid]bool{} // touched page -> free after the records
+	var sets []spanSet
 	for _, r := range records {
-		for _, s := range r.Allocated {
-			for i := uint64(0); i < s.N; i++ {
-				final[s.ID+Pgid(i)] = false
-			}
+		for _, sp := range r.Allocated {
+			sets = append(sets, spanSet{id: sp.ID, end: sp.ID + Pgid(sp.N), free: false})
 		}
-		for _, s := range r.Freed {
-			for i := uint64(0); i < s.N; i++ {
-				final[s.ID+Pgid(i)] = true
-			}
+		for _, sp := range r.Freed {
+			sets = append(sets, spanSet{id: sp.ID, end: sp.ID + Pgid(sp.N), free: true})
 		}
 	}
-	touched := make([]Pgid, 0, len(final))
-	for p := range final {
-		touched = append(touched, p)
-	}
-	sortPgids(touched)
+	touched := latestSets(sets)
+
+	// Merge the checkpoint's spans, less the touched ranges, with the
+	// touched ranges left free; both lists ascend.
 	var out []Span
 	emit := func(id Pgid, n uint64) {
 		if n == 0 {
@@ -125,36 +121,120 @@ func Replay(base []Span, records []*Record) []Span {
 		}
 		out = append(out, Span{ID: id, N: n})
 	}
-	// Walk the base spans and the touched pages in order together.
 	t := 0
-	for _, s := range base {
-		cur, end := s.ID, s.ID+Pgid(s.N)
-		for ; t < len(touched) && touched[t] < end; t++ {
-			p := touched[t]
-			if p < cur {
-				if final[p] {
-					emit(p, 1)
-				}
-				continue
+	covered := Pgid(0) // end of the last touched range merged
+	for _, sp := range base {
+		cur, end := max(sp.ID, covered), sp.ID+Pgid(sp.N)
+		for ; t < len(touched) && touched[t].id < end; t++ {
+			g := touched[t]
+			if g.id > cur {
+				emit(cur, uint64(g.id-cur))
 			}
-			emit(cur, uint64(p-cur))
-			if final[p] {
-				emit(p, 1)
+			if g.free {
+				emit(g.id, uint64(g.end-g.id))
 			}
-			cur = p + 1
+			covered = g.end
+			cur = max(cur, g.end)
 		}
-		emit(cur, uint64(end-cur))
+		if cur < end {
+			emit(cur, uint64(end-cur))
+		}
 	}
 	for ; t < len(touched); t++ {
-		if final[touched[t]] {
-			emit(touched[t], 1)
+		if g := touched[t]; g.free {
+			emit(g.id, uint64(g.end-g.id))
 		}
 	}
 	return out
 }
 
-func sortPgids(a []Pgid) {
-	sort.Slice(a, func(i, j int) bool { return a[i] < a[j] })
+// spanSet sets pages [id, end) free or used.
+type spanSet struct {
+	id, end Pgid
+	free    bool
+}
+
+// latestSets returns the ranges that sets cover, ascending and disjoint,
+// each with the state the latest set covering it gave it: a sweep over the
+// sets' ends with a heap of the sets open at each point, latest on top.
+func latestSets(sets []spanSet) []spanSet {
+	type bound struct {
+		at    Pgid
+		set   int
+		start bool
+	}
+	bounds := make([]bound, 0, 2*len(sets))
+	for i, s := range sets {
+		if s.end > s.id {
+			bounds = append(bounds, bound{s.id, i, true}, bound{s.end, i, false})
+		}
+	}
+	sort.Slice(bounds, func(i, j int) bool { return bounds[i].at < bounds[j].at })
+	var out []spanSet
+	var open latestHeap
+	closed := make([]bool, len(sets))
+	prev := Pgid(0)
+	for i := 0; i < len(bounds); {
+		at := bounds[i].at
+		for len(open) > 0 && closed[open[0]] {
+			open.pop()
+		}
+		if len(open) > 0 && at > prev {
+			free := sets[open[0]].free
+			if k := len(out); k > 0 && out[k-1].end == prev && out[k-1].free == free {
+				out[k-1].end = at
+			} else {
+				out = append(out, spanSet{id: prev, end: at, free: free})
+			}
+		}
+		for ; i < len(bounds) && bounds[i].at == at; i++ {
+			if b := bounds[i]; b.start {
+				open.push(b.set)
+			} else {
+				closed[b.set] = true
+			}
+		}
+		prev = at
+	}
+	return out
+}
+
+// latestHeap is a max-heap of set indices: the latest set on top.
+type latestHeap []int
+
+func (h *latestHeap) push(v int) {
+	*h = append(*h, v)
+	a := *h
+	for i := len(a) - 1; i > 0; {
+		p := (i - 1) / 2
+		if a[p] >= a[i] {
+			break
+		}
+		a[p], a[i] = a[i], a[p]
+		i = p
+	}
+}
+
+func (h *latestHeap) pop() {
+	a := *h
+	n := len(a) - 1
+	a[0] = a[n]
+	a = a[:n]
+	for i := 0; ; {
+		c := 2*i + 1
+		if c >= n {
+			break
+		}
+		if c+1 < n && a[c+1] > a[c] {
+			c++
+		}
+		if a[i] >= a[c] {
+			break
+		}
+		a[i], a[c] = a[c], a[i]
+		i = c
+	}
+	*h = a
 }
 
 // maxChain bounds the records a free-set walk follows, so that a damaged

@@ -37,6 +37,8 @@ func fragmented(free int) []page.Span {
 //	              with both)
 //	release     free and release a commit's worth of pages (100 spans)
 //	load        build the index from a sorted checkpoint (one op = all)
+//	spans       list every span in order, as a checkpoint does (one op =
+//	              all; ns/span metric)
 //	memory      heap bytes per free span (B/span metric)
 func Benchmark(b *testing.B, newIndex func() freelist.Index) {
 	for _, free := range FreeSizes {
@@ -98,6 +100,17 @@ func Benchmark(b *testing.B, newIndex func() freelist.Index) {
 					x := newIndex()
 					x.Free(spans)
 				}
+			})
+			b.Run("spans", func(b *testing.B) {
+				n := 0
+				for i := 0; i < b.N; i++ {
+					n = 0
+					idx.Spans(func(page.Pgid, uint64) { n++ })
+				}
+				if n != len(spans) {
+					b.Fatalf("listed %d spans, want %d", n, len(spans))
+				}
+				b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(n), "ns/span")
 			})
 			b.Run("memory", func(b *testing.B) {
 				var before, after runtime.MemStats

@@ -167,6 +167,7 @@ func (x *Index) remove(i int32) (page.Pgid, uint64) {
 	}
 	x.count -= int(size)
 	x.nspans--
+	x.size[i] = 0 // a free slot: Spans skips it
 	x.next[i] = x.freeSlot
 	x.freeSlot = i
 	return start, size
@@ -345,27 +346,47 @@ func (x *Index) SpanCount() int { return x.nspans }
 
 // Spans reports the free spans in ascending order.
 func (x *Index) Spans(fn func(id page.Pgid, n uint64)) {
-	// A span is listed under the region of its start, so walking regions
-	// in order and sorting each region's few spans gives ascending order
-	// without sorting the whole set.
-	regions := 0
-	for c := range x.heads {
-		regions = max(regions, len(x.heads[c]))
+	if x.nspans == 0 {
+		return
 	}
-	var buf []page.Span
-	for r := 0; r < regions; r++ {
-		buf = buf[:0]
-		for c := range x.heads {
-			if r >= len(x.heads[c]) {
-				continue
-			}
-			for i := x.heads[c][r]; i != none; i = x.next[i] {
-				buf = append(buf, page.Span{ID: x.start[i], N: uint64(x.size[i])})
-			}
+	// A counting sort of the live slots by the block of 256 pages
+	// their span starts in, then a sort of each block's few spans: linear
+	// passes over the slot arrays rather than a walk of the class lists,
+	// whose links jump around the table (a checkpoint lists every span).
+	const blockShift = 8
+	var top page.Pgid
+	for i, n := range x.size {
+		if n != 0 {
+			top = max(top, x.start[i])
 		}
-		slices.SortFunc(buf, func(a, b page.Span) int { return cmp.Compare(a.ID, b.ID) })
-		for _, sp := range buf {
-			fn(sp.ID, sp.N)
+	}
+	offs := make([]int32, int(top>>blockShift)+2)
+	for i, n := range x.size {
+		if n != 0 {
+			offs[x.start[i]>>blockShift+1]++
+		}
+	}
+	for b := 1; b < len(offs); b++ {
+		offs[b] += offs[b-1]
+	}
+	order := make([]int32, x.nspans)
+	for i, n := range x.size {
+		if n != 0 {
+			b := x.start[i] >> blockShift
+			order[offs[b]] = int32(i)
+			offs[b]++
+		}
+	}
+	byStart := func(a, b int32) int { return cmp.Compare(x.start[a], x.start[b]) }
+	from := 0
+	for _, to := range offs[:len(offs)-1] {
+		block := order[from:to]
+		from = int(to)
+		if len(block) > 1 {
+			slices.SortFunc(block, byStart)
+		}
+		for _, i := range block {
+			fn(x.start[i], uint64(x.size[i]))
 		}
 	}
 }

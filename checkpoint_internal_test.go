@@ -59,9 +59,9 @@ func TestCheckpointInterval(t *testing.T) {
 		if err := db.Update(func(tx *Tx) error {
 			b := tx.Bucket([]byte("b"))
 			// A large value rewritten too: each commit frees and
-			// allocates ~400 pages, which must not bring checkpoints
+			// allocates ~2,000 pages, which must not bring checkpoints
 			// sooner (the records stay one page).
-			if err := b.Put([]byte("blob"), make([]byte, 200<<10+i)); err != nil {
+			if err := b.Put([]byte("blob"), make([]byte, 1<<20+i)); err != nil {
 				return err
 			}
 			for k := 0; k < 10; k++ {

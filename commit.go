@@ -126,9 +126,9 @@ func (b *backend) Reserve(t *tx.Tx, nodes int) int {
 	base := tx.MetaOf(t)
 	txid := base.Txid + 1
 	db.shrinking = db.shrinkTail(txid)
-	// A commit that shrinks writes a checkpoint, so that no replay at open
-	// has to walk the pages of the run it gave back; so does one whose
-	// file end is held only by the freelist's own pages, to free them.
+	// A commit that shrinks writes a checkpoint, so that the free set is
+	// written whole without the run it gave back; so does one whose file
+	// end is held only by the freelist's own pages, to free them.
 	db.checkpointing = db.shrinking || db.chainPages >= max(minChainRecords, chainRatio*db.checkpointPages) || len(db.chain) >= maxChainRecords || db.tailHeldByFreelist()
 	flPages := 0
 	if db.checkpointing {

@@ -285,3 +285,65 @@ func recordsString(recs []*page.Record) string {
 	}
 	return b.String()
 }
+
+// TestFreeSetRejectsBadDeltas builds a checkpoint and a chained record in a
+// page map and checks that FreeSet replays the record, and that a record
+// whose sealed deltas name a meta page, a page past the high-water mark or
+// a span that wraps around is reported as corruption rather than dropped or
+// applied.
+func TestFreeSetRejectsBadDeltas(t *testing.T) {
+	const hw = 100
+	build := func(freed, allocated []page.Span) (*page.Meta, func(page.Pgid) ([]byte, error)) {
+		pages := map[page.Pgid][]byte{}
+		base := []page.Span{{ID: 10, N: 5}}
+		each := func(yield func(page.Pgid, uint64)) {
+			for _, s := range base {
+				yield(s.ID, s.N)
+			}
+		}
+		cp := make([]byte, page.Pages(page.FreelistSize(each), ps)*ps)
+		page.PutFreelist(cp, 3, 7, ps, each)
+		pages[3] = cp
+		first := make([]byte, page.Pages(page.RecordSize(0, 0, 0), ps)*ps)
+		page.PutRecord(first, 4, ps, &page.Record{Txid: 7})
+		pages[4] = first
+		r := &page.Record{Txid: 8, Prev: 4, Freed: freed, Allocated: allocated}
+		rb := make([]byte, page.Pages(page.RecordSize(0, len(freed), len(allocated)), ps)*ps)
+		page.PutRecord(rb, 5, ps, r)
+		pages[5] = rb
+		m := &page.Meta{PageSize: ps, Freelist: 3, HighWater: hw, Txid: 8, Record: 5}
+		return m, func(id page.Pgid) ([]byte, error) {
+			b, ok := pages[id]
+			if !ok {
+				return nil, fmt.Errorf("no page %d", id)
+			}
+			return b, page.Verify(b, id, ps)
+		}
+	}
+
+	m, read := build([]page.Span{{ID: 50, N: 2}}, []page.Span{{ID: 10, N: 1}})
+	free, chain, err := page.FreeSet(m, read)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []page.Span{{ID: 11, N: 4}, {ID: 50, N: 2}}; fmt.Sprint(free) != fmt.Sprint(want) || len(chain) != 2 {
+		t.Fatalf("FreeSet = %v (chain of %d), want %v (chain of 2)", free, len(chain), want)
+	}
+
+	for _, tc := range []struct {
+		name             string
+		freed, allocated []page.Span
+	}{
+		{"freed meta page", []page.Span{{ID: 1, N: 1}}, nil},
+		{"allocated meta page", nil, []page.Span{{ID: 0, N: 3}}},
+		{"freed past high water", []page.Span{{ID: hw - 1, N: 2}}, nil},
+		{"allocated at high water", nil, []page.Span{{ID: hw, N: 1}}},
+		{"freed span wraps", []page.Span{{ID: 50, N: ^uint64(0) - 20}}, nil},
+		{"allocated span wraps", nil, []page.Span{{ID: 50, N: 1 << 63}}},
+	} {
+		m, read := build(tc.freed, tc.allocated)
+		if _, _, err := page.FreeSet(m, read); !errors.Is(err, page.ErrCorrupt) {
+			t.Errorf("%s: FreeSet error %v, want corruption", tc.name, err)
+		}
+	}
+}

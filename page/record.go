@@ -301,8 +301,28 @@ func FreeSet(m *Meta, read func(id Pgid) ([]byte, error)) (free []Span, chain []
 	var newer []*Record
 	for _, c := range chain {
 		if c.Record.Txid > since {
+			if err := checkDeltas(c, m.HighWater); err != nil {
+				return nil, nil, err
+			}
 			newer = append(newer, c.Record)
 		}
 	}
 	return Replay(base, newer), chain, nil
+}
+
+// checkDeltas reports a span of c's freelist deltas that wraps around or
+// lies outside the pages [2, highWater) a freelist may hold: Replay would
+// otherwise drop it or free a meta page or one past the file's end.
+func checkDeltas(c ChainRecord, highWater Pgid) error {
+	for _, list := range []struct {
+		name  string
+		spans []Span
+	}{{"freed", c.Record.Freed}, {"allocated", c.Record.Allocated}} {
+		for i, sp := range list.spans {
+			if sp.ID < 2 || sp.N > uint64(highWater) || sp.ID > highWater-Pgid(sp.N) {
+				return Corruptf(c.ID, "%s span %d (%d+%d) of the commit record is outside pages [2, %d)", list.name, i, sp.ID, sp.N, highWater)
+			}
+		}
+	}
+	return nil
 }

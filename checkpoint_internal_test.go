@@ -2,8 +2,11 @@ package quiver
 
 import (
 	"fmt"
+	"math/rand/v2"
 	"path/filepath"
 	"testing"
+
+	"github.com/quiverdb/quiver/page"
 )
 
 // TestCheckpointInterval: with a free set whose checkpoint takes several
@@ -100,6 +103,130 @@ func TestCheckpointInterval(t *testing.T) {
 	if got := db.Stats().FreePageN + db.Stats().PendingPageN; got != free {
 		t.Fatalf("reopened with %d free pages, had %d (chain of %d records)", got, free, chain)
 	}
+	if err := db.View(func(tx *Tx) error {
+		for err := range tx.Check() {
+			t.Error(err)
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestEarlyCheckpointBackOff: in a file whose free space lies below a tail
+// held by the freelist's records, a checkpoint is brought forward to free
+// the tail; one that lands above the records that held it (no run below
+// was long enough) must not be followed by another early one before a due
+// checkpoint, which could list the whole free set every minChainRecords
+// commits for nothing. Random fragmenting commits, most of them also
+// taking the free runs an early checkpoint would go to; each commit's
+// early checkpoint is checked against the used end of the file before it.
+func TestEarlyCheckpointBackOff(t *testing.T) {
+	seed := internalSeed(t)
+	r := rand.New(rand.NewPCG(seed, 2))
+	path := filepath.Join(t.TempDir(), "db")
+	db, err := Open(path, 0o600, &Options{PageSize: 1024, AllocSize: 64 << 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	key := func(i int) []byte { return []byte(fmt.Sprintf("k%06d", i)) }
+	const keys = 12000
+	// A file of one leaf a key, then every other key deleted: thousands of
+	// one-page spans, whose checkpoint goes to the end of the file.
+	for i := 0; i < keys; i += 1000 {
+		if err := db.Update(func(tx *Tx) error {
+			b, err := tx.CreateBucketIfNotExists([]byte("b"))
+			if err != nil {
+				return err
+			}
+			for j := i; j < i+1000; j++ {
+				if err := b.Put(key(j), make([]byte, 700)); err != nil {
+					return err
+				}
+			}
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := db.Update(func(tx *Tx) error {
+		b := tx.Bucket([]byte("b"))
+		for j := 0; j < keys; j += 2 {
+			if err := b.Delete(key(j)); err != nil {
+				return err
+			}
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	early, futile, again := 0, 0, 0
+	last := "" // the kind of the last checkpoint: "due", "early" or "futile"
+	for i := 0; i < 300; i++ {
+		usedEnd := db.highWater - page.Pgid(db.freelist.Index().TailRun(db.highWater))
+		// Most commits also rewrite, each in a bucket of its own,
+		// values that take the free runs of two pages or more below the
+		// used end: the runs an early checkpoint would go to. Large nodes
+		// are placed before the checkpoint.
+		var runs []uint64
+		if r.IntN(4) != 0 {
+			db.freelist.Spans(func(id page.Pgid, n uint64) {
+				if n > 1 && id+page.Pgid(n) <= usedEnd && len(runs) < 64 {
+					runs = append(runs, n)
+				}
+			})
+		}
+		if err := db.Update(func(tx *Tx) error {
+			b := tx.Bucket([]byte("b"))
+			for k, n := range runs {
+				v, err := tx.CreateBucketIfNotExists([]byte(fmt.Sprintf("v%d", k)))
+				if err != nil {
+					return err
+				}
+				if err := v.Put([]byte("big"), make([]byte, int(n)*1024-200)); err != nil {
+					return err
+				}
+			}
+			for k := 0; k < 1+r.IntN(40); k++ {
+				j := r.IntN(keys)
+				if r.IntN(3) == 0 {
+					if err := b.Delete(key(j)); err != nil {
+						return err
+					}
+					continue
+				}
+				size := 100 + r.IntN(900)
+				if r.IntN(20) == 0 {
+					size = 1000 + r.IntN(20000)
+				}
+				if err := b.Put(key(j), make([]byte, size)); err != nil {
+					return err
+				}
+			}
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		if !db.checkpointing {
+			continue
+		}
+		if !db.tailForced {
+			last = "due"
+			continue
+		}
+		early++
+		if last == "futile" {
+			again++
+			t.Errorf("commit %d: an early checkpoint follows one that landed above the used end, with no due checkpoint between", i)
+		}
+		last = "early"
+		if cp := db.chain[0]; cp.id+page.Pgid(cp.pages) > usedEnd {
+			futile++
+			last = "futile"
+		}
+	}
+	t.Logf("%d early checkpoints, %d of them above the used end, %d right after one of those", early, futile, again)
 	if err := db.View(func(tx *Tx) error {
 		for err := range tx.Check() {
 			t.Error(err)

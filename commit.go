@@ -129,7 +129,12 @@ func (b *backend) Reserve(t *tx.Tx, nodes int) int {
 	// A commit that shrinks writes a checkpoint, so that the free set is
 	// written whole without the run it gave back; so does one whose file
 	// end is held only by the freelist's own pages, to free them.
-	db.checkpointing = db.shrinking || db.chainPages >= max(minChainRecords, chainRatio*db.checkpointPages) || len(db.chain) >= maxChainRecords || db.tailHeldByFreelist()
+	due := db.shrinking || db.chainPages >= max(minChainRecords, chainRatio*db.checkpointPages) || len(db.chain) >= maxChainRecords
+	db.tailForced = !due && db.tailHeldByFreelist()
+	if db.tailForced {
+		db.usedEnd = db.highWater - page.Pgid(db.freelist.Index().TailRun(db.highWater))
+	}
+	db.checkpointing = due || db.tailForced
 	flPages := 0
 	if db.checkpointing {
 		prev := db.snap.Load().epoch.Data()
@@ -284,6 +289,11 @@ func (b *backend) Commit(t *tx.Tx, cp tx.CommitPages, root page.BucketHeader) er
 		db.chain = append(db.chain[:0], entry)
 		db.chainPages = entry.pages
 		db.checkpointPages = flPages
+		// An early checkpoint that found no room below the record that held
+		// the tail would be brought forward again every minChainRecords
+		// commits, each time listing the whole free set for nothing: wait
+		// for a due one.
+		db.tailFutile = db.tailForced && cp.Sys.ID+page.Pgid(len(sys)/ps) > db.usedEnd
 	} else {
 		db.chain = append(db.chain, entry)
 		db.chainPages += entry.pages
@@ -436,19 +446,22 @@ func (db *DB) shrinkTail(txid page.Txid) bool {
 // run below it could hold the next: in a file too fragmented for that, the
 // checkpoint was placed at the end for want of a run, and its successor
 // would land there too.
+//
+// If an early checkpoint lands above that record all the same (the free
+// set grew past the run the probe found, or the commit's pages took it),
+// no other is brought forward until a due one.
 func (db *DB) tailHeldByFreelist() bool {
-	if db.NoSync || len(db.chain) < minChainRecords {
+	if db.NoSync || db.tailFutile || len(db.chain) < minChainRecords {
 		return false
 	}
 	if int64(db.freelist.FreeCount())*int64(db.pageSize) < 2*db.growStep(db.fileSize) {
 		return false
 	}
-	idx := db.freelist.Index()
-	hw := db.highWater - page.Pgid(idx.TailRun(db.highWater))
 	// chain[0] is the record of the commit that wrote the checkpoint,
 	// placed right after it: it counts as the checkpoint.
-	if cp := db.chain[0]; cp.id+page.Pgid(cp.pages) == hw {
+	if cp := db.chain[0]; db.endsAtTail(cp) {
 		n := db.checkpointPages + cp.pages
+		idx := db.freelist.Index()
 		id := idx.Allocate(n)
 		if id == 0 {
 			return false
@@ -457,11 +470,18 @@ func (db *DB) tailHeldByFreelist() bool {
 		return id+page.Pgid(n+db.checkpointPages) <= cp.id // below the checkpoint
 	}
 	for _, e := range db.chain[1:] {
-		if e.id+page.Pgid(e.pages) == hw {
+		if db.endsAtTail(e) {
 			return true
 		}
 	}
 	return false
+}
+
+// endsAtTail reports whether e is the last used span of the file, below
+// any free run at its end.
+func (db *DB) endsAtTail(e chainEntry) bool {
+	end := e.id + page.Pgid(e.pages)
+	return end == db.highWater-page.Pgid(db.freelist.Index().TailRun(db.highWater))
 }
 
 // publish makes meta the current snapshot, remapping if the file outgrew

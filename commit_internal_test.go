@@ -65,12 +65,7 @@ func TestRoundsDone(t *testing.T) {
 // TestSubtractSpansRandom checks subtractSpans against a set of pages, with
 // cuts in any order, crossing spans and reaching past them.
 func TestSubtractSpansRandom(t *testing.T) {
-	seed := uint64(time.Now().UnixNano())
-	if s := os.Getenv("QUIVER_SEED"); s != "" {
-		seed, _ = strconv.ParseUint(s, 10, 64)
-	}
-	t.Logf("seed %d (QUIVER_SEED to replay)", seed)
-	r := rand.New(rand.NewPCG(seed, 1))
+	r := rand.New(rand.NewPCG(internalSeed(t), 1))
 	for round := 0; round < 200; round++ {
 		const pages = 400
 		free := make([]bool, pages)
@@ -166,4 +161,18 @@ func TestCoalesce(t *testing.T) {
 	}
 	check(out[2], 100, chain...)
 	check(out[3], 164, 74, 75, 76, 77, 78, 79)
+}
+
+// internalSeed returns the seed of a randomised internal test, from
+// QUIVER_SEED or the clock, and logs it.
+func internalSeed(t *testing.T) uint64 {
+	seed := uint64(time.Now().UnixNano())
+	if s := os.Getenv("QUIVER_SEED"); s != "" {
+		var err error
+		if seed, err = strconv.ParseUint(s, 10, 64); err != nil {
+			t.Fatalf("QUIVER_SEED: %v", err)
+		}
+	}
+	t.Logf("seed %d (QUIVER_SEED to replay)", seed)
+	return seed
 }

@@ -98,6 +98,9 @@ type fileState struct {
 	checkpointPages int         // pages of the last checkpoint
 	checkpointing   bool        // this commit writes a checkpoint (Reserve)
 	shrinking       bool        // this commit gave back the file's free tail (Reserve)
+	tailForced      bool        // this commit's checkpoint is early, to free the tail (Reserve)
+	usedEnd         page.Pgid   // the end of the file's used pages before an early checkpoint
+	tailFutile      bool        // the last early checkpoint landed above usedEnd
 }
 
 // snapshot is one committed state and the mapping it is read through. refs

@@ -24,34 +24,7 @@ func TestCheckpointInterval(t *testing.T) {
 	key := func(i int) []byte { return []byte(fmt.Sprintf("k%06d", i)) }
 	big := make([]byte, 700) // a leaf of its own
 	const keys = 12000
-	for i := 0; i < keys; i += 1000 {
-		if err := db.Update(func(tx *Tx) error {
-			b, err := tx.CreateBucketIfNotExists([]byte("b"))
-			if err != nil {
-				return err
-			}
-			for j := i; j < i+1000; j++ {
-				if err := b.Put(key(j), big); err != nil {
-					return err
-				}
-			}
-			return nil
-		}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	// Every other leaf freed: thousands of single-page spans.
-	if err := db.Update(func(tx *Tx) error {
-		b := tx.Bucket([]byte("b"))
-		for j := 0; j < keys; j += 2 {
-			if err := b.Delete(key(j)); err != nil {
-				return err
-			}
-		}
-		return nil
-	}); err != nil {
-		t.Fatal(err)
-	}
+	fragmentByLeaf(t, db, keys, key)
 	db.NoSync = false
 	// Small commits, each rewriting a few leaves (and freeing their old
 	// pages), as the capacity harness's measured commits do.
@@ -103,14 +76,7 @@ func TestCheckpointInterval(t *testing.T) {
 	if got := db.Stats().FreePageN + db.Stats().PendingPageN; got != free {
 		t.Fatalf("reopened with %d free pages, had %d (chain of %d records)", got, free, chain)
 	}
-	if err := db.View(func(tx *Tx) error {
-		for err := range tx.Check() {
-			t.Error(err)
-		}
-		return nil
-	}); err != nil {
-		t.Fatal(err)
-	}
+	checkInternal(t, db)
 }
 
 // TestEarlyCheckpointBackOff: in a file whose free space lies below a tail
@@ -132,35 +98,9 @@ func TestEarlyCheckpointBackOff(t *testing.T) {
 	defer db.Close()
 	key := func(i int) []byte { return []byte(fmt.Sprintf("k%06d", i)) }
 	const keys = 12000
-	// A file of one leaf a key, then every other key deleted: thousands of
-	// one-page spans, whose checkpoint goes to the end of the file.
-	for i := 0; i < keys; i += 1000 {
-		if err := db.Update(func(tx *Tx) error {
-			b, err := tx.CreateBucketIfNotExists([]byte("b"))
-			if err != nil {
-				return err
-			}
-			for j := i; j < i+1000; j++ {
-				if err := b.Put(key(j), make([]byte, 700)); err != nil {
-					return err
-				}
-			}
-			return nil
-		}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := db.Update(func(tx *Tx) error {
-		b := tx.Bucket([]byte("b"))
-		for j := 0; j < keys; j += 2 {
-			if err := b.Delete(key(j)); err != nil {
-				return err
-			}
-		}
-		return nil
-	}); err != nil {
-		t.Fatal(err)
-	}
+	// Thousands of one-page spans, whose checkpoint goes to the end of
+	// the file.
+	fragmentByLeaf(t, db, keys, key)
 	early, futile, again := 0, 0, 0
 	last := "" // the kind of the last checkpoint: "due", "early" or "futile"
 	for i := 0; i < 300; i++ {
@@ -227,6 +167,46 @@ func TestEarlyCheckpointBackOff(t *testing.T) {
 		}
 	}
 	t.Logf("%d early checkpoints, %d of them above the used end, %d right after one of those", early, futile, again)
+	checkInternal(t, db)
+}
+
+// fragmentByLeaf fills bucket "b" of a database of 1 KiB pages with keys
+// whose 700-byte values take a leaf each, in commits of 1000, then deletes
+// every other key: thousands of single-page free spans.
+func fragmentByLeaf(t *testing.T, db *DB, keys int, key func(int) []byte) {
+	t.Helper()
+	for i := 0; i < keys; i += 1000 {
+		if err := db.Update(func(tx *Tx) error {
+			b, err := tx.CreateBucketIfNotExists([]byte("b"))
+			if err != nil {
+				return err
+			}
+			for j := i; j < min(i+1000, keys); j++ {
+				if err := b.Put(key(j), make([]byte, 700)); err != nil {
+					return err
+				}
+			}
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := db.Update(func(tx *Tx) error {
+		b := tx.Bucket([]byte("b"))
+		for j := 0; j < keys; j += 2 {
+			if err := b.Delete(key(j)); err != nil {
+				return err
+			}
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// checkInternal fails t with every error Check finds in db.
+func checkInternal(t *testing.T, db *DB) {
+	t.Helper()
 	if err := db.View(func(tx *Tx) error {
 		for err := range tx.Check() {
 			t.Error(err)

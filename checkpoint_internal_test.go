@@ -104,7 +104,7 @@ func TestEarlyCheckpointBackOff(t *testing.T) {
 	early, futile, again := 0, 0, 0
 	last := "" // the kind of the last checkpoint: "due", "early" or "futile"
 	for i := 0; i < 300; i++ {
-		usedEnd := db.highWater - page.Pgid(db.freelist.Index().TailRun(db.highWater))
+		usedEnd := db.usedEnd()
 		// Most commits also rewrite, each in a bucket of its own,
 		// values that take the free runs of two pages or more below the
 		// used end: the runs an early checkpoint would go to. Large nodes

@@ -132,7 +132,7 @@ func (b *backend) Reserve(t *tx.Tx, nodes int) int {
 	due := db.shrinking || db.chainPages >= max(minChainRecords, chainRatio*db.checkpointPages) || len(db.chain) >= maxChainRecords
 	db.tailForced = !due && db.tailHeldByFreelist()
 	if db.tailForced {
-		db.usedEnd = db.highWater - page.Pgid(db.freelist.Index().TailRun(db.highWater))
+		db.earlyFrom = db.usedEnd()
 	}
 	db.checkpointing = due || db.tailForced
 	flPages := 0
@@ -293,7 +293,7 @@ func (b *backend) Commit(t *tx.Tx, cp tx.CommitPages, root page.BucketHeader) er
 		// the tail would be brought forward again every minChainRecords
 		// commits, each time listing the whole free set for nothing: wait
 		// for a due one.
-		db.tailFutile = db.tailForced && cp.Sys.ID+page.Pgid(len(sys)/ps) > db.usedEnd
+		db.tailFutile = db.tailForced && cp.Sys.ID+page.Pgid(len(sys)/ps) > db.earlyFrom
 	} else {
 		db.chain = append(db.chain, entry)
 		db.chainPages += entry.pages
@@ -477,11 +477,15 @@ func (db *DB) tailHeldByFreelist() bool {
 	return false
 }
 
-// endsAtTail reports whether e is the last used span of the file, below
-// any free run at its end.
+// endsAtTail reports whether e is the last used span of the file.
 func (db *DB) endsAtTail(e chainEntry) bool {
-	end := e.id + page.Pgid(e.pages)
-	return end == db.highWater-page.Pgid(db.freelist.Index().TailRun(db.highWater))
+	return e.id+page.Pgid(e.pages) == db.usedEnd()
+}
+
+// usedEnd is the end of the file's used pages: the high-water mark below
+// any free run at the end of the file.
+func (db *DB) usedEnd() page.Pgid {
+	return db.highWater - page.Pgid(db.freelist.Index().TailRun(db.highWater))
 }
 
 // publish makes meta the current snapshot, remapping if the file outgrew

@@ -99,8 +99,8 @@ type fileState struct {
 	checkpointing   bool        // this commit writes a checkpoint (Reserve)
 	shrinking       bool        // this commit gave back the file's free tail (Reserve)
 	tailForced      bool        // this commit's checkpoint is early, to free the tail (Reserve)
-	usedEnd         page.Pgid   // the end of the file's used pages before an early checkpoint
-	tailFutile      bool        // the last early checkpoint landed above usedEnd
+	earlyFrom       page.Pgid   // usedEnd before an early checkpoint
+	tailFutile      bool        // the last early checkpoint landed above earlyFrom
 }
 
 // snapshot is one committed state and the mapping it is read through. refs

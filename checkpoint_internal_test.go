@@ -98,8 +98,8 @@ func TestEarlyCheckpointBackOff(t *testing.T) {
 	defer db.Close()
 	key := func(i int) []byte { return []byte(fmt.Sprintf("k%06d", i)) }
 	const keys = 12000
-	// Thousands of one-page spans, whose checkpoint goes to the end of
-	// the file.
+	// Thousands of one-page spans: a checkpoint of several pages, for
+	// which few free runs are long enough.
 	fragmentByLeaf(t, db, keys, key)
 	early, futile, again := 0, 0, 0
 	last := "" // the kind of the last checkpoint: "due", "early" or "futile"

@@ -12,11 +12,22 @@ import (
 // that snapshot. It may run in a read transaction while writers continue
 // (a hot backup). In a write transaction it copies the last committed
 // state, without the transaction's own uncommitted changes (as bbolt does).
+//
+// Only the pages the snapshot uses are read: the tree, the freelist
+// checkpoint and the chained commit records. Its free pages are written
+// as zeros. A concurrent writer may reuse them, and may truncate the file
+// below the snapshot's high-water mark when its end is free, so reading
+// them could return another commit's bytes or fault.
 func (t *Tx) WriteTo(w io.Writer) (int64, error) {
 	if t.closed {
 		return 0, ErrTxClosed
 	}
+	free, _, err := page.FreeSet(&t.meta, t.readSpan)
+	if err != nil {
+		return 0, err
+	}
 	ps := t.pageSize
+	hw := t.meta.HighWater
 	// Both meta slots hold this snapshot's meta.
 	metas := make([]byte, 2*ps)
 	for slot := 0; slot < 2; slot++ {
@@ -27,22 +38,65 @@ func (t *Tx) WriteTo(w io.Writer) (int64, error) {
 	if err != nil {
 		return total, err
 	}
-	// The rest straight from the mapping, in large writes. Free pages may
-	// be changing under a concurrent writer; nothing refers to them.
 	const chunk = 1 << 20
-	end := int(t.meta.HighWater) * ps
-	for off := 2 * ps; off < end; off += chunk {
-		stop := off + chunk
-		if stop > end {
-			stop = end
+	var zeros []byte
+	// write copies pages [from, to) from the mapping, or writes zeros in
+	// their place, in writes of at most chunk bytes.
+	write := func(from, to page.Pgid, used bool) error {
+		for off, end := int(from)*ps, int(to)*ps; off < end; {
+			stop := min(off+chunk, end)
+			var b []byte
+			if used {
+				b = t.data[off:stop]
+			} else {
+				if zeros == nil {
+					zeros = make([]byte, chunk)
+				}
+				b = zeros[:stop-off]
+			}
+			n, err := w.Write(b)
+			total += int64(n)
+			if err != nil {
+				return err
+			}
+			off = stop
 		}
-		n, err := w.Write(t.data[off:stop])
-		total += int64(n)
-		if err != nil {
+		return nil
+	}
+	next := page.Pgid(2) // the first page not written yet
+	for _, s := range free {
+		end := s.ID + page.Pgid(s.N)
+		if s.ID < next || end > hw || end < s.ID {
+			return total, page.Corruptf(t.meta.Freelist, "free span %d+%d is out of order or past the high water mark %d", s.ID, s.N, hw)
+		}
+		if err := write(next, s.ID, true); err != nil {
 			return total, err
 		}
+		if err := write(s.ID, end, false); err != nil {
+			return total, err
+		}
+		next = end
+	}
+	if err := write(next, hw, true); err != nil {
+		return total, err
 	}
 	return total, nil
+}
+
+// readSpan returns the verified span of page id (header, overflow within
+// the high-water mark, checksum) for page.FreeSet.
+func (t *Tx) readSpan(id page.Pgid) ([]byte, error) {
+	err := t.err
+	p := t.page(id)
+	if p == nil {
+		failed := t.err
+		t.err = err // a damaged freelist fails the call, not the transaction
+		return nil, failed
+	}
+	if err := page.Verify(p, id, t.pageSize); err != nil {
+		return nil, err
+	}
+	return p, nil
 }
 
 // CopyFile writes the snapshot to a new file at path (see WriteTo) and

@@ -122,6 +122,17 @@ func (c *checker) mark(id page.Pgid, n uint64, owner page.Pgid) bool {
 	return ok
 }
 
+// used reports whether the n pages at id all belong to the tree, the
+// freelist checkpoint or a commit record (after the walk).
+func (c *checker) used(id page.Pgid, n uint64) bool {
+	for i := uint64(0); i < n; i++ {
+		if o := c.owner[id+page.Pgid(i)]; o == 0 || o == ownerFree {
+			return false
+		}
+	}
+	return true
+}
+
 func ownerName(o page.Pgid) string {
 	switch o {
 	case ownerMeta:
@@ -159,14 +170,16 @@ func (c *checker) run() {
 			c.mark(s.ID, s.N, ownerFree)
 		}
 	}
-	// The newest commit record lists the pages its commit wrote.
+	// The tree.
+	c.checkBucket(m.Root, 0)
+	// The newest commit record lists the pages its commit wrote; after the
+	// tree, so that only pages the snapshot uses are read (a writer may
+	// reuse its free pages, or truncate them away, meanwhile).
 	if m.Record != 0 {
 		if p := c.read(m.Record); p != nil {
 			c.checkRecord(p)
 		}
 	}
-	// The tree.
-	c.checkBucket(m.Root, 0)
 	for id := page.Pgid(0); id < c.hw; id++ {
 		if c.owner[id] == 0 {
 			c.corruptf(id, "unreachable and not free")
@@ -188,6 +201,10 @@ func (c *checker) checkRecord(p []byte) {
 	for _, w := range r.Written {
 		if w.ID < 2 || uint64(w.ID)+uint64(w.N) > uint64(c.hw) || w.N == 0 {
 			c.corruptf(id, "commit record lists pages %d+%d out of range", w.ID, w.N)
+			continue
+		}
+		if !c.used(w.ID, uint64(w.N)) {
+			c.corruptf(id, "commit record lists pages %d+%d, which the snapshot does not use", w.ID, w.N)
 			continue
 		}
 		q := c.data[int(w.ID)*ps : (int(w.ID)+int(w.N))*ps]

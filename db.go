@@ -65,8 +65,6 @@ type DB struct {
 	failed  error
 	retired []*snapshot
 
-	txPool sync.Pool
-
 	batchMu sync.Mutex
 	batch   *batch
 
@@ -694,19 +692,14 @@ func (db *DB) Update(fn func(*Tx) error) error {
 // View runs fn in a read transaction. Values fn reads are valid only until
 // it returns. A corruption met while reading is returned if fn returns nil.
 func (db *DB) View(fn func(*Tx) error) error {
-	t, _ := db.txPool.Get().(*Tx)
-	if t == nil {
-		t = &Tx{}
-	}
+	// A new Tx each time, never a pooled one: a *Tx, Bucket or Cursor
+	// that fn keeps must not become another transaction's.
+	t := &Tx{}
 	if err := db.beginRO(t); err != nil {
-		db.txPool.Put(t)
 		return err
 	}
 	tx.SetManaged(t, true)
-	defer func() {
-		tx.End(t)
-		db.txPool.Put(t)
-	}()
+	defer tx.End(t)
 	err := fn(t)
 	if err == nil {
 		err = t.Err()

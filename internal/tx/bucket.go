@@ -28,6 +28,7 @@ type Bucket struct {
 	rootNode *node               // materialised root
 	nodes    map[page.Pgid]*node // materialised pages
 	dirty    bool                // hdr changed (sequence)
+	deleted  bool                // deleted in this tx (DeleteBucket)
 	hdrBuf   [page.BucketHeaderSize]byte
 
 	// FillPercent is how full split pages are filled (0.1 to 1.0). Set it
@@ -38,6 +39,38 @@ type Bucket struct {
 
 func (b *Bucket) init(t *Tx, hdr page.BucketHeader, parent *Bucket, name []byte) {
 	*b = Bucket{tx: t, hdr: hdr, parent: parent, name: name, FillPercent: DefaultFillPercent}
+}
+
+// usable returns why the bucket cannot be used, if it cannot: its
+// transaction ended (ErrTxClosed) or it was deleted (ErrBucketNotFound).
+func (b *Bucket) usable() error {
+	if b.tx.closed {
+		return ErrTxClosed
+	}
+	if b.deleted {
+		return ErrBucketNotFound
+	}
+	return nil
+}
+
+// checkWritable returns why the bucket cannot be changed, if it cannot.
+func (b *Bucket) checkWritable() error {
+	if err := b.tx.checkWritable(); err != nil {
+		return err
+	}
+	if b.deleted {
+		return ErrBucketNotFound
+	}
+	return nil
+}
+
+// release drops what the bucket references when its transaction ends. The
+// bucket keeps its transaction, which stays closed, so that a handle kept
+// past the end gets ErrTxClosed or nothing.
+func (b *Bucket) release() {
+	b.buckets = nil
+	b.rootNode = nil
+	b.nodes = nil
 }
 
 // encodeHeader writes hdr into hdrBuf, the value filed in the parent.
@@ -115,7 +148,7 @@ func (b *Bucket) openBucket(name, value []byte) *Bucket {
 // CreateBucket creates the nested bucket name. It returns ErrBucketExists if
 // it exists, ErrIncompatibleValue if name is a key.
 func (b *Bucket) CreateBucket(name []byte) (*Bucket, error) {
-	if err := b.tx.checkWritable(); err != nil {
+	if err := b.checkWritable(); err != nil {
 		return nil, err
 	}
 	if len(name) == 0 {
@@ -148,7 +181,7 @@ func (b *Bucket) CreateBucket(name []byte) (*Bucket, error) {
 // CreateBucketIfNotExists returns the nested bucket name, creating it if
 // needed.
 func (b *Bucket) CreateBucketIfNotExists(name []byte) (*Bucket, error) {
-	if err := b.tx.checkWritable(); err != nil {
+	if err := b.checkWritable(); err != nil {
 		return nil, err
 	}
 	if len(name) == 0 {
@@ -165,7 +198,7 @@ func (b *Bucket) CreateBucketIfNotExists(name []byte) (*Bucket, error) {
 
 // DeleteBucket deletes the nested bucket name and everything in it.
 func (b *Bucket) DeleteBucket(name []byte) error {
-	if err := b.tx.checkWritable(); err != nil {
+	if err := b.checkWritable(); err != nil {
 		return err
 	}
 	if len(name) == 0 {
@@ -217,16 +250,17 @@ func (b *Bucket) freeAll() error {
 		})
 	}
 	// Nodes materialised in this tx were new or already freed above.
-	b.nodes = nil
-	b.rootNode = nil
+	// Handles and cursors of the bucket now get ErrBucketNotFound.
+	b.release()
 	b.hdr.Root = 0
+	b.deleted = true
 	return b.tx.err
 }
 
 // Put sets key to value. The key and value are copied. It returns
 // ErrIncompatibleValue if key is a bucket.
 func (b *Bucket) Put(key, value []byte) error {
-	if err := b.tx.checkWritable(); err != nil {
+	if err := b.checkWritable(); err != nil {
 		return err
 	}
 	if len(key) == 0 {
@@ -260,7 +294,7 @@ func (b *Bucket) Put(key, value []byte) error {
 // Delete removes key. Deleting a missing key is not an error; deleting a
 // bucket's name returns ErrIncompatibleValue.
 func (b *Bucket) Delete(key []byte) error {
-	if err := b.tx.checkWritable(); err != nil {
+	if err := b.checkWritable(); err != nil {
 		return err
 	}
 	var c Cursor
@@ -288,7 +322,7 @@ func (b *Bucket) Sequence() uint64 { return b.hdr.Sequence }
 
 // SetSequence sets the bucket's sequence.
 func (b *Bucket) SetSequence(v uint64) error {
-	if err := b.tx.checkWritable(); err != nil {
+	if err := b.checkWritable(); err != nil {
 		return err
 	}
 	b.materializeRoot()
@@ -299,7 +333,7 @@ func (b *Bucket) SetSequence(v uint64) error {
 
 // NextSequence increments and returns the bucket's sequence.
 func (b *Bucket) NextSequence() (uint64, error) {
-	if err := b.tx.checkWritable(); err != nil {
+	if err := b.checkWritable(); err != nil {
 		return 0, err
 	}
 	if b.hdr.Sequence == ^uint64(0) {
@@ -322,8 +356,8 @@ func (b *Bucket) materializeRoot() {
 // nested buckets. fn must not change the bucket. An error from fn stops the
 // iteration and is returned.
 func (b *Bucket) ForEach(fn func(k, v []byte) error) error {
-	if b.tx.closed {
-		return ErrTxClosed
+	if err := b.usable(); err != nil {
+		return err
 	}
 	c := Cursor{}
 	c.init(b)
@@ -337,8 +371,8 @@ func (b *Bucket) ForEach(fn func(k, v []byte) error) error {
 
 // ForEachBucket calls fn for the name of every nested bucket, in order.
 func (b *Bucket) ForEachBucket(fn func(k []byte) error) error {
-	if b.tx.closed {
-		return ErrTxClosed
+	if err := b.usable(); err != nil {
+		return err
 	}
 	c := Cursor{}
 	c.init(b)

@@ -56,6 +56,10 @@ func (c *Cursor) init(b *Bucket) {
 	c.deleted = false
 }
 
+// gone reports whether the cursor's transaction ended or its bucket was
+// deleted: it then moves nowhere.
+func (c *Cursor) gone() bool { return c.bucket.usable() != nil }
+
 // Bucket returns the bucket the cursor was created from.
 func (c *Cursor) Bucket() *Bucket { return c.bucket }
 
@@ -68,7 +72,7 @@ func (c *Cursor) First() (key, value []byte) {
 
 // Last moves to the last key.
 func (c *Cursor) Last() (key, value []byte) {
-	if c.bucket.tx.closed {
+	if c.gone() {
 		return nil, nil
 	}
 	c.depth = 0
@@ -87,7 +91,7 @@ func (c *Cursor) Last() (key, value []byte) {
 
 // Next moves to the next key; nil, nil at the end.
 func (c *Cursor) Next() (key, value []byte) {
-	if c.bucket.tx.closed {
+	if c.gone() {
 		return nil, nil
 	}
 	if c.deleted {
@@ -113,7 +117,7 @@ func (c *Cursor) Next() (key, value []byte) {
 
 // Prev moves to the previous key; nil, nil before the first.
 func (c *Cursor) Prev() (key, value []byte) {
-	if c.bucket.tx.closed {
+	if c.gone() {
 		return nil, nil
 	}
 	// After a Delete the position holds the element after the deleted
@@ -126,7 +130,7 @@ func (c *Cursor) Prev() (key, value []byte) {
 // Seek moves to seek, or to the key after it if it does not exist, and
 // returns that key; nil, nil if there is none.
 func (c *Cursor) Seek(seek []byte) (key, value []byte) {
-	if c.bucket.tx.closed {
+	if c.gone() {
 		return nil, nil
 	}
 	k, v, flags := c.seek(seek)
@@ -143,7 +147,7 @@ func (c *Cursor) Seek(seek []byte) (key, value []byte) {
 // nested bucket.
 func (c *Cursor) Delete() error {
 	t := c.bucket.tx
-	if err := t.checkWritable(); err != nil {
+	if err := c.bucket.checkWritable(); err != nil {
 		return err
 	}
 	k, _, flags := c.current()
@@ -279,7 +283,7 @@ func (c *Cursor) last() bool {
 }
 
 func (c *Cursor) first() ([]byte, []byte, uint8) {
-	if c.bucket.tx.closed {
+	if c.gone() {
 		return nil, nil, 0
 	}
 	c.depth = 0
@@ -353,7 +357,7 @@ func (c *Cursor) prev() ([]byte, []byte, uint8) {
 
 // seek positions the cursor at the first leaf element >= key.
 func (c *Cursor) seek(key []byte) ([]byte, []byte, uint8) {
-	if c.bucket.tx.closed {
+	if c.gone() {
 		return nil, nil, 0
 	}
 	c.depth = 0
@@ -477,7 +481,7 @@ func (c *Cursor) node() *node {
 // lookup returns the leaf element whose key equals key, if any, without a
 // cursor stack: the read path of Get and Bucket, which allocates nothing.
 func (b *Bucket) lookup(key []byte) (v []byte, flags uint8, found bool) {
-	if b.tx.closed {
+	if b.usable() != nil {
 		return nil, 0, false
 	}
 	var r elemRef

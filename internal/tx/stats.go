@@ -38,9 +38,13 @@ func (s *BucketStats) Add(o BucketStats) {
 	s.EmptyBucketN += o.EmptyBucketN
 }
 
-// Stats returns the bucket's page and key counts.
+// Stats returns the bucket's page and key counts; zero counts once the
+// transaction has ended or the bucket was deleted.
 func (b *Bucket) Stats() BucketStats {
 	var s BucketStats
+	if b.usable() != nil {
+		return s
+	}
 	b.tx.bucketStats(b.hdr.Root, &s, 0)
 	return s
 }

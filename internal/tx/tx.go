@@ -73,8 +73,16 @@ type Tx struct {
 	pageSize int
 	root     Bucket
 	arena    arena
-	slab     []Bucket
 	err      error
+
+	// Buckets opened in the transaction: the first from inline, then from
+	// slabs of growing size. A Tx is never reused by another transaction,
+	// and neither is its memory, so a handle kept past the end points
+	// into its own ended transaction and gets ErrTxClosed or nothing.
+	inline   [1]Bucket
+	nInline  int
+	slab     []Bucket
+	oldSlabs [][]Bucket
 
 	commitHandlers []func()
 	stats          TxStats
@@ -94,14 +102,12 @@ type TxStats struct {
 	WriteTime time.Duration // time spent writing and syncing pages, record and meta
 }
 
-// Init prepares t (new or reused) as a transaction over the snapshot meta,
+// Init prepares t, a new Tx, as a transaction over the snapshot meta,
 // whose pages are read from data. handle is the backend's, returned by
-// Handle.
+// Handle. t must not have been used by another transaction: handles kept
+// from that one would see this one.
 func Init(t *Tx, b Backend, meta *page.Meta, data []byte, writable bool, handle any) {
-	slab := t.slab[:0]
-	arena := t.arena
-	arena.reset()
-	*t = Tx{backend: b, writable: writable, meta: *meta, data: data, pageSize: int(meta.PageSize), slab: slab, arena: arena, handle: handle}
+	*t = Tx{backend: b, writable: writable, meta: *meta, data: data, pageSize: int(meta.PageSize), handle: handle}
 	t.root.init(t, page.BucketHeader{Root: meta.Root, Sequence: meta.Sequence}, nil, nil)
 }
 
@@ -211,13 +217,16 @@ func (t *Tx) checkWritable() error {
 }
 
 func (t *Tx) newBucket() *Bucket {
+	if t.nInline < len(t.inline) {
+		t.nInline++
+		return &t.inline[t.nInline-1]
+	}
 	if len(t.slab) == cap(t.slab) {
 		// A new slab; buckets handed out from the old one stay valid.
-		n := 2 * cap(t.slab)
-		if n < 8 {
-			n = 8
+		if t.slab != nil {
+			t.oldSlabs = append(t.oldSlabs, t.slab)
 		}
-		t.slab = make([]Bucket, 0, n)
+		t.slab = make([]Bucket, 0, max(4, 2*cap(t.slab)))
 	}
 	t.slab = t.slab[:len(t.slab)+1]
 	return &t.slab[len(t.slab)-1]
@@ -300,11 +309,11 @@ func (t *Tx) free(id page.Pgid, p []byte) {
 // Rollback ends the transaction, discarding its changes. It returns
 // ErrTxClosed if the transaction has already ended.
 func (t *Tx) Rollback() error {
-	if t.managed {
-		return ErrTxManaged
-	}
 	if t.closed {
 		return ErrTxClosed
+	}
+	if t.managed {
+		return ErrTxManaged
 	}
 	t.end(false)
 	return nil
@@ -321,17 +330,27 @@ func (t *Tx) end(committed bool) {
 	t.closed = true
 	t.backend.End(t, committed)
 	t.data = nil
-	t.root.nodes = nil
-	t.root.buckets = nil
-	t.root.rootNode = nil
-	for i := range t.slab {
-		t.slab[i] = Bucket{}
+	t.arena.reset()
+	// Drop the nodes and values, which handles kept past the end would
+	// otherwise hold in memory.
+	t.root.release()
+	for i := range t.inline[:t.nInline] {
+		t.inline[i].release()
 	}
+	for _, slab := range append(t.oldSlabs, t.slab) {
+		for i := range slab {
+			slab[i].release()
+		}
+	}
+	t.slab, t.oldSlabs = nil, nil
 }
 
 // Commit writes the transaction's changes and makes them durable (unless
 // the database runs with NoSync). On error the transaction is rolled back.
 func (t *Tx) Commit() error {
+	if t.closed {
+		return ErrTxClosed
+	}
 	if t.managed {
 		return ErrTxManaged
 	}

@@ -82,7 +82,7 @@ func TestBucketErrors(t *testing.T) {
 			{"create-if over key", second(b.CreateBucketIfNotExists([]byte("key"))), quiver.ErrIncompatibleValue},
 			{"delete missing bucket", b.DeleteBucket([]byte("nope")), quiver.ErrBucketNotFound},
 			{"delete bucket over key", b.DeleteBucket([]byte("key")), quiver.ErrIncompatibleValue},
-			{"delete bucket no name", b.DeleteBucket(nil), quiver.ErrBucketNameRequired},
+			{"delete bucket no name", b.DeleteBucket(nil), quiver.ErrBucketNotFound},
 			{"tx create existing", second(tx.CreateBucket([]byte("b"))), quiver.ErrBucketExists},
 			{"tx delete missing", tx.DeleteBucket([]byte("zz")), quiver.ErrBucketNotFound},
 		}

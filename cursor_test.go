@@ -253,3 +253,83 @@ func TestTxCursorListsBuckets(t *testing.T) {
 		return nil
 	}))
 }
+
+// TestCursorRunsOffAndBack (issue 15, case 4): a cursor that runs off
+// either end stays on the first or last key, as bbolt's does, so that the
+// walk continues in the other direction from there: First, Prev (nil),
+// Next gives the second key; Last, Next (nil), Prev gives the one before
+// the last. A Seek past the end leaves the cursor past the last key.
+func TestCursorRunsOffAndBack(t *testing.T) {
+	for _, n := range []int{6, 4000} { // one leaf; three levels
+		db := cursorFixture(t, n)
+		check := func(tx *quiver.Tx) error {
+			c := tx.Bucket([]byte("b")).Cursor()
+			firstKey, _ := c.First()
+			second, _ := c.Next()
+			lastKey, _ := c.Last()
+			beforeLast, _ := c.Prev()
+			steps := []struct {
+				name string
+				move func() ([]byte, []byte)
+				want []byte
+			}{
+				{"First", c.First, firstKey},
+				{"Prev", c.Prev, nil},
+				{"Prev again", c.Prev, nil},
+				{"Next", c.Next, second},
+				{"Last", c.Last, lastKey},
+				{"Next", c.Next, nil},
+				{"Next again", c.Next, nil},
+				{"Prev", c.Prev, beforeLast},
+				{"Seek past the end", func() ([]byte, []byte) { return c.Seek([]byte("zzz")) }, nil},
+				{"Prev", c.Prev, lastKey},
+			}
+			for i, s := range steps {
+				if k, _ := s.move(); !bytes.Equal(k, s.want) {
+					t.Errorf("%d keys, step %d (%s): %q, want %q", n/2, i, s.name, k, s.want)
+				}
+			}
+			return nil
+		}
+		ok(t, db.View(check))
+		ok(t, db.Update(check))
+	}
+}
+
+// TestCursorAfterDelete: after Cursor.Delete, Next returns the key after
+// the deleted one and Prev the key before it, whether the leaf was changed
+// before in the transaction or not; deleting the last key and running off
+// the end leaves the cursor past the end, so that Prev returns the new
+// last key.
+func TestCursorAfterDelete(t *testing.T) {
+	db := cursorFixture(t, 4000)
+	for _, changed := range []bool{false, true} {
+		tx, err := db.Begin(true)
+		ok(t, err)
+		b := tx.Bucket([]byte("b"))
+		if changed {
+			ok(t, b.Put(key(1001), value(1001, 10)))
+			ok(t, b.Put(key(3997), value(3997, 10)))
+		}
+		c := b.Cursor()
+		c.Seek(key(1000))
+		ok(t, c.Delete())
+		if k, _ := c.Next(); !bytes.Equal(k, key(map[bool]int{false: 1002, true: 1001}[changed])) {
+			t.Errorf("changed %v: Next after Delete = %q", changed, k)
+		}
+		c.Seek(key(1002))
+		ok(t, c.Delete())
+		if k, _ := c.Prev(); !bytes.Equal(k, key(map[bool]int{false: 998, true: 1001}[changed])) {
+			t.Errorf("changed %v: Prev after Delete = %q", changed, k)
+		}
+		c.Last()
+		ok(t, c.Delete())
+		if k, _ := c.Next(); k != nil {
+			t.Errorf("changed %v: Next after deleting the last key = %q", changed, k)
+		}
+		if k, _ := c.Prev(); !bytes.Equal(k, key(map[bool]int{false: 3996, true: 3997}[changed])) {
+			t.Errorf("changed %v: Prev after running off the end = %q", changed, k)
+		}
+		ok(t, tx.Rollback())
+	}
+}

@@ -14,9 +14,15 @@ const (
 	arenaChunk = 64 << 10
 )
 
+// clone copies b. A nil b stays nil and an empty one stays empty: a value
+// put as nil reads back as nil until the commit, as in bbolt (a committed
+// empty value reads back as an empty, non-nil slice).
 func (a *arena) clone(b []byte) []byte {
 	if len(b) == 0 {
-		return []byte{} // empty, but not nil: Get tells it from a missing key
+		if b == nil {
+			return nil
+		}
+		return []byte{}
 	}
 	if len(b) > arenaChunk/4 {
 		return append([]byte(nil), b...)

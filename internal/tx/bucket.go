@@ -196,13 +196,15 @@ func (b *Bucket) CreateBucketIfNotExists(name []byte) (*Bucket, error) {
 	return b.CreateBucket(name)
 }
 
-// DeleteBucket deletes the nested bucket name and everything in it.
+// DeleteBucket deletes the nested bucket name and everything in it. It
+// returns ErrBucketNotFound if there is no such bucket (an empty name
+// included, as in bbolt), ErrIncompatibleValue if name is a key.
 func (b *Bucket) DeleteBucket(name []byte) error {
 	if err := b.checkWritable(); err != nil {
 		return err
 	}
 	if len(name) == 0 {
-		return ErrBucketNameRequired
+		return ErrBucketNotFound
 	}
 	var c Cursor
 	c.init(b)

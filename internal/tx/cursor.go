@@ -95,12 +95,17 @@ func (c *Cursor) Next() (key, value []byte) {
 		return nil, nil
 	}
 	if c.deleted {
-		// The element after the deleted one sits at the position: step
-		// back one so that advancing lands on it.
+		// The element after the deleted one sits at the position: it is
+		// the next one. When the deleted one ended its leaf, advance from
+		// there; at the end of the bucket the cursor stays past the last
+		// element, so that Prev returns it.
 		c.deleted = false
-		if r := c.top(); r != nil {
-			r.index--
+		if r := c.top(); r != nil && r.index < r.count() {
+			k, v, flags := c.current()
+			return c.out(k, v, flags)
 		}
+		k, v, flags := c.next()
+		return c.out(k, v, flags)
 	}
 	// Fast path: the next element of the same leaf page.
 	if c.depth > 0 {
@@ -310,10 +315,9 @@ func (c *Cursor) next() ([]byte, []byte, uint8) {
 			}
 		}
 		if i < 0 {
-			// At the end: leave the cursor past the last element.
-			if r := c.top(); r != nil {
-				r.index = r.count()
-			}
+			// At the end: the cursor stays where it is, on the last
+			// element (or past it after a Seek past the end), so that
+			// Prev returns the one before (as bbolt's cursor does).
 			return nil, nil, 0
 		}
 		c.depth = i + 1
@@ -327,6 +331,9 @@ func (c *Cursor) next() ([]byte, []byte, uint8) {
 }
 
 func (c *Cursor) prev() ([]byte, []byte, uint8) {
+	if c.depth == 0 {
+		return nil, nil, 0 // not positioned (or an empty bucket)
+	}
 	for {
 		i := c.depth - 1
 		for ; i >= 0; i-- {
@@ -337,9 +344,10 @@ func (c *Cursor) prev() ([]byte, []byte, uint8) {
 			}
 		}
 		if i < 0 {
-			// Before the first: stay before it.
-			c.depth = 0
-			c.deleted = false
+			// Before the first: the cursor stays on the first element, so
+			// that Next returns the one after it (as bbolt's cursor does).
+			// Skipping empty leaves may have moved it: position it again.
+			c.first()
 			return nil, nil, 0
 		}
 		c.depth = i + 1

@@ -43,10 +43,19 @@ func (b *backend) Free(txid, alloc page.Txid, id page.Pgid, n int) {
 	db.freelist.Free(txid, alloc, id, n)
 }
 
+// maxWriteBuffer bounds the scratch a database keeps between commits: a
+// larger request (a huge value) gets a buffer of its own, and scratch that
+// grew past it in a large commit is dropped when the commit ends, so that
+// one large commit does not pin its size for the life of the process.
+const maxWriteBuffer = 16 << 20
+
 // WriteBuffer implements tx.Backend: the writer's scratch, reused across
 // commits so that a commit's page buffers are not garbage.
 func (b *backend) WriteBuffer(size int) []byte {
 	db := (*DB)(b)
+	if size > maxWriteBuffer/2 {
+		return make([]byte, size)
+	}
 	if len(db.wbuf)+size > cap(db.wbuf) {
 		// Keep what was handed out valid: start a new, larger buffer.
 		n := 2 * cap(db.wbuf)
@@ -87,7 +96,11 @@ func (b *backend) End(t *tx.Tx, committed bool) {
 		db.highWater = s.meta.HighWater
 	}
 	s.release()
-	db.wbuf = db.wbuf[:0]
+	if cap(db.wbuf) > maxWriteBuffer {
+		db.wbuf = nil
+	} else {
+		db.wbuf = db.wbuf[:0]
+	}
 	db.writer.Unlock()
 }
 

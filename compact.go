@@ -423,7 +423,7 @@ func (db *DB) Compact(ctx context.Context, opts *CompactOptions) (st CompactStat
 	}
 	adopted = true
 	release = db.adopt(n)
-	if err := syncDir(filepath.Dir(path)); err != nil {
+	if err := syncDirOf(db.file, path); err != nil { // db.file is the copy now
 		// The rename may not be durable: a crash could bring back the
 		// old file without the commits that follow. Refuse them.
 		db.failed = err
@@ -695,14 +695,4 @@ func (db *DB) adopt(n *DB) (release func()) {
 		_ = mmap.Unlock(old.Fd())
 		_ = old.Close()
 	}
-}
-
-// syncDir makes a rename in dir durable.
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	err = d.Sync()
-	return errors.Join(err, d.Close())
 }

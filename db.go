@@ -249,6 +249,12 @@ func (db *DB) open() error {
 		if err := db.init(); err != nil {
 			return err
 		}
+		// The new file's directory entry must be durable before a commit
+		// in it is acknowledged: a power cut could otherwise take the
+		// file away with them.
+		if err := syncDirOf(db.file, db.path); err != nil {
+			return fmt.Errorf("quiver: syncing the directory of the new file: %w", err)
+		}
 		if size, err = db.file.Size(); err != nil {
 			return err
 		}

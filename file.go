@@ -1,7 +1,9 @@
 package quiver
 
 import (
+	"errors"
 	"os"
+	"path/filepath"
 
 	"github.com/quiverdb/quiver/mmap"
 )
@@ -35,6 +37,18 @@ type Mapper interface {
 	Map(size int) ([]byte, error)
 }
 
+// DirSyncer may be implemented by a File to make its entry in its
+// directory durable (fsync of the directory). The database calls SyncDir
+// when Open has created the file, before any commit can be acknowledged,
+// and when Compact has renamed a new file into place, so that a power cut
+// cannot take away a file, or bring back an old one, under commits made
+// durable in it. A File without it gets its directory synced through the
+// path it was opened with. Files from OpenOSFile implement it; so does the
+// crash simulator's, which records it.
+type DirSyncer interface {
+	SyncDir() error
+}
+
 // OpenOSFile is the default Options.OpenFile: an *os.File whose Sync is
 // fdatasync.
 func OpenOSFile(path string, flag int, mode os.FileMode) (File, error) {
@@ -55,4 +69,27 @@ func (f osFile) Size() (int64, error) {
 		return 0, err
 	}
 	return st.Size(), nil
+}
+
+// SyncDir implements DirSyncer: it syncs the directory of the path the
+// file was opened with.
+func (f osFile) SyncDir() error { return syncDir(filepath.Dir(f.Name())) }
+
+// syncDirOf makes f's directory entry durable, through the File when it
+// can (see DirSyncer), else through path's directory.
+func syncDirOf(f File, path string) error {
+	if d, ok := f.(DirSyncer); ok {
+		return d.SyncDir()
+	}
+	return syncDir(filepath.Dir(path))
+}
+
+// syncDir makes the entries of dir durable.
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	err = d.Sync()
+	return errors.Join(err, d.Close())
 }

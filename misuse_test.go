@@ -258,3 +258,34 @@ func TestCursorInDeletedBucket(t *testing.T) {
 		}))
 	})
 }
+
+// TestCursorInDeletedLargeBucket: the same misuse in a bucket of several
+// levels, where the cursor's path once failed to match the emptied
+// bucket's nodes and was reported as a corrupt page.
+func TestCursorInDeletedLargeBucket(t *testing.T) {
+	forEachFreelist(t, func(t *testing.T, ft quiver.FreelistType) {
+		db := openDB(t, ft, nil)
+		ok(t, db.Update(func(tx *quiver.Tx) error {
+			b, err := tx.CreateBucket([]byte("C"))
+			if err != nil {
+				return err
+			}
+			for i := 0; i < 3000; i++ {
+				if err := b.Put(key(i), value(i, 100)); err != nil {
+					return err
+				}
+			}
+			return nil
+		}))
+		ok(t, db.Update(func(tx *quiver.Tx) error {
+			c := tx.Bucket([]byte("C")).Cursor()
+			c.Seek(key(1500))
+			ok(t, tx.DeleteBucket([]byte("C")))
+			err := c.Delete()
+			if !errors.Is(err, quiver.ErrBucketNotFound) || quiver.IsCorruption(err) {
+				t.Errorf("Cursor.Delete in a deleted bucket: %v, want ErrBucketNotFound", err)
+			}
+			return tx.Err()
+		}))
+	})
+}

@@ -19,6 +19,10 @@ const (
 	Write Kind = iota
 	Truncate
 	Sync
+	// SyncDir: the file's directory entry was made durable
+	// (quiver.DirSyncer). Before the first one, a power cut may lose the
+	// file whole.
+	SyncDir
 )
 
 // Op is one recorded operation.
@@ -77,18 +81,42 @@ func (f *file) Sync() error {
 	return f.File.Sync()
 }
 
+// Ops returns a copy of the operations recorded so far, in order.
+func (r *Recorder) Ops() []Op {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]Op(nil), r.ops...)
+}
+
+func (f *file) SyncDir() error {
+	f.r.add(Op{Kind: SyncDir})
+	if d, ok := f.File.(quiver.DirSyncer); ok {
+		return d.SyncDir()
+	}
+	return nil
+}
+
 // Image returns the file a power cut after the first n operations could
 // leave, choosing the fate of each unsynced operation with rng (nil keeps
-// them all).
+// them all). A file whose directory entry was not synced in those n
+// operations may be lost whole: Image then returns nil (no file) for one
+// fate in three.
 func (r *Recorder) Image(n int, rng *rand.Rand) []byte {
 	r.mu.Lock()
 	ops := r.ops[:n]
 	r.mu.Unlock()
 	synced := 0
+	entry := false
 	for i, op := range ops {
-		if op.Kind == Sync {
+		switch op.Kind {
+		case Sync:
 			synced = i + 1
+		case SyncDir:
+			entry = true
 		}
+	}
+	if !entry && rng != nil && rng.IntN(3) == 0 {
+		return nil
 	}
 	var img []byte
 	apply := func(op Op, keep int) {

@@ -9,8 +9,8 @@ import (
 
 	"github.com/quiverdb/quiver/mmap"
 
-	"github.com/quiverdb/quiver/internal/tx"
 	"github.com/quiverdb/quiver/page"
+	"github.com/quiverdb/quiver/tx"
 )
 
 // The database side of a commit (tx.Backend). The transaction has split its
@@ -76,7 +76,7 @@ func (b *backend) WriteBuffer(size int) []byte {
 
 // Pin implements tx.Backend.
 func (b *backend) Pin(t *tx.Tx) (release func()) {
-	s := tx.Handle(t).(*snapshot)
+	s := tx.SnapshotOf(t).(*snapshot)
 	s.acquire() // t holds a reference: s is alive
 	return s.release
 }
@@ -84,7 +84,7 @@ func (b *backend) Pin(t *tx.Tx) (release func()) {
 // End implements tx.Backend.
 func (b *backend) End(t *tx.Tx, committed bool) {
 	db := (*DB)(b)
-	s := tx.Handle(t).(*snapshot)
+	s := tx.SnapshotOf(t).(*snapshot)
 	if !t.Writable() {
 		s.release()
 		db.openTxN.Add(-1)
@@ -136,7 +136,7 @@ type chainEntry struct {
 func (b *backend) Reserve(t *tx.Tx, nodes int) int {
 	db := (*DB)(b)
 	ps := db.pageSize
-	base := tx.MetaOf(t)
+	base := tx.SnapshotOf(t).Meta()
 	txid := base.Txid + 1
 	db.shrinking = db.shrinkTail(txid)
 	// A commit that shrinks writes a checkpoint, so that the free set is
@@ -216,7 +216,7 @@ func subtractSpans(list, cut []page.Span) []page.Span {
 func (b *backend) Commit(t *tx.Tx, cp tx.CommitPages, root page.BucketHeader) error {
 	db := (*DB)(b)
 	ps := db.pageSize
-	base := tx.MetaOf(t)
+	base := tx.SnapshotOf(t).Meta()
 	txid := base.Txid + 1
 
 	// The checkpoint (if any) and the record go in the reserved span.

@@ -8,8 +8,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/quiverdb/quiver/internal/tx"
 	"github.com/quiverdb/quiver/page"
+	"github.com/quiverdb/quiver/tx"
 )
 
 func TestSubtractSpans(t *testing.T) {

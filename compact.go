@@ -11,9 +11,9 @@ import (
 	"time"
 
 	"github.com/quiverdb/quiver/internal/testhook"
-	"github.com/quiverdb/quiver/internal/tx"
 	"github.com/quiverdb/quiver/mmap"
 	"github.com/quiverdb/quiver/page"
+	"github.com/quiverdb/quiver/tx"
 )
 
 // CompactOptions tune Compact and DB.Compact. The zero value is usable.
@@ -387,7 +387,7 @@ func (db *DB) Compact(ctx context.Context, opts *CompactOptions) (st CompactStat
 		return st, ErrDatabaseNotOpen
 	}
 	if db.failed != nil {
-		return st, fmt.Errorf("%w: %v", ErrFailed, db.failed)
+		return st, fmt.Errorf("%w: %w", ErrFailed, db.failed)
 	}
 	if err := ctx.Err(); err != nil {
 		return st, err
@@ -446,7 +446,7 @@ func (db *DB) usable(path string) error {
 		return ErrDatabaseNotOpen
 	}
 	if db.failed != nil {
-		return fmt.Errorf("%w: %v", ErrFailed, db.failed)
+		return fmt.Errorf("%w: %w", ErrFailed, db.failed)
 	}
 	return db.isAt(path)
 }

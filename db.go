@@ -14,9 +14,9 @@ import (
 	"github.com/quiverdb/quiver/freelist/array"
 	"github.com/quiverdb/quiver/freelist/hashmap"
 	"github.com/quiverdb/quiver/internal/testhook"
-	"github.com/quiverdb/quiver/internal/tx"
 	"github.com/quiverdb/quiver/mmap"
 	"github.com/quiverdb/quiver/page"
+	"github.com/quiverdb/quiver/tx"
 )
 
 // Tx, Bucket and Cursor are the transaction types, re-exported so that a
@@ -109,6 +109,10 @@ type snapshot struct {
 	epoch *mmap.Epoch
 	refs  atomic.Int64
 }
+
+// Meta and Data make a snapshot the tx.Snapshot its transactions read.
+func (s *snapshot) Meta() *page.Meta { return &s.meta }
+func (s *snapshot) Data() []byte     { return s.epoch.Data() }
 
 func (s *snapshot) acquire() bool {
 	for {
@@ -594,16 +598,15 @@ func (db *DB) Begin(writable bool) (*Tx, error) {
 	if writable {
 		return db.beginRW()
 	}
-	t := &Tx{}
-	if err := db.beginRO(t); err != nil {
-		return nil, err
-	}
-	return t, nil
+	return db.beginRO()
 }
 
-func (db *DB) beginRO(t *Tx) error {
+// beginRO starts a read transaction. Each gets a new Tx, never a pooled
+// one: a *Tx, Bucket or Cursor kept after the transaction ended must not
+// become another transaction's.
+func (db *DB) beginRO() (*Tx, error) {
 	if db.closed.Load() {
-		return ErrDatabaseNotOpen
+		return nil, ErrDatabaseNotOpen
 	}
 	var s *snapshot
 	for {
@@ -614,13 +617,12 @@ func (db *DB) beginRO(t *Tx) error {
 		// Only a snapshot replaced by a commit, or released by Close,
 		// refuses: reload, unless the database is closing.
 		if db.closed.Load() {
-			return ErrDatabaseNotOpen
+			return nil, ErrDatabaseNotOpen
 		}
 	}
-	tx.Init(t, (*backend)(db), &s.meta, s.epoch.Data(), false, s)
 	db.txN.Add(1)
 	db.openTxN.Add(1)
-	return nil
+	return tx.Begin((*backend)(db), s, false), nil
 }
 
 func (db *DB) beginRW() (*Tx, error) {
@@ -637,15 +639,13 @@ func (db *DB) beginRW() (*Tx, error) {
 	}
 	if db.failed != nil {
 		db.writer.Unlock()
-		return nil, fmt.Errorf("%w: %v", ErrFailed, db.failed)
+		return nil, fmt.Errorf("%w: %w", ErrFailed, db.failed)
 	}
 	db.freelist.Release(db.readers())
 	s := db.snap.Load()
 	s.acquire() // the writer holds the lock: s is current and alive
 	db.highWater = s.meta.HighWater
-	t := &Tx{}
-	tx.Init(t, (*backend)(db), &s.meta, s.epoch.Data(), true, s)
-	return t, nil
+	return tx.Begin((*backend)(db), s, true), nil
 }
 
 // readers returns the sorted snapshot txids that may have readers, pruning
@@ -678,37 +678,22 @@ func (db *DB) readers() []page.Txid {
 }
 
 // Update runs fn in a write transaction and commits it if fn returns nil,
-// or rolls it back and returns fn's error.
+// or rolls it back and returns fn's error. Commit and Rollback inside fn
+// return ErrTxManaged.
 func (db *DB) Update(fn func(*Tx) error) error {
 	t, err := db.Begin(true)
 	if err != nil {
 		return err
 	}
-	defer tx.End(t) // rolls back if fn panics
-	tx.SetManaged(t, true)
-	err = fn(t)
-	tx.SetManaged(t, false)
-	if err != nil {
-		tx.End(t)
-		return err
-	}
-	return tx.CommitManaged(t)
+	return tx.Run(t, fn)
 }
 
 // View runs fn in a read transaction. Values fn reads are valid only until
 // it returns. A corruption met while reading is returned if fn returns nil.
 func (db *DB) View(fn func(*Tx) error) error {
-	// A new Tx each time, never a pooled one: a *Tx, Bucket or Cursor
-	// that fn keeps must not become another transaction's.
-	t := &Tx{}
-	if err := db.beginRO(t); err != nil {
+	t, err := db.beginRO()
+	if err != nil {
 		return err
 	}
-	tx.SetManaged(t, true)
-	defer tx.End(t)
-	err := fn(t)
-	if err == nil {
-		err = t.Err()
-	}
-	return err
+	return tx.Run(t, fn)
 }

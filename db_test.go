@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -312,7 +313,7 @@ type failingFile struct {
 func (f failingFile) Sync() error {
 	f.syncs.Add(1)
 	if f.failSync.Load() {
-		return errors.New("injected fdatasync failure")
+		return fmt.Errorf("injected fdatasync failure: %w", syscall.EIO)
 	}
 	return f.File.Sync()
 }
@@ -341,8 +342,8 @@ func TestFailedSyncRefusesWrites(t *testing.T) {
 	}
 	fail.Store(false)
 	err = db.Update(func(tx *quiver.Tx) error { return tx.Bucket([]byte("b")).Put([]byte("z"), []byte("3")) })
-	if !errors.Is(err, quiver.ErrFailed) {
-		t.Fatalf("commit after a failed sync: %v, want ErrFailed", err)
+	if !errors.Is(err, quiver.ErrFailed) || !errors.Is(err, syscall.EIO) {
+		t.Fatalf("commit after a failed sync: %v, want ErrFailed with the cause (EIO) in the chain", err)
 	}
 	// Reads still work; reopening clears the failure and keeps what was
 	// acknowledged.

@@ -3,9 +3,9 @@ package quiver
 import (
 	"errors"
 
-	"github.com/quiverdb/quiver/internal/tx"
 	"github.com/quiverdb/quiver/mmap"
 	"github.com/quiverdb/quiver/page"
+	"github.com/quiverdb/quiver/tx"
 )
 
 // Errors returned by quiver, grouped here with when each is returned. Match
@@ -40,19 +40,33 @@ var (
 	// not rename its copy over that.
 	ErrReplaced = errors.New("quiver: the database file is no longer at its path")
 
+	// ErrTxNotWritable: a change asked of a read-only transaction.
 	ErrTxNotWritable = tx.ErrTxNotWritable
-	ErrTxClosed      = tx.ErrTxClosed
+	// ErrTxClosed: a transaction, or a Bucket or Cursor of one, used after
+	// it was committed or rolled back (or after its View or Update
+	// returned). Methods without an error return nil instead.
+	ErrTxClosed = tx.ErrTxClosed
 	// ErrTxManaged: Commit or Rollback called inside Update, View or Batch.
 	ErrTxManaged = tx.ErrTxManaged
 
-	ErrBucketNotFound     = tx.ErrBucketNotFound
-	ErrBucketExists       = tx.ErrBucketExists
+	// ErrBucketNotFound: a bucket that does not exist, or a Bucket or
+	// Cursor of a bucket deleted in the transaction.
+	ErrBucketNotFound = tx.ErrBucketNotFound
+	// ErrBucketExists: CreateBucket of an existing bucket.
+	ErrBucketExists = tx.ErrBucketExists
+	// ErrBucketNameRequired: CreateBucket with an empty name.
 	ErrBucketNameRequired = tx.ErrBucketNameRequired
-	ErrKeyRequired        = tx.ErrKeyRequired
-	ErrKeyTooLarge        = tx.ErrKeyTooLarge
-	ErrValueTooLarge      = tx.ErrValueTooLarge
-	ErrIncompatibleValue  = tx.ErrIncompatibleValue
-	ErrSequenceOverflow   = tx.ErrSequenceOverflow
+	// ErrKeyRequired: Put with an empty key.
+	ErrKeyRequired = tx.ErrKeyRequired
+	// ErrKeyTooLarge: a key longer than MaxKeySize.
+	ErrKeyTooLarge = tx.ErrKeyTooLarge
+	// ErrValueTooLarge: a value longer than MaxValueSize.
+	ErrValueTooLarge = tx.ErrValueTooLarge
+	// ErrIncompatibleValue: a key operation on a bucket, or a bucket
+	// operation on a key.
+	ErrIncompatibleValue = tx.ErrIncompatibleValue
+	// ErrSequenceOverflow: NextSequence at the largest sequence.
+	ErrSequenceOverflow = tx.ErrSequenceOverflow
 )
 
 // CorruptionError reports a damaged page; it matches ErrCorrupt.

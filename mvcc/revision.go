@@ -2,8 +2,9 @@ package mvcc
 
 import (
 	"encoding/binary"
-	"errors"
 	"fmt"
+
+	"github.com/quiverdb/quiver"
 )
 
 // Revision identifies one change: Main is the revision of the write
@@ -77,7 +78,9 @@ func recordSize(kv *KeyValue) int {
 	return 1 + 3*binary.MaxVarintLen64 + binary.MaxVarintLen32 + len(kv.Key) + len(kv.Value)
 }
 
-var errBadRecord = errors.New("mvcc: malformed revision record")
+// errBadRecord is damage in the store: it matches quiver.ErrCorrupt, as
+// damage the engine finds does.
+var errBadRecord = fmt.Errorf("mvcc: malformed revision record: %w", quiver.ErrCorrupt)
 
 // decodeRecord decodes record b of revision r. The key and value alias b.
 func decodeRecord(b []byte, r Revision) (kv KeyValue, tomb bool, err error) {

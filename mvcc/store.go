@@ -470,7 +470,7 @@ func (s *Store) rangeKeys(r *reader, key, end []byte, ro RangeOptions, cur int64
 		}
 		v, ok := r.record(h.st.mod)
 		if !ok {
-			return nil, fmt.Errorf("mvcc: revision %v of key %q is missing from the store", h.st.mod, h.key)
+			return nil, fmt.Errorf("mvcc: revision %v of key %q is missing from the store: %w", h.st.mod, h.key, quiver.ErrCorrupt)
 		}
 		kv, _, err := decodeRecord(v, h.st.mod)
 		if err != nil {

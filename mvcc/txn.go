@@ -161,7 +161,7 @@ func (s *Store) Txn(t *Txn) (*TxnResult, error) {
 		if !t.NoWait {
 			<-b.done
 			if b.err != nil {
-				return nil, fmt.Errorf("%w: %v", ErrFailed, b.err)
+				return nil, fmt.Errorf("%w: %w", ErrFailed, b.err)
 			}
 		}
 	}
@@ -188,7 +188,7 @@ func (s *Store) writable() error {
 		return ErrClosed
 	}
 	if s.failed != nil {
-		return fmt.Errorf("%w: %v", ErrFailed, s.failed)
+		return fmt.Errorf("%w: %w", ErrFailed, s.failed)
 	}
 	return nil
 }

@@ -51,8 +51,6 @@ var (
 // CorruptionError reports a damaged page.
 type CorruptionError = page.CorruptionError
 
-// IsCorruption reports whether err reports a damaged file.
-func IsCorruption(err error) bool { return errors.Is(err, ErrCorrupt) }
 
 // Limits.
 const (

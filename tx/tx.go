@@ -86,7 +86,7 @@ type Tx struct {
 
 	commitHandlers []func()
 	stats          TxStats
-	handle         any
+	snap           Snapshot
 }
 
 // TxStats counts a transaction's work.
@@ -102,33 +102,65 @@ type TxStats struct {
 	WriteTime time.Duration // time spent writing and syncing pages, record and meta
 }
 
-// Init prepares t, a new Tx, as a transaction over the snapshot meta,
-// whose pages are read from data. handle is the backend's, returned by
-// Handle. t must not have been used by another transaction: handles kept
-// from that one would see this one.
-func Init(t *Tx, b Backend, meta *page.Meta, data []byte, writable bool, handle any) {
-	*t = Tx{backend: b, writable: writable, meta: *meta, data: data, pageSize: int(meta.PageSize), handle: handle}
-	t.root.init(t, page.BucketHeader{Root: meta.Root, Sequence: meta.Sequence}, nil, nil)
+// Snapshot is a committed state as a Backend keeps it: the state's meta
+// and the mapping its pages are read from. A transaction reads page id at
+// Data()[id*PageSize:] for as long as it is open: the backend must keep
+// Data mapped, and the pages the meta can reach unchanged, until it ends
+// the transaction (Backend.End) and every Pin taken on it is released.
+type Snapshot interface {
+	Meta() *page.Meta
+	Data() []byte
 }
 
-// Handle returns the backend's handle given to Init.
-func Handle(t *Tx) any { return t.handle }
+// Begin starts a transaction of backend b over snapshot s: the backend's
+// side of DB.Begin. The backend has registered the reader or taken the
+// writer's lock; the transaction hands s back in every Backend call
+// (SnapshotOf) and ends with Backend.End.
+func Begin(b Backend, s Snapshot, writable bool) *Tx {
+	meta := s.Meta()
+	t := &Tx{backend: b, snap: s, writable: writable, meta: *meta, data: s.Data(), pageSize: int(meta.PageSize)}
+	t.root.init(t, page.BucketHeader{Root: meta.Root, Sequence: meta.Sequence}, nil, nil)
+	return t
+}
+
+// SnapshotOf returns the snapshot t was begun on, for its backend.
+func SnapshotOf(t *Tx) Snapshot { return t.snap }
 
 // Root returns the transaction's root bucket, whose keys are the top-level
 // buckets (for code that treats the top level like any bucket).
 func Root(t *Tx) *Bucket { return &t.root }
 
-// MetaOf returns the snapshot the transaction started from.
-func MetaOf(t *Tx) *page.Meta { return &t.meta }
+// Run runs fn in t as a managed transaction, the way DB.Update, DB.View and
+// DB.Batch do: Commit and Rollback called inside fn return ErrTxManaged.
+// Then a writable t is committed if fn returned nil and rolled back
+// otherwise; a read-only t is rolled back. If fn panics, t is rolled back
+// and the panic goes on. Run returns fn's error, else the commit's, else
+// (read-only) the first corruption the transaction met.
+func Run(t *Tx, fn func(*Tx) error) error {
+	defer func() {
+		if !t.closed {
+			t.end(false) // fn panicked
+		}
+	}()
+	t.managed = true
+	err := fn(t)
+	t.managed = false
+	if err != nil || !t.writable {
+		if err == nil {
+			err = t.err
+		}
+		if !t.closed {
+			t.end(false)
+		}
+		return err
+	}
+	return t.Commit()
+}
 
 // Meta returns a copy of the meta of the snapshot the transaction reads:
 // page size, root, high-water mark, freelist and commit record pages (for
 // tools that inspect the file).
 func (t *Tx) Meta() page.Meta { return t.meta }
-
-// SetManaged marks a transaction run by Update, View or Batch, whose Commit
-// and Rollback belong to the database.
-func SetManaged(t *Tx, m bool) { t.managed = m }
 
 // Err returns the first corruption the transaction met while reading, if
 // any. Get and cursors cannot return errors, so they stop at a damaged page
@@ -319,13 +351,6 @@ func (t *Tx) Rollback() error {
 	return nil
 }
 
-// End ends a managed transaction on behalf of the database.
-func End(t *Tx) {
-	if !t.closed {
-		t.end(false)
-	}
-}
-
 func (t *Tx) end(committed bool) {
 	t.closed = true
 	t.backend.End(t, committed)
@@ -354,13 +379,10 @@ func (t *Tx) Commit() error {
 	if t.managed {
 		return ErrTxManaged
 	}
-	return t.commitManaged()
+	return t.commitAndEnd()
 }
 
-// CommitManaged commits on behalf of Update and Batch.
-func CommitManaged(t *Tx) error { return t.commitManaged() }
-
-func (t *Tx) commitManaged() error {
+func (t *Tx) commitAndEnd() error {
 	if t.closed {
 		return ErrTxClosed
 	}

@@ -107,7 +107,8 @@ func (b *Bucket) Get(key []byte) []byte {
 	return v
 }
 
-// Bucket returns the nested bucket name, or nil if it does not exist.
+// Bucket returns the nested bucket name, or nil if it does not exist (or
+// name is a key, or the transaction has ended).
 func (b *Bucket) Bucket(name []byte) *Bucket {
 	if b.buckets != nil {
 		if child, ok := b.buckets[string(name)]; ok {
@@ -145,8 +146,11 @@ func (b *Bucket) openBucket(name, value []byte) *Bucket {
 	return child
 }
 
-// CreateBucket creates the nested bucket name. It returns ErrBucketExists if
-// it exists, ErrIncompatibleValue if name is a key.
+// CreateBucket creates the nested bucket name and returns it. It returns
+// ErrBucketExists if it exists, ErrIncompatibleValue if name is a key,
+// ErrBucketNameRequired for an empty name, ErrKeyTooLarge for a name
+// longer than MaxKeySize, ErrTxNotWritable in a read-only transaction and
+// ErrTxClosed after the transaction ended.
 func (b *Bucket) CreateBucket(name []byte) (*Bucket, error) {
 	if err := b.checkWritable(); err != nil {
 		return nil, err
@@ -179,7 +183,7 @@ func (b *Bucket) CreateBucket(name []byte) (*Bucket, error) {
 }
 
 // CreateBucketIfNotExists returns the nested bucket name, creating it if
-// needed.
+// it does not exist; its errors are CreateBucket's.
 func (b *Bucket) CreateBucketIfNotExists(name []byte) (*Bucket, error) {
 	if err := b.checkWritable(); err != nil {
 		return nil, err
@@ -259,8 +263,12 @@ func (b *Bucket) freeAll() error {
 	return b.tx.err
 }
 
-// Put sets key to value. The key and value are copied. It returns
-// ErrIncompatibleValue if key is a bucket.
+// Put sets key to value, replacing any value it had. The key and value are
+// copied, so the caller may reuse them. It returns ErrKeyRequired for an
+// empty key, ErrKeyTooLarge and ErrValueTooLarge above MaxKeySize and
+// MaxValueSize, ErrIncompatibleValue if key names a nested bucket,
+// ErrTxNotWritable in a read-only transaction, ErrTxClosed after the
+// transaction ended and ErrBucketNotFound if the bucket was deleted.
 func (b *Bucket) Put(key, value []byte) error {
 	if err := b.checkWritable(); err != nil {
 		return err
@@ -294,7 +302,8 @@ func (b *Bucket) Put(key, value []byte) error {
 }
 
 // Delete removes key. Deleting a missing key is not an error; deleting a
-// bucket's name returns ErrIncompatibleValue.
+// nested bucket's name returns ErrIncompatibleValue (use DeleteBucket).
+// Its other errors are Put's.
 func (b *Bucket) Delete(key []byte) error {
 	if err := b.checkWritable(); err != nil {
 		return err
@@ -322,7 +331,7 @@ func (b *Bucket) Delete(key []byte) error {
 // Sequence returns the bucket's current sequence.
 func (b *Bucket) Sequence() uint64 { return b.hdr.Sequence }
 
-// SetSequence sets the bucket's sequence.
+// SetSequence sets the bucket's sequence (see NextSequence).
 func (b *Bucket) SetSequence(v uint64) error {
 	if err := b.checkWritable(); err != nil {
 		return err
@@ -333,7 +342,9 @@ func (b *Bucket) SetSequence(v uint64) error {
 	return nil
 }
 
-// NextSequence increments and returns the bucket's sequence.
+// NextSequence increments the bucket's sequence and returns it: an
+// autoincrementing integer for keys, persisted with the bucket. It returns
+// ErrSequenceOverflow at the largest uint64, and Put's transaction errors.
 func (b *Bucket) NextSequence() (uint64, error) {
 	if err := b.checkWritable(); err != nil {
 		return 0, err

@@ -63,14 +63,15 @@ func (c *Cursor) gone() bool { return c.bucket.usable() != nil }
 // Bucket returns the bucket the cursor was created from.
 func (c *Cursor) Bucket() *Bucket { return c.bucket }
 
-// First moves to the first key and returns it, or nil, nil if the bucket is
-// empty. The value is nil for a nested bucket.
+// First moves the cursor to the first key and returns it with its value,
+// or nil, nil if the bucket is empty. The value is nil for a nested bucket.
 func (c *Cursor) First() (key, value []byte) {
 	k, v, flags := c.first()
 	return c.out(k, v, flags)
 }
 
-// Last moves to the last key.
+// Last moves the cursor to the last key and returns it with its value, or
+// nil, nil if the bucket is empty.
 func (c *Cursor) Last() (key, value []byte) {
 	if c.gone() {
 		return nil, nil
@@ -89,7 +90,11 @@ func (c *Cursor) Last() (key, value []byte) {
 	return c.out(k, v, flags)
 }
 
-// Next moves to the next key; nil, nil at the end.
+// Next moves the cursor to the next key and returns it with its value. At
+// the end it returns nil, nil and the cursor stays on the last key, so that
+// Prev returns the one before it (as in bbolt); after a Seek past the end
+// it stays past the last key. After Delete, Next returns the key that
+// followed the deleted one. An unpositioned cursor returns nil, nil.
 func (c *Cursor) Next() (key, value []byte) {
 	if c.gone() {
 		return nil, nil
@@ -120,7 +125,9 @@ func (c *Cursor) Next() (key, value []byte) {
 	return c.out(k, v, flags)
 }
 
-// Prev moves to the previous key; nil, nil before the first.
+// Prev moves the cursor to the previous key and returns it with its value.
+// Before the first key it returns nil, nil and the cursor stays on the
+// first key, so that Next returns the one after it (as in bbolt).
 func (c *Cursor) Prev() (key, value []byte) {
 	if c.gone() {
 		return nil, nil
@@ -132,8 +139,9 @@ func (c *Cursor) Prev() (key, value []byte) {
 	return c.out(k, v, flags)
 }
 
-// Seek moves to seek, or to the key after it if it does not exist, and
-// returns that key; nil, nil if there is none.
+// Seek moves the cursor to the key seek, or to the first key after it if
+// it does not exist, and returns it with its value; nil, nil if there is
+// none.
 func (c *Cursor) Seek(seek []byte) (key, value []byte) {
 	if c.gone() {
 		return nil, nil
@@ -148,8 +156,11 @@ func (c *Cursor) Seek(seek []byte) (key, value []byte) {
 	return c.out(k, v, flags)
 }
 
-// Delete removes the key at the cursor. It returns ErrIncompatibleValue on a
-// nested bucket.
+// Delete removes the key the cursor is on from the bucket; the cursor
+// stays between its neighbours, so Next and Prev return them. It returns
+// ErrIncompatibleValue on a nested bucket, ErrTxNotWritable in a read-only
+// transaction, ErrTxClosed after the transaction ended and
+// ErrBucketNotFound if the bucket was deleted.
 func (c *Cursor) Delete() error {
 	t := c.bucket.tx
 	if err := c.bucket.checkWritable(); err != nil {

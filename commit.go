@@ -514,7 +514,7 @@ func (db *DB) publish(meta *page.Meta, t *tx.Tx, nwrites int, writeTime time.Dur
 		epoch.Acquire()
 	}
 	s := &snapshot{meta: *meta, epoch: epoch}
-	s.refs.Store(1)
+	s.refs.Set(1)
 	db.freelist.Commit(meta.Txid)
 	db.snap.Store(s)
 	db.snaps = append(db.snaps, s)

@@ -79,7 +79,7 @@ func (c *copier) run(src *Tx) (err error) {
 	if err := tx.Root(c.tx).SetSequence(root.Sequence()); err != nil {
 		return err
 	}
-	if err := c.copyBucket(root, nil); err != nil {
+	if err := c.copyBucket(root, nil, nil, true); err != nil {
 		return err
 	}
 	if err := src.Err(); err != nil {
@@ -125,22 +125,26 @@ func (c *copier) count() {
 	}
 }
 
-// copyBucket copies the contents of src into the bucket at path (nil: the
-// root) of the destination, which exists.
-func (c *copier) copyBucket(src *Bucket, path [][]byte) error {
-	var dst *Bucket
-	seen := -1 // c.commits when dst was found
+// copyBucket copies the keys and nested buckets of src into the bucket at
+// path (nil: the root) of the destination, which exists. With split, each
+// key first makes room in the open transaction (committing it when it is
+// full), and the destination bucket is found again by path after a
+// commit; without, dst is that bucket in the one open transaction.
+func (c *copier) copyBucket(src, dst *Bucket, path [][]byte, split bool) error {
+	seen := c.commits // c.commits when dst was found
 	cur := src.Cursor()
 	for k, v := cur.First(); k != nil; k, v = cur.Next() {
-		if err := c.room(len(k) + len(v)); err != nil {
-			return err
-		}
-		if seen != c.commits {
-			if dst = bucketAt(c.tx, path); dst == nil {
-				return fmt.Errorf("quiver: Compact: bucket %q vanished from the destination", path)
+		if split {
+			if err := c.room(len(k) + len(v)); err != nil {
+				return err
 			}
-			dst.FillPercent = copyFillPercent
-			seen = c.commits
+			if dst == nil || seen != c.commits {
+				if dst = bucketAt(c.tx, path); dst == nil {
+					return fmt.Errorf("quiver: Compact: bucket %q vanished from the destination", path)
+				}
+				dst.FillPercent = copyFillPercent
+				seen = c.commits
+			}
 		}
 		child := subBucket(src, k, v)
 		if child == nil {
@@ -150,10 +154,15 @@ func (c *copier) copyBucket(src *Bucket, path [][]byte) error {
 			c.count()
 			continue
 		}
+		sub := append(path[:len(path):len(path)], k)
 		if err := c.createCopy(dst, child, k); err != nil {
-			return fmt.Errorf("quiver: Compact: bucket %q: %w", append(path[:len(path):len(path)], k), err)
+			return fmt.Errorf("quiver: Compact: bucket %q: %w", sub, err)
 		}
-		if err := c.copyBucket(child, append(path[:len(path):len(path)], k)); err != nil {
+		var next *Bucket // found by path when split
+		if !split {
+			next = dst.Bucket(k)
+		}
+		if err := c.copyBucket(child, next, sub, split); err != nil {
 			return err
 		}
 	}
@@ -619,7 +628,7 @@ func (a *applier) syncRange(dst, src *Bucket, lo, hi []byte) error {
 		if err := a.c.createCopy(dst, child, p.key); err != nil {
 			return err
 		}
-		if err := a.c.copyInto(dst.Bucket(p.key), child); err != nil {
+		if err := a.c.copyBucket(child, dst.Bucket(p.key), [][]byte{p.key}, false); err != nil {
 			return err
 		}
 		a.changes += a.c.copied - before - 1
@@ -642,29 +651,6 @@ func seekAfter(c *Cursor, lo []byte) ([]byte, []byte) {
 		return c.Next()
 	}
 	return k, v
-}
-
-// copyInto copies src into dst, a new bucket of the open write
-// transaction, with no intermediate commits.
-func (c *copier) copyInto(dst, src *Bucket) error {
-	cur := src.Cursor()
-	for k, v := cur.First(); k != nil; k, v = cur.Next() {
-		child := subBucket(src, k, v)
-		if child == nil {
-			if err := dst.Put(k, nonNil(v)); err != nil {
-				return err
-			}
-			c.count()
-			continue
-		}
-		if err := c.createCopy(dst, child, k); err != nil {
-			return err
-		}
-		if err := c.copyInto(dst.Bucket(k), child); err != nil {
-			return err
-		}
-	}
-	return nil
 }
 
 // adopt makes the database continue on n's file, which was renamed over

@@ -107,27 +107,17 @@ type fileState struct {
 type snapshot struct {
 	meta  page.Meta
 	epoch *mmap.Epoch
-	refs  atomic.Int64
+	refs  mmap.Refs
 }
 
 // Meta and Data make a snapshot the tx.Snapshot its transactions read.
 func (s *snapshot) Meta() *page.Meta { return &s.meta }
 func (s *snapshot) Data() []byte     { return s.epoch.Data() }
 
-func (s *snapshot) acquire() bool {
-	for {
-		n := s.refs.Load()
-		if n <= 0 {
-			return false
-		}
-		if s.refs.CompareAndSwap(n, n+1) {
-			return true
-		}
-	}
-}
+func (s *snapshot) acquire() bool { return s.refs.Acquire() }
 
 func (s *snapshot) release() {
-	if s.refs.Add(-1) == 0 {
+	if s.refs.Release() {
 		_ = s.epoch.Release()
 	}
 }
@@ -275,7 +265,7 @@ func (db *DB) open() error {
 	}
 	db.mapSize = mapSize
 	s := &snapshot{meta: *meta, epoch: epoch}
-	s.refs.Store(1)
+	s.refs.Set(1)
 	db.snap.Store(s)
 	db.snaps = append(db.snaps, s)
 	db.highWater = meta.HighWater
@@ -488,22 +478,7 @@ func (db *DB) loadFreelist(m *page.Meta, data []byte) error {
 	}
 	db.freelist = freelist.New(idx)
 	ps := db.pageSize
-	read := func(id page.Pgid) ([]byte, error) {
-		if id < 2 || id >= m.HighWater {
-			return nil, page.Corruptf(id, "page id out of range (high water %d)", m.HighWater)
-		}
-		off := int(id) * ps
-		p := data[off : off+ps]
-		if err := page.CheckHeader(p, id, ps); err != nil {
-			return nil, err
-		}
-		ov := uint64(page.Overflow(p))
-		if uint64(id)+ov >= uint64(m.HighWater) {
-			return nil, page.Corruptf(id, "overflow runs past the high water mark")
-		}
-		p = data[off : off+int(ov+1)*ps]
-		return p, page.Verify(p, id, ps)
-	}
+	read := func(id page.Pgid) ([]byte, error) { return page.ReadSpan(data, id, ps, m.HighWater, true) }
 	spans, chain, err := page.FreeSet(m, read)
 	if err != nil {
 		return err

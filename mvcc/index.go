@@ -18,9 +18,6 @@ const (
 	// MaxTxnOps is the most changes one write transaction may make: the
 	// sub revision is packed in subBits bits.
 	MaxTxnOps = 1<<subBits - 1
-	// maxMain is the largest main revision an event holds: at a million
-	// revisions a second, two years.
-	maxMain = 1<<(63-subBits) - 1
 	// hdrMark marks the first word of a history that starts with a header.
 	hdrMark = 1 << 63
 )

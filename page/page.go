@@ -126,6 +126,42 @@ func CheckHeader(b []byte, id Pgid, pageSize int) error {
 	return nil
 }
 
+// ReadSpan returns the span of page id (the page and its overflow pages) in
+// data, a mapping of the file from offset 0, in a state whose high-water
+// mark is hw: id must lie in [2, hw), its header must name it and carry
+// known flags, and its overflow must end at or below hw. With verify, the
+// span's checksum is checked too. The slice aliases data. It is the one
+// checked read of a mapped page: transactions, Check and the freelist's
+// loading all read through it.
+func ReadSpan(data []byte, id Pgid, pageSize int, hw Pgid, verify bool) ([]byte, error) {
+	if id < 2 || id >= hw {
+		return nil, Corruptf(id, "page id out of range (high water %d)", hw)
+	}
+	off := uint64(id) * uint64(pageSize)
+	if off+uint64(pageSize) > uint64(len(data)) {
+		return nil, Corruptf(id, "page beyond the mapping (%d bytes)", len(data))
+	}
+	first := data[off : off+uint64(pageSize)]
+	if err := CheckHeader(first, id, pageSize); err != nil {
+		return nil, err
+	}
+	n := uint64(Overflow(first)) + 1
+	if uint64(id)+n > uint64(hw) {
+		return nil, Corruptf(id, "overflow %d runs past the high water mark %d", n-1, hw)
+	}
+	end := off + n*uint64(pageSize)
+	if end > uint64(len(data)) {
+		return nil, Corruptf(id, "overflow %d runs beyond the mapping", n-1)
+	}
+	p := data[off:end]
+	if verify {
+		if err := Verify(p, id, pageSize); err != nil {
+			return nil, err
+		}
+	}
+	return p, nil
+}
+
 // Pages returns how many pages a span of size bytes occupies.
 func Pages(size, pageSize int) int {
 	return (size + pageSize - 1) / pageSize

@@ -86,17 +86,7 @@ func (t *Tx) WriteTo(w io.Writer) (int64, error) {
 // readSpan returns the verified span of page id (header, overflow within
 // the high-water mark, checksum) for page.FreeSet.
 func (t *Tx) readSpan(id page.Pgid) ([]byte, error) {
-	err := t.err
-	p := t.page(id)
-	if p == nil {
-		failed := t.err
-		t.err = err // a damaged freelist fails the call, not the transaction
-		return nil, failed
-	}
-	if err := page.Verify(p, id, t.pageSize); err != nil {
-		return nil, err
-	}
-	return p, nil
+	return page.ReadSpan(t.data, id, t.pageSize, t.meta.HighWater, true)
 }
 
 // CopyFile writes the snapshot to a new file at path (see WriteTo) and

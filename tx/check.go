@@ -79,24 +79,8 @@ func (c *checker) corruptf(id page.Pgid, format string, args ...any) {
 
 // read returns the verified span of page id.
 func (c *checker) read(id page.Pgid) []byte {
-	ps := c.pageSize
-	if id < 2 || id >= c.hw {
-		c.corruptf(id, "out of range (high water %d)", c.hw)
-		return nil
-	}
-	off := int(id) * ps
-	first := c.data[off : off+ps]
-	if err := page.CheckHeader(first, id, ps); err != nil {
-		c.report(err)
-		return nil
-	}
-	ov := uint64(page.Overflow(first))
-	if uint64(id)+ov >= uint64(c.hw) {
-		c.corruptf(id, "overflow %d runs past the high water mark %d", ov, c.hw)
-		return nil
-	}
-	p := c.data[off : off+int(ov+1)*ps]
-	if err := page.Verify(p, id, ps); err != nil {
+	p, err := page.ReadSpan(c.data, id, c.pageSize, c.hw, true)
+	if err != nil {
 		c.report(err)
 		return nil
 	}

@@ -51,7 +51,6 @@ var (
 // CorruptionError reports a damaged page.
 type CorruptionError = page.CorruptionError
 
-
 // Limits.
 const (
 	// MaxKeySize is the largest key Put accepts.

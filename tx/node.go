@@ -14,7 +14,6 @@ type node struct {
 	bucket     *Bucket
 	leaf       bool
 	unbalanced bool
-	spilled    bool
 	key        []byte    // the key this node is filed under in its parent
 	pgid       page.Pgid // the page it was read from, 0 for a new node
 	wrote      page.Txid // the transaction that wrote that page
@@ -33,13 +32,6 @@ type inode struct {
 	child *node     // commit: the child whose page id pgid will be
 	key   []byte
 	value []byte
-}
-
-func (n *node) root() *node {
-	for n.parent != nil {
-		n = n.parent
-	}
-	return n
 }
 
 func (n *node) minKeys() int {

@@ -268,27 +268,15 @@ func (t *Tx) newBucket() *Bucket {
 // recording a corruption error if the id or the header is wrong. The slice
 // is valid until the transaction ends.
 func (t *Tx) page(id page.Pgid) []byte {
-	ps := t.pageSize
-	if id < 2 || id >= t.meta.HighWater {
-		t.corrupt(page.Corruptf(id, "page id out of range (high water %d)", t.meta.HighWater))
-		return nil
-	}
-	off := int(id) * ps
-	p := t.data[off : off+ps]
-	if page.ID(p) != id {
-		t.corrupt(page.Corruptf(id, "header names page %d", page.ID(p)))
-		return nil
-	}
-	if w := page.TxidOf(p); w > t.meta.Txid {
-		t.corrupt(page.Corruptf(id, "written by tx %d, after this snapshot's tx %d", w, t.meta.Txid))
-		return nil
-	}
-	if ov := page.Overflow(p); ov > 0 {
-		if uint64(id)+uint64(ov) >= uint64(t.meta.HighWater) {
-			t.corrupt(page.Corruptf(id, "overflow %d runs past the high water mark %d", ov, t.meta.HighWater))
-			return nil
+	p, err := page.ReadSpan(t.data, id, t.pageSize, t.meta.HighWater, false)
+	if err == nil {
+		if w := page.TxidOf(p); w > t.meta.Txid {
+			err = page.Corruptf(id, "written by tx %d, after this snapshot's tx %d", w, t.meta.Txid)
 		}
-		p = t.data[off : off+(int(ov)+1)*ps]
+	}
+	if err != nil {
+		t.corrupt(err)
+		return nil
 	}
 	return p
 }

@@ -50,7 +50,7 @@ func TestCheckpointInterval(t *testing.T) {
 		}); err != nil {
 			t.Fatal(err)
 		}
-		if db.checkpointing {
+		if db.plan.checkpointing {
 			at = append(at, i)
 			maxPages = max(maxPages, db.checkpointPages)
 			// The file has too little free space to shrink or to force
@@ -148,10 +148,10 @@ func TestEarlyCheckpointBackOff(t *testing.T) {
 		}); err != nil {
 			t.Fatal(err)
 		}
-		if !db.checkpointing {
+		if !db.plan.checkpointing {
 			continue
 		}
-		if !db.tailForced {
+		if !db.plan.tailForced {
 			last = "due"
 			continue
 		}

@@ -86,19 +86,14 @@ type fileState struct {
 	fileSize  int64
 	mapSize   int
 	wbuf      []byte // commit scratch (WriteBuffer)
-	sysSplit  int    // checkpoint pages of the reserved span (Reserve)
 	// The freelist's persistence: records chained since the last
 	// checkpoint (oldest first).
 	chain           []chainEntry
 	chainPages      int         // pages of the records in chain
-	cpSpans         []page.Span // the free set of a checkpointing commit (Reserve)
-	cpAllocated     int         // the commit's allocations when cpSpans was listed
 	checkpointPages int         // pages of the last checkpoint
-	checkpointing   bool        // this commit writes a checkpoint (Reserve)
-	shrinking       bool        // this commit gave back the file's free tail (Reserve)
-	tailForced      bool        // this commit's checkpoint is early, to free the tail (Reserve)
-	earlyFrom       page.Pgid   // usedEnd before an early checkpoint
-	tailFutile      bool        // the last early checkpoint landed above earlyFrom
+	tailFutile      bool        // the last early checkpoint landed above the tail it was to free
+	plan            commitPlan  // the open commit's, from Reserve to Commit
+	spansBuf        []page.Span // reused for a checkpoint's free set
 }
 
 // snapshot is one committed state and the mapping it is read through. refs

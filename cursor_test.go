@@ -333,3 +333,78 @@ func TestCursorAfterDelete(t *testing.T) {
 		ok(t, tx.Rollback())
 	}
 }
+
+// TestCursorEmptiedLeaves: in a write transaction whose deletes emptied
+// leaves at the start, middle or end of a bucket, walks that cross them or
+// run off an end next to them return each remaining key once, in order,
+// and come back the way they went (found by review: running off the end
+// past emptied last leaves left the cursor in them, so Prev returned the
+// last key again).
+func TestCursorEmptiedLeaves(t *testing.T) {
+	const n = 600
+	k := func(i int) []byte { return []byte(fmt.Sprintf("k%05d", i)) }
+	db := openDB(t, defaultFreelist, nil)
+	ok(t, db.Update(func(tx *quiver.Tx) error {
+		b, err := tx.CreateBucket([]byte("b"))
+		if err != nil {
+			return err
+		}
+		for i := 0; i < n; i++ {
+			if err := b.Put(k(i), make([]byte, 100)); err != nil {
+				return err
+			}
+		}
+		return nil
+	}))
+	for _, tc := range []struct {
+		name   string
+		lo, hi int // deleted
+		steps  []string
+		want   []string
+	}{
+		{"last leaves", 450, n, []string{"Last", "Next", "Prev", "Next", "Next", "Prev"}, []string{"k00449", "", "k00448", "k00449", "", "k00448"}},
+		{"first leaves", 0, 150, []string{"Seek k00150", "Prev", "Next", "First", "Prev", "Next"}, []string{"k00150", "", "k00151", "k00150", "", "k00151"}},
+		{"middle leaves", 200, 350, []string{"Seek k00350", "Prev", "Next", "Seek k00199", "Next"}, []string{"k00350", "k00199", "k00350", "k00199", "k00350"}},
+		{"past the end", 450, n, []string{"Seek zzz", "Prev", "Next", "Next", "Prev"}, []string{"", "k00449", "", "", "k00448"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tx, err := db.Begin(true)
+			ok(t, err)
+			defer tx.Rollback()
+			b := tx.Bucket([]byte("b"))
+			for i := tc.lo; i < tc.hi; i++ {
+				ok(t, b.Delete(k(i)))
+			}
+			c := b.Cursor()
+			for i, step := range tc.steps {
+				var got []byte
+				switch {
+				case step == "First":
+					got, _ = c.First()
+				case step == "Last":
+					got, _ = c.Last()
+				case step == "Next":
+					got, _ = c.Next()
+				case step == "Prev":
+					got, _ = c.Prev()
+				default:
+					got, _ = c.Seek([]byte(step[len("Seek "):]))
+				}
+				if string(got) != tc.want[i] {
+					t.Fatalf("step %d (%s): %q, want %q (steps %v)", i, step, got, tc.want[i], tc.steps)
+				}
+			}
+			// A full walk each way sees every remaining key once.
+			var fwd, back int
+			for key, _ := c.First(); key != nil; key, _ = c.Next() {
+				fwd++
+			}
+			for key, _ := c.Last(); key != nil; key, _ = c.Prev() {
+				back++
+			}
+			if want := n - (tc.hi - tc.lo); fwd != want || back != want {
+				t.Fatalf("walks saw %d and %d keys, want %d", fwd, back, want)
+			}
+		})
+	}
+}

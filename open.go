@@ -3,6 +3,7 @@ package quiver
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"sort"
@@ -133,6 +134,14 @@ func (db *DB) open() error {
 		}
 		if size, err = db.file.Size(); err != nil {
 			return err
+		}
+	} else if !db.readOnly {
+		// Again on every writable open: an Open that created the file may
+		// have failed at the sync above, or a crash may have come between
+		// the creation and it. A directory this process may not read is
+		// not an error for an existing file.
+		if err := syncDirOf(db.file, db.path); err != nil && !errors.Is(err, fs.ErrPermission) {
+			return fmt.Errorf("quiver: syncing the directory of the file: %w", err)
 		}
 	}
 	db.fileSize = size

@@ -379,6 +379,9 @@ func (b *Bucket) ForEach(fn func(k, v []byte) error) error {
 			return err
 		}
 	}
+	if err := b.usable(); err != nil {
+		return err // fn ended the transaction or deleted the bucket
+	}
 	return b.tx.err
 }
 

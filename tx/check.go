@@ -57,6 +57,8 @@ type checker struct {
 	hw       page.Pgid
 	owner    []page.Pgid // page -> referrer+1 (metaOwner, freeOwner, ...); 0 = unseen
 	n        int
+	// noFreelist: the free set could not be read (reported).
+	noFreelist bool
 }
 
 const (
@@ -143,6 +145,7 @@ func (c *checker) run() {
 	free, chain, err := page.FreeSet(m, read)
 	if err != nil {
 		c.report(fmt.Errorf("freelist: %w", err))
+		c.noFreelist = true
 	} else {
 		if p := c.read(m.Freelist); p != nil {
 			c.mark(m.Freelist, uint64(page.Overflow(p))+1, ownerSys)
@@ -188,7 +191,11 @@ func (c *checker) checkRecord(p []byte) {
 			continue
 		}
 		if !c.used(w.ID, uint64(w.N)) {
-			c.corruptf(id, "commit record lists pages %d+%d, which the snapshot does not use", w.ID, w.N)
+			// Without a freelist the checkpoint's pages are not marked:
+			// the damage is reported already.
+			if !c.noFreelist {
+				c.corruptf(id, "commit record lists pages %d+%d, which the snapshot does not use", w.ID, w.N)
+			}
 			continue
 		}
 		q := c.data[int(w.ID)*ps : (int(w.ID)+int(w.N))*ps]

@@ -76,17 +76,8 @@ func (c *Cursor) Last() (key, value []byte) {
 	if c.gone() {
 		return nil, nil
 	}
-	c.depth = 0
-	c.deleted = false
-	if !c.pushRoot() {
-		return nil, nil
-	}
-	c.last()
+	c.toLast()
 	k, v, flags := c.current()
-	if k == nil && c.depth > 0 {
-		// The last leaf is empty (only in a writable tx): step back.
-		k, v, flags = c.prev()
-	}
 	return c.out(k, v, flags)
 }
 
@@ -148,9 +139,10 @@ func (c *Cursor) Seek(seek []byte) (key, value []byte) {
 	}
 	k, v, flags := c.seek(seek)
 	if k == nil {
-		// Past the end of this leaf: move to the next.
+		// Past the end of this leaf: move to the next. Past the end of
+		// the bucket, the cursor stays past the last element.
 		if r := c.top(); r != nil && r.index >= r.count() {
-			k, v, flags = c.next()
+			k, v, flags, _, _ = c.stepNext()
 		}
 	}
 	return c.out(k, v, flags)
@@ -302,19 +294,52 @@ func (c *Cursor) first() ([]byte, []byte, uint8) {
 	if c.gone() {
 		return nil, nil, 0
 	}
-	c.depth = 0
-	c.deleted = false
-	if !c.pushRoot() || !c.firstLeaf() {
-		return nil, nil, 0
-	}
-	if c.top().count() == 0 {
-		return c.next()
-	}
+	c.toFirst()
 	return c.current()
 }
 
-// next moves to the next leaf element, skipping empty leaves.
+// toFirst positions the cursor on the first element, past leaves emptied
+// in the transaction (on an empty leaf when the bucket has no keys).
+func (c *Cursor) toFirst() {
+	c.depth = 0
+	c.deleted = false
+	if !c.pushRoot() || !c.firstLeaf() {
+		return
+	}
+	if c.top().count() == 0 {
+		c.stepNext()
+	}
+}
+
+// toLast positions the cursor on the last element, before leaves emptied
+// in the transaction (on an empty leaf when the bucket has no keys).
+func (c *Cursor) toLast() {
+	c.depth = 0
+	c.deleted = false
+	if !c.pushRoot() || !c.last() {
+		return
+	}
+	if c.top().count() == 0 {
+		c.stepPrev()
+	}
+}
+
+// next moves to the next leaf element, skipping empty leaves. At the end
+// the cursor stays where it was, on the last element (or past it after a
+// Seek past the end), so that Prev returns the one before, as bbolt's
+// cursor does; if it had walked into empty leaves after the last element,
+// it goes back to that element.
 func (c *Cursor) next() ([]byte, []byte, uint8) {
+	k, v, flags, ok, moved := c.stepNext()
+	if !ok && moved {
+		c.toLast()
+	}
+	return k, v, flags
+}
+
+// stepNext moves to the next leaf element; ok is false at the end, and
+// moved tells whether the cursor left its leaf on the way there.
+func (c *Cursor) stepNext() (k, v []byte, flags uint8, ok, moved bool) {
 	for {
 		// Pop finished levels.
 		i := c.depth - 1
@@ -326,25 +351,38 @@ func (c *Cursor) next() ([]byte, []byte, uint8) {
 			}
 		}
 		if i < 0 {
-			// At the end: the cursor stays where it is, on the last
-			// element (or past it after a Seek past the end), so that
-			// Prev returns the one before (as bbolt's cursor does).
-			return nil, nil, 0
+			return nil, nil, 0, false, moved
 		}
 		c.depth = i + 1
 		if !c.firstLeaf() {
-			return nil, nil, 0
+			return nil, nil, 0, true, moved // damaged: the error is recorded
 		}
+		moved = moved || i < c.depth-1
 		if c.top().count() > 0 {
-			return c.current()
+			k, v, flags = c.current()
+			return k, v, flags, true, moved
 		}
 	}
 }
 
+// prev moves to the previous leaf element, skipping empty leaves. Before
+// the first the cursor stays on the first element, so that Next returns
+// the one after it, as bbolt's cursor does.
 func (c *Cursor) prev() ([]byte, []byte, uint8) {
 	if c.depth == 0 {
 		return nil, nil, 0 // not positioned (or an empty bucket)
 	}
+	k, v, flags, ok := c.stepPrev()
+	if !ok {
+		// Skipping empty leaves may have moved it: position it again.
+		c.toFirst()
+	}
+	return k, v, flags
+}
+
+// stepPrev moves to the previous leaf element; ok is false before the
+// first.
+func (c *Cursor) stepPrev() (k, v []byte, flags uint8, ok bool) {
 	for {
 		i := c.depth - 1
 		for ; i >= 0; i-- {
@@ -355,21 +393,18 @@ func (c *Cursor) prev() ([]byte, []byte, uint8) {
 			}
 		}
 		if i < 0 {
-			// Before the first: the cursor stays on the first element, so
-			// that Next returns the one after it (as bbolt's cursor does).
-			// Skipping empty leaves may have moved it: position it again.
-			c.first()
-			return nil, nil, 0
+			return nil, nil, 0, false
 		}
 		c.depth = i + 1
 		if !c.top().isLeaf() {
 			id, ok := c.child()
 			if !ok || !c.push(id) || !c.last() {
-				return nil, nil, 0
+				return nil, nil, 0, true // damaged: the error is recorded
 			}
 		}
 		if c.top().count() > 0 {
-			return c.current()
+			k, v, flags = c.current()
+			return k, v, flags, true
 		}
 	}
 }

@@ -18,6 +18,9 @@ import (
 // Commit implements tx.Backend.
 func (b *backend) Commit(t *tx.Tx, cp tx.CommitPages, root page.BucketHeader) error {
 	db := (*DB)(b)
+	if err := db.freelist.Err(); err != nil {
+		return err // an invariant broken (invariants builds)
+	}
 	ps := db.pageSize
 	base := tx.SnapshotOf(t).Meta()
 	txid := base.Txid + 1

@@ -1,6 +1,8 @@
 module github.com/quiverdb/quiver/bench
 
-go 1.26.8
+go 1.26.0
+
+toolchain go1.26.8
 
 require (
 	github.com/quiverdb/quiver v0.0.0-00010101000000-000000000000

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"sort"
 
+	"github.com/quiverdb/quiver/internal/invariants"
 	"github.com/quiverdb/quiver/page"
 )
 
@@ -58,6 +59,7 @@ type Freelist struct {
 	allocated []page.Span
 	appended  []bool // allocated[i] came from the end of the file
 	freed     []page.Span
+	err       error // an invariant the open writer broke (Err)
 }
 
 // New returns a Freelist over idx.
@@ -110,6 +112,9 @@ func (f *Freelist) Free(txid, alloc page.Txid, id page.Pgid, n int) {
 		alloc = 0
 	}
 	sp := pendingSpan{Span: page.Span{ID: id, N: uint64(n)}, alloc: alloc}
+	if invariants.Enabled && f.err == nil {
+		f.err = f.checkNotFree(sp.Span)
+	}
 	if k := len(f.pending); k == 0 || f.pending[k-1].txid != txid {
 		f.pending = append(f.pending, pendingTx{txid: txid})
 	}
@@ -151,6 +156,7 @@ func (f *Freelist) Rollback(txid page.Txid) {
 	f.allocated = f.allocated[:0]
 	f.appended = f.appended[:0]
 	f.freed = f.freed[:0]
+	f.err = nil
 }
 
 // TakeTail takes for writer txid the free run that ends just before end,
@@ -269,3 +275,33 @@ func (f *Freelist) Load(spans []page.Span) {
 	f.freed = f.freed[:0]
 	f.idx.Free(spans)
 }
+
+// checkNotFree returns an error if any page of s is already free or
+// pending: a double free, which would hand the page to two owners
+// (invariants builds only; it walks the whole free set). A corruption
+// error, not a panic: a damaged file whose freelist lists a page its tree
+// uses leads there too.
+func (f *Freelist) checkNotFree(s page.Span) error {
+	overlaps := func(id page.Pgid, n uint64) bool {
+		return id < s.ID+page.Pgid(s.N) && s.ID < id+page.Pgid(n)
+	}
+	var err error
+	f.idx.Spans(func(id page.Pgid, n uint64) {
+		if err == nil && overlaps(id, n) {
+			err = page.Corruptf(s.ID, "invariant: freeing pages %d+%d, which overlap free pages %d+%d", s.ID, s.N, id, n)
+		}
+	})
+	for _, p := range f.pending {
+		for _, q := range p.spans {
+			if err == nil && overlaps(q.ID, q.N) {
+				err = page.Corruptf(s.ID, "invariant: freeing pages %d+%d, which overlap pages %d+%d freed by tx %d", s.ID, s.N, q.ID, q.N, p.txid)
+			}
+		}
+	}
+	return err
+}
+
+// Err returns the first invariant the open writer's changes broke (only
+// builds with the invariants tag check them); its commit must fail.
+// Rollback clears it.
+func (f *Freelist) Err() error { return f.err }

@@ -6,6 +6,7 @@ import (
 	"sort"
 	"time"
 
+	"github.com/quiverdb/quiver/internal/invariants"
 	"github.com/quiverdb/quiver/page"
 )
 
@@ -43,8 +44,16 @@ func (t *Tx) commit() error {
 	if err != nil {
 		return err
 	}
+	if invariants.Enabled {
+		if err := s.checkAllocations(); err != nil {
+			return err
+		}
+	}
 	s.nodes = s.nodes[:len(s.nodes)-1]
 	s.resolve(&t.root)
+	if invariants.Enabled {
+		s.checkOrder()
+	}
 	written := make([]page.Written, 0, len(s.nodes)+1)
 	for _, n := range s.nodes {
 		n.write(n.buf, n.pgid, t.txid(), t.pageSize)

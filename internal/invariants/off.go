@@ -1,0 +1,6 @@
+//go:build !invariants
+
+package invariants
+
+// Enabled is false: this build skips the invariant checks.
+const Enabled = false

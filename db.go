@@ -20,8 +20,15 @@ type (
 	Cursor      = tx.Cursor
 	TxStats     = tx.TxStats
 	CheckOption = tx.CheckOption
+	KVStringer  = tx.KVStringer
 	BucketStats = tx.BucketStats
 )
+
+// WithKVStringer, WithPageId and HexKVStringer are Tx.Check's options, as
+// in bbolt (see the tx package).
+func WithKVStringer(kv KVStringer) CheckOption { return tx.WithKVStringer(kv) }
+func WithPageId(id uint64) CheckOption         { return tx.WithPageId(id) }
+func HexKVStringer() KVStringer                { return tx.HexKVStringer() }
 
 // DB is an open quiver database. It is safe for concurrent use: any number
 // of read transactions run alongside one write transaction.

@@ -7,11 +7,47 @@ import (
 	"github.com/quiverdb/quiver/page"
 )
 
-// CheckOption configures Check. None are defined yet; the type keeps
-// bbolt's signature.
+// CheckOption configures Check, as in bbolt: WithKVStringer,
+// WithPageId.
 type CheckOption func(*checkConfig)
 
-type checkConfig struct{}
+type checkConfig struct {
+	kv     KVStringer
+	pageID page.Pgid // 0: the whole snapshot
+}
+
+// KVStringer renders keys and values in Check's reports.
+type KVStringer interface {
+	KeyToString([]byte) string
+	ValueToString([]byte) string
+}
+
+// WithKVStringer makes Check render keys and values in its reports with
+// kv (default: quoted Go strings, %q).
+func WithKVStringer(kv KVStringer) CheckOption {
+	return func(c *checkConfig) { c.kv = kv }
+}
+
+// WithPageId makes Check verify only the page tree rooted at page id (a
+// bucket's root, say, as the quiver command's page tools name it) and the
+// buckets nested in it: pages, checksums, key order. The freelist, the
+// commit record and the accounting of every page are skipped.
+func WithPageId(id uint64) CheckOption {
+	return func(c *checkConfig) { c.pageID = page.Pgid(id) }
+}
+
+// HexKVStringer renders keys and values in hexadecimal.
+func HexKVStringer() KVStringer { return hexKV{} }
+
+type hexKV struct{}
+
+func (hexKV) KeyToString(k []byte) string   { return fmt.Sprintf("%x", k) }
+func (hexKV) ValueToString(v []byte) string { return fmt.Sprintf("%x", v) }
+
+type quotedKV struct{}
+
+func (quotedKV) KeyToString(k []byte) string   { return fmt.Sprintf("%q", k) }
+func (quotedKV) ValueToString(v []byte) string { return fmt.Sprintf("%q", v) }
 
 // Check verifies the consistency of the snapshot the transaction started
 // from and sends every problem it finds on the returned channel, which is
@@ -36,8 +72,15 @@ func (t *Tx) Check(opts ...CheckOption) <-chan error {
 		go func() { ch <- ErrTxClosed; close(ch) }()
 		return ch
 	}
+	cfg := checkConfig{kv: quotedKV{}}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	if cfg.kv == nil {
+		cfg.kv = quotedKV{}
+	}
 	release := t.backend.Pin(t)
-	c := &checker{ch: ch, data: t.data, pageSize: t.pageSize, meta: t.meta, hw: t.meta.HighWater}
+	c := &checker{ch: ch, data: t.data, pageSize: t.pageSize, meta: t.meta, hw: t.meta.HighWater, cfg: cfg}
 	go func() {
 		defer close(ch)
 		defer release()
@@ -59,6 +102,7 @@ type checker struct {
 	n        int
 	// noFreelist: the free set could not be read (reported).
 	noFreelist bool
+	cfg        checkConfig
 }
 
 const (
@@ -66,6 +110,9 @@ const (
 	ownerFree page.Pgid = ownerMeta + 1
 	ownerSys  page.Pgid = ownerMeta + 2 // freelist checkpoint, commit record
 )
+
+// key renders k for a report.
+func (c *checker) key(k []byte) string { return c.cfg.kv.KeyToString(k) }
 
 // report sends one problem.
 func (c *checker) report(err error) {
@@ -133,6 +180,11 @@ func ownerName(o page.Pgid) string {
 
 func (c *checker) run() {
 	m := &c.meta
+	if c.cfg.pageID != 0 {
+		// One subtree: its pages and nested buckets, nothing else.
+		c.checkBucket(c.cfg.pageID, 0)
+		return
+	}
 	c.mark(0, 2, ownerMeta)
 	// The free set: the checkpoint with the chained records' deltas. The
 	// checkpoint and every chained record are the freelist's own pages.
@@ -264,13 +316,13 @@ func (c *checker) checkNode(id page.Pgid, lo, hi []byte, level int, parent page.
 			return
 		}
 		if i == 0 && lo != nil && !bytes.Equal(key, lo) {
-			c.corruptf(id, "first key %q differs from its parent's key %q", key, lo)
+			c.corruptf(id, "first key %s differs from its parent's key %s", c.key(key), c.key(lo))
 		}
 		if i > 0 && bytes.Compare(prev, key) >= 0 {
-			c.corruptf(id, "keys out of order (%q then %q)", prev, key)
+			c.corruptf(id, "keys out of order (%s then %s)", c.key(prev), c.key(key))
 		}
 		if hi != nil && bytes.Compare(key, hi) >= 0 {
-			c.corruptf(id, "key %q not below its parent's next key %q", key, hi)
+			c.corruptf(id, "key %s not below its parent's next key %s", c.key(key), c.key(hi))
 		}
 		prev = key
 		if flags == page.FlagBranch {
@@ -286,7 +338,7 @@ func (c *checker) checkNode(id page.Pgid, lo, hi []byte, level int, parent page.
 		if fl&page.LeafBucket != 0 {
 			h, ok := page.DecodeBucketHeader(value)
 			if !ok {
-				c.corruptf(id, "bucket %q has a malformed header", key)
+				c.corruptf(id, "bucket %s has a malformed header %s", c.key(key), c.cfg.kv.ValueToString(value))
 				continue
 			}
 			c.checkBucket(h.Root, bucketDepth+1)

@@ -9,6 +9,7 @@ import (
 	"os"
 	"slices"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -227,5 +228,66 @@ func TestCheckFindsDamageInMemory(t *testing.T) {
 	}
 	if !found {
 		t.Fatalf("Check did not report the damaged page %d", root)
+	}
+}
+
+// TestCheckOptions: WithKVStringer renders the keys of Check's reports;
+// WithPageId checks one subtree, so damage elsewhere is not reported.
+func TestCheckOptions(t *testing.T) {
+	m := newMemStore(1024, 8<<20)
+	if err := m.update(func(x *tx.Tx) error {
+		for _, name := range []string{"good", "bad"} {
+			b, err := x.CreateBucket([]byte(name))
+			if err != nil {
+				return err
+			}
+			for i := 0; i < 5; i++ {
+				if err := b.Put([]byte(fmt.Sprintf("k%d", i)), []byte("v")); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	var good, bad page.Pgid
+	if err := m.view(func(x *tx.Tx) error {
+		good, bad = x.Bucket([]byte("good")).Root(), x.Bucket([]byte("bad")).Root()
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	// Unorder bad's leaf (k2 becomes k9) and seal it again, so that only
+	// the order check can see it.
+	p := m.data[int(bad)*m.ps : int(bad+1)*m.ps]
+	_, k, _, _ := page.LeafElem(p, 2)
+	k[1] = '9'
+	page.Seal(p)
+	reports := func(opts ...tx.CheckOption) []string {
+		var out []string
+		if err := m.view(func(x *tx.Tx) error {
+			for err := range x.Check(opts...) {
+				out = append(out, err.Error())
+			}
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+	// The whole check also finds that the commit record's checksum of the
+	// page no longer matches.
+	if r := reports(); len(r) != 2 || !strings.Contains(r[0], `"k9" then "k3"`) {
+		t.Fatalf("default reports: %q", r)
+	}
+	if r := reports(tx.WithKVStringer(tx.HexKVStringer())); len(r) != 2 || !strings.Contains(r[0], "6b39 then 6b33") {
+		t.Fatalf("hex reports: %q", r)
+	}
+	if r := reports(tx.WithPageId(uint64(good))); len(r) != 0 {
+		t.Fatalf("the good subtree reported %q", r)
+	}
+	if r := reports(tx.WithPageId(uint64(bad))); len(r) != 1 {
+		t.Fatalf("the bad subtree reported %q", r)
 	}
 }

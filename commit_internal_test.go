@@ -51,11 +51,11 @@ func TestRoundsDone(t *testing.T) {
 		{3, 40000, 2000, true, false},   // accelerating: the final round would be 800,000
 		{4, 60000, 40000, true, false},  // 90,000 predicted
 		{3, 90000, 100000, true, false}, // steady and too busy for a final round
-		{compactMaxRounds, 2000, 4000, true, true},
-		{compactMaxRounds, 70000, 200000, true, false},
-		{compactMaxRounds - 1, 70000, 200000, false, false},
+		{defaultCompactLimits.maxRounds, 2000, 4000, true, true},
+		{defaultCompactLimits.maxRounds, 70000, 200000, true, false},
+		{defaultCompactLimits.maxRounds - 1, 70000, 200000, false, false},
 	} {
-		done, ok := roundsDone(c.rounds, c.changes, c.prev)
+		done, ok := defaultCompactLimits.roundsDone(c.rounds, c.changes, c.prev)
 		if done != c.done || ok != c.ok {
 			t.Errorf("roundsDone(%d, %d, %d) = %v, %v; want %v, %v", c.rounds, c.changes, c.prev, done, ok, c.done, c.ok)
 		}

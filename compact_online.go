@@ -29,37 +29,51 @@ type CompactStats struct {
 }
 
 // Catch-up rounds run without blocking writers while the last one changed
-// more than compactQuietChanges keys and the rounds still converge (each
-// finding at most 3/4 of the changes of the one before), at most
-// compactMaxRounds. Writers that keep a steady pace leave each round about
-// what they changed during the round before: the final round, with
-// writers blocked, then has as much to do. Rounds that grow predict a
-// final round grown by the same ratio. Compact goes ahead if that
-// prediction is at most compactMaxFinalChanges keys; otherwise it gives up
-// (ErrCompactBusy) rather than block writers for a long final round.
-// Variables, not constants, for tests.
-var (
-	compactMaxRounds       = 16
-	compactQuietChanges    = 1024
-	compactMaxFinalChanges = 64 << 10
-)
+// more than quiet keys and the rounds still converge (each finding at most
+// 3/4 of the changes of the one before), at most maxRounds. Writers that
+// keep a steady pace leave each round about what they changed during the
+// round before: the final round, with writers blocked, then has as much to
+// do. Rounds that grow predict a final round grown by the same ratio.
+// Compact goes ahead if that prediction is at most maxFinal keys;
+// otherwise it gives up (ErrCompactBusy) rather than block writers for a
+// long final round.
+type compactLimits struct {
+	maxRounds, quiet, maxFinal int
+}
+
+var defaultCompactLimits = compactLimits{maxRounds: 16, quiet: 1024, maxFinal: 64 << 10}
+
+// compactLimits returns the limits of db's compactions: the defaults, or
+// a test's (internal/testhook).
+func (db *DB) compactLimits() compactLimits {
+	lim := defaultCompactLimits
+	if h := testhook.For(db.absPath); h != nil {
+		if h.CompactQuietChanges > 0 {
+			lim.quiet = h.CompactQuietChanges
+		}
+		if h.CompactMaxFinalChanges > 0 {
+			lim.maxFinal = h.CompactMaxFinalChanges
+		}
+	}
+	return lim
+}
 
 // roundsDone reports whether the catch-up rounds should stop after a round
 // that found changes keys (prev: the round before, -1 after the first),
 // and, if so, whether the final round may follow (false: ErrCompactBusy).
-func roundsDone(rounds, changes, prev int) (done, ok bool) {
-	if changes <= compactQuietChanges {
+func (lim compactLimits) roundsDone(rounds, changes, prev int) (done, ok bool) {
+	if changes <= lim.quiet {
 		return true, true
 	}
 	converging := prev < 0 || changes*4 <= prev*3
-	if converging && rounds < compactMaxRounds {
+	if converging && rounds < lim.maxRounds {
 		return false, false
 	}
 	final := float64(changes)
 	if prev > 0 && changes > prev {
 		final *= float64(changes) / float64(prev)
 	}
-	return true, final <= float64(compactMaxFinalChanges)
+	return true, final <= float64(lim.maxFinal)
 }
 
 // Compact rewrites the database into a fresh file and switches to it, so
@@ -155,6 +169,7 @@ func (db *DB) Compact(ctx context.Context, opts *CompactOptions) (st CompactStat
 	// copy's bulk is synced in between, so that the last round, with
 	// writers blocked, syncs only what it writes.
 	prev := -1
+	lim := db.compactLimits()
 	for synced := false; ; {
 		db.hook("round")
 		if err := ctx.Err(); err != nil {
@@ -166,7 +181,7 @@ func (db *DB) Compact(ctx context.Context, opts *CompactOptions) (st CompactStat
 		}
 		st.Rounds++
 		since = next
-		done, ok := roundsDone(st.Rounds, changes, prev)
+		done, ok := lim.roundsDone(st.Rounds, changes, prev)
 		prev = changes
 		if !done {
 			continue
@@ -298,8 +313,8 @@ func sameOwnerAndMode(path string, fi os.FileInfo) error {
 }
 
 func (db *DB) hook(stage string) {
-	if testhook.Compact != nil {
-		testhook.Compact(db.path, stage)
+	if h := testhook.For(db.absPath); h != nil && h.Compact != nil {
+		h.Compact(db.path, stage)
 	}
 }
 

@@ -58,8 +58,7 @@ func TestCompactOpenWaiting(t *testing.T) {
 	waiting := make(chan result)
 	opened := make(chan struct{})
 	attempts := 0
-	t.Cleanup(func() { testhook.Open = nil })
-	testhook.Open = func(p string, attempt int) {
+	setHooks(t, path, &testhook.Hooks{Open: func(p string, attempt int) {
 		if p != path {
 			return // the compaction's copy
 		}
@@ -67,7 +66,7 @@ func TestCompactOpenWaiting(t *testing.T) {
 		if attempt == 0 {
 			close(opened)
 		}
-	}
+	}})
 	go func() {
 		w, err := quiver.Open(path, 0o600, &quiver.Options{Timeout: 20 * time.Second})
 		waiting <- result{w, err}
@@ -113,13 +112,12 @@ func TestCompactReplacedFile(t *testing.T) {
 	// Replaced while the compaction runs: refused before the rename.
 	ok(t, os.Remove(path))
 	ok(t, os.Rename(filepath.Join(dir, "moved"), path))
-	t.Cleanup(func() { testhook.Compact = nil })
-	testhook.Compact = func(_, stage string) {
+	setHooks(t, path, &testhook.Hooks{Compact: func(_, stage string) {
 		if stage == "final" {
 			ok(t, os.Rename(path, filepath.Join(dir, "moved")))
 			ok(t, os.WriteFile(path, []byte("late"), 0o600))
 		}
-	}
+	}})
 	if _, err := db.Compact(context.Background(), nil); !errors.Is(err, quiver.ErrReplaced) {
 		t.Fatalf("Compact with the file replaced during it: %v", err)
 	}
@@ -152,22 +150,20 @@ func TestCompactKeepsMode(t *testing.T) {
 // gives up with ErrCompactBusy rather than block the writers for a long
 // last round, and leaves the database as it was.
 func TestCompactBusy(t *testing.T) {
-	defer quiver.SetCompactLimits(1024, 1500)()
 	db := openDB(t, defaultFreelist, &quiver.Options{NoSync: true})
 	fillBucket(t, db.DB, "b", 100)
-	t.Cleanup(func() { testhook.Compact = nil })
 	rounds := 0
-	testhook.Compact = func(_, stage string) {
+	unhook := setHooks(t, db.Path(), &testhook.Hooks{CompactQuietChanges: 1024, CompactMaxFinalChanges: 1500, Compact: func(_, stage string) {
 		if stage == "round" {
 			rounds++
 			fillBucket(t, db.DB, fmt.Sprint("r", rounds), 2000)
 		}
-	}
+	}})
 	_, err := db.Compact(context.Background(), nil)
 	if !errors.Is(err, quiver.ErrCompactBusy) {
 		t.Fatalf("Compact under writes it cannot follow: %v (rounds %d)", err, rounds)
 	}
-	testhook.Compact = nil
+	unhook()
 	if _, err := os.Stat(db.Path() + ".compact"); !errors.Is(err, os.ErrNotExist) {
 		t.Fatalf("the temporary file is left: %v", err)
 	}
@@ -189,9 +185,8 @@ func TestCompactBusy(t *testing.T) {
 func TestCompactSteadyWriters(t *testing.T) {
 	db := openDB(t, defaultFreelist, &quiver.Options{NoSync: true})
 	fillBucket(t, db.DB, "b", 100)
-	t.Cleanup(func() { testhook.Compact = nil })
 	rounds := 0
-	testhook.Compact = func(_, stage string) {
+	unhook := setHooks(t, db.Path(), &testhook.Hooks{Compact: func(_, stage string) {
 		switch stage {
 		case "round":
 			rounds++
@@ -199,10 +194,10 @@ func TestCompactSteadyWriters(t *testing.T) {
 		case "final":
 			fillBucket(t, db.DB, "final", 2000)
 		}
-	}
+	}})
 	st, err := db.Compact(context.Background(), nil)
 	ok(t, err)
-	testhook.Compact = nil
+	unhook()
 	if st.Rounds > 5 {
 		t.Fatalf("%d rounds for writers at a steady pace", st.Rounds)
 	}
@@ -246,9 +241,8 @@ func TestCompactSwaps(t *testing.T) {
 		}
 		return n.Put([]byte("inner"), []byte("1"))
 	}))
-	t.Cleanup(func() { testhook.Compact = nil })
 	swaps := 0
-	testhook.Compact = func(_, stage string) {
+	unhook := setHooks(t, db.Path(), &testhook.Hooks{Compact: func(_, stage string) {
 		if stage != "round" && stage != "final" {
 			return
 		}
@@ -277,10 +271,10 @@ func TestCompactSwaps(t *testing.T) {
 			}
 			return b.Put(prev, []byte("was a bucket"))
 		}))
-	}
+	}})
 	_, err := db.Compact(context.Background(), nil)
 	ok(t, err)
-	testhook.Compact = nil
+	unhook()
 	if swaps < 2 {
 		t.Fatalf("%d swaps", swaps)
 	}
@@ -340,10 +334,9 @@ func TestCompactWithSyncAndClose(t *testing.T) {
 	}
 	want := flat(t, db)
 
-	t.Cleanup(func() { testhook.Compact = nil })
 	closed := make(chan error, 1)
 	var once sync.Once
-	testhook.Compact = func(_, stage string) {
+	unhook := setHooks(t, db.Path(), &testhook.Hooks{Compact: func(_, stage string) {
 		if stage != "round" {
 			return
 		}
@@ -354,11 +347,11 @@ func TestCompactWithSyncAndClose(t *testing.T) {
 				time.Sleep(time.Millisecond)
 			}
 		})
-	}
+	}})
 	if _, err := db.Compact(context.Background(), nil); !errors.Is(err, quiver.ErrDatabaseNotOpen) {
 		t.Fatalf("Compact with Close during it: %v", err)
 	}
-	testhook.Compact = nil
+	unhook()
 	ok(t, <-closed)
 	if _, err := os.Stat(path + ".compact"); !errors.Is(err, os.ErrNotExist) {
 		t.Fatalf("the temporary file is left: %v", err)

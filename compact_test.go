@@ -57,7 +57,6 @@ func TestCompactCatchesUp(t *testing.T) {
 		seed := testSeed(t)
 		r := newRand(seed)
 		db := openDB(t, ft, &quiver.Options{PageSize: 1024, NoSync: true})
-		t.Cleanup(func() { testhook.Compact = nil })
 		model := newMBucket()
 		commitRandom(t, r, db.DB, &model, 60)
 		compactions := 12
@@ -68,18 +67,18 @@ func TestCompactCatchesUp(t *testing.T) {
 			var before int
 			ok(t, db.View(func(tx *quiver.Tx) error { before = tx.ID(); return nil }))
 			stages := map[string]int{}
-			testhook.Compact = func(_, stage string) {
+			unhook := setHooks(t, db.Path(), &testhook.Hooks{Compact: func(_, stage string) {
 				stages[stage]++
 				switch stage {
 				case "round", "final":
 					commitRandom(t, r, db.DB, &model, r.IntN(8))
 				}
-			}
+			}})
 			st, err := db.Compact(context.Background(), &quiver.CompactOptions{TxMaxSize: int64(1 + r.IntN(20000))})
 			if err != nil {
 				t.Fatalf("compaction %d (seed %d): %v", c, seed, err)
 			}
-			testhook.Compact = nil
+			unhook()
 			if stages["switched"] != 1 || st.Rounds < 2 {
 				t.Fatalf("compaction %d: stages %v, stats %+v", c, stages, st)
 			}
@@ -163,12 +162,11 @@ func TestCompactOldReaders(t *testing.T) {
 	}))
 	old, err := db.Begin(false)
 	ok(t, err)
-	t.Cleanup(func() { testhook.Compact = nil })
-	testhook.Compact = func(_, stage string) {
+	setHooks(t, db.Path(), &testhook.Hooks{Compact: func(_, stage string) {
 		if stage == "round" {
 			ok(t, db.Update(func(tx *quiver.Tx) error { return tx.Bucket([]byte("b")).Put([]byte("k"), []byte("new")) }))
 		}
-	}
+	}})
 	_, err = db.Compact(context.Background(), nil)
 	ok(t, err)
 	if v := old.Bucket([]byte("b")).Get([]byte("k")); string(v) != "old" {

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/quiverdb/quiver"
+	"github.com/quiverdb/quiver/internal/testhook"
 )
 
 var seedFlag = flag.Uint64("seed", 0, "seed for randomised tests (0: from the clock; also QUIVER_SEED)")
@@ -55,12 +56,22 @@ type testDB struct {
 // registers a cleanup that runs Check and closes it.
 func openDB(t testing.TB, ft quiver.FreelistType, opts *quiver.Options) *testDB {
 	t.Helper()
+	return openDBWith(t, ft, opts, nil)
+}
+
+// openDBWith is openDB with testing knobs (nil: none) installed for the
+// database's path before it opens, for the rest of the test.
+func openDBWith(t testing.TB, ft quiver.FreelistType, opts *quiver.Options, hooks *testhook.Hooks) *testDB {
+	t.Helper()
 	var o quiver.Options
 	if opts != nil {
 		o = *opts
 	}
 	o.FreelistType = ft
 	path := filepath.Join(t.TempDir(), "db")
+	if hooks != nil {
+		setHooks(t, path, hooks)
+	}
 	db, err := quiver.Open(path, 0o600, &o)
 	if err != nil {
 		t.Fatalf("open: %v", err)
@@ -124,4 +135,12 @@ func ok(t testing.TB, err error) {
 	if err != nil {
 		t.Fatal(err)
 	}
+}
+
+// setHooks installs testing knobs for the database at path until the test
+// ends; remove takes them away earlier.
+func setHooks(t testing.TB, path string, h *testhook.Hooks) (remove func()) {
+	remove = testhook.Set(path, h)
+	t.Cleanup(remove)
+	return remove
 }

@@ -87,8 +87,8 @@ func openLocked(path string, mode os.FileMode, o *Options) (File, error) {
 		if err != nil {
 			return nil, err
 		}
-		if testhook.Open != nil {
-			testhook.Open(path, attempt)
+		if h := testhook.For(path); h != nil && h.Open != nil {
+			h.Open(path, attempt)
 		}
 		timeout := o.Timeout
 		if timeout > 0 {
@@ -326,12 +326,16 @@ func (db *DB) readSpan(id page.Pgid, ps int, hw page.Pgid) ([]byte, error) {
 }
 
 // minReservation is the least virtual size of a mapping.
-var minReservation = 1 << 30
+const minReservation = 1 << 30
 
 // mapFile creates a mapping epoch large enough for hw pages, with room to
 // grow.
 func (db *DB) mapFile(hw page.Pgid) (*mmap.Epoch, int, error) {
-	size := reservation(int64(hw)*int64(db.pageSize), db.opts.InitialMmapSize)
+	least := minReservation
+	if h := testhook.For(db.absPath); h != nil && h.MinReservation > 0 {
+		least = h.MinReservation
+	}
+	size := reservation(int64(hw)*int64(db.pageSize), db.opts.InitialMmapSize, least)
 	var data []byte
 	var err error
 	if m, ok := db.file.(Mapper); ok {
@@ -345,14 +349,14 @@ func (db *DB) mapFile(hw page.Pgid) (*mmap.Epoch, int, error) {
 	return mmap.NewEpoch(data), size, nil
 }
 
-// reservation returns a mapping size for need bytes: at least
-// minReservation and twice need, a power of two.
-func reservation(need int64, initial int) int {
+// reservation returns a mapping size for need bytes: at least least and
+// twice need, a power of two.
+func reservation(need int64, initial, least int) int {
 	want := need * 2
 	if int64(initial) > want {
 		want = int64(initial)
 	}
-	size := int64(minReservation)
+	size := int64(least)
 	for size < want {
 		size *= 2
 	}

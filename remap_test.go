@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/quiverdb/quiver"
+	"github.com/quiverdb/quiver/internal/testhook"
 	"github.com/quiverdb/quiver/mmap"
 )
 
@@ -32,17 +33,16 @@ func (f mapFailFile) Map(size int) ([]byte, error) {
 // failed write), readers keep their snapshot, and nothing acknowledged is
 // lost.
 func TestRemapFailure(t *testing.T) {
-	defer quiver.SetMinReservation(64 << 10)()
 	forEachFreelist(t, func(t *testing.T, ft quiver.FreelistType) {
 		var fail atomic.Bool
 		var calls atomic.Int64
-		db := openDB(t, ft, &quiver.Options{PageSize: 1024, AllocSize: 16 << 10, OpenFile: func(p string, flag int, mode os.FileMode) (quiver.File, error) {
+		db := openDBWith(t, ft, &quiver.Options{PageSize: 1024, AllocSize: 16 << 10, OpenFile: func(p string, flag int, mode os.FileMode) (quiver.File, error) {
 			f, err := quiver.OpenOSFile(p, flag, mode)
 			if err != nil {
 				return nil, err
 			}
 			return mapFailFile{File: f, fail: &fail, calls: &calls}, nil
-		}})
+		}}, &testhook.Hooks{MinReservation: 64 << 10})
 		if calls.Load() == 0 {
 			t.Fatal("open did not map through the Mapper")
 		}

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/quiverdb/quiver"
+	"github.com/quiverdb/quiver/internal/testhook"
 )
 
 // TestSnapshotIsolation runs one writer and several readers at once. The
@@ -17,14 +18,13 @@ import (
 // see must not be reused, and the mapping is kept small so that the writer
 // remaps while readers hold older epochs.
 func TestSnapshotIsolation(t *testing.T) {
-	defer quiver.SetMinReservation(64 << 10)()
 	commits := 300
 	if testing.Short() {
 		commits = 80
 	}
 	forEachFreelist(t, func(t *testing.T, ft quiver.FreelistType) {
 		seed := testSeed(t)
-		db := openDB(t, ft, &quiver.Options{NoSync: true, PageSize: 1024})
+		db := openDBWith(t, ft, &quiver.Options{NoSync: true, PageSize: 1024}, &testhook.Hooks{MinReservation: 64 << 10})
 		var mu sync.Mutex
 		versions := map[int]map[string]string{}
 		ok(t, db.View(func(tx *quiver.Tx) error {

@@ -894,7 +894,7 @@ func (r *opsRun) compact(in *opsInput, mode byte) {
 		}
 		r.endWrite(true)
 	}
-	testhook.Compact = func(_, stage string) {
+	unhook := testhook.Set(r.db.Path(), &testhook.Hooks{Compact: func(_, stage string) {
 		switch stage {
 		case "round":
 			run(during)
@@ -902,9 +902,9 @@ func (r *opsRun) compact(in *opsInput, mode byte) {
 		case "final":
 			run(last)
 		}
-	}
+	}})
 	r.compacting = true
-	defer func() { testhook.Compact, r.compacting = nil, false }()
+	defer func() { unhook(); r.compacting = false }()
 	if _, err := r.db.Compact(context.Background(), &quiver.CompactOptions{TxMaxSize: max}); err != nil {
 		r.fatalf("compact: %v", err)
 	}

@@ -81,7 +81,7 @@ type DB struct {
 type fileState struct {
 	file      File
 	snaps     []*snapshot // snapshots that may still have readers
-	freelist  *freelist.Freelist
+	freelist  *freelist.Tracker
 	highWater page.Pgid // including the open writer's tail allocations
 	fileSize  int64
 	mapSize   int

@@ -364,7 +364,7 @@ func reservation(need int64, initial, least int) int {
 }
 
 func (db *DB) loadFreelist(m *page.Meta, data []byte) error {
-	var idx freelist.Index
+	var idx freelist.Freelist
 	switch db.opts.FreelistType {
 	case FreelistArray:
 		idx = array.New()

@@ -160,7 +160,7 @@ func (db *DB) shrinkTail(txid page.Txid) bool {
 	if db.NoSync {
 		return false
 	}
-	n := db.freelist.Index().TailRun(db.highWater)
+	n := db.freelist.FreeSet().TailRun(db.highWater)
 	if n == 0 || n >= uint64(db.highWater) {
 		return false
 	}
@@ -199,7 +199,7 @@ func (db *DB) tailHeldByFreelist() bool {
 	// placed right after it: it counts as the checkpoint.
 	if cp := db.chain[0]; db.endsAtTail(cp) {
 		n := db.checkpointPages + cp.pages
-		idx := db.freelist.Index()
+		idx := db.freelist.FreeSet()
 		id := idx.Allocate(n)
 		if id == 0 {
 			return false
@@ -223,5 +223,5 @@ func (db *DB) endsAtTail(e chainEntry) bool {
 // usedEnd is the end of the file's used pages: the high-water mark below
 // any free run at the end of the file.
 func (db *DB) usedEnd() page.Pgid {
-	return db.highWater - page.Pgid(db.freelist.Index().TailRun(db.highWater))
+	return db.highWater - page.Pgid(db.freelist.FreeSet().TailRun(db.highWater))
 }

@@ -8,9 +8,11 @@ import (
 	"github.com/quiverdb/quiver/page"
 )
 
-// Index is a set of free pages, kept as spans. Implementations need not be
+// Freelist is a set of free pages, kept as spans: the interface both
+// implementations (freelist/array, freelist/hashmap) satisfy, and the one
+// conformance suite (freelist/freelisttest) tests. Implementations need not be
 // safe for concurrent use.
-type Index interface {
+type Freelist interface {
 	// Allocate removes n contiguous free pages from the set and returns the
 	// first, or 0 if the set holds no run of n pages. n >= 1.
 	Allocate(n int) page.Pgid
@@ -48,9 +50,12 @@ type pendingTx struct {
 	spans []pendingSpan
 }
 
-// Freelist is the shared bookkeeping over an Index.
-type Freelist struct {
-	idx     Index
+// Tracker is the bookkeeping both implementations share, over a Freelist:
+// pages freed by a transaction stay pending until no reader can see them,
+// and the open writer's allocations and frees are remembered for its
+// rollback and for its commit record.
+type Tracker struct {
+	idx     Freelist
 	pending []pendingTx // ascending txid
 	npend   int         // pages in pending
 
@@ -62,15 +67,15 @@ type Freelist struct {
 	err       error // an invariant the open writer broke (Err)
 }
 
-// New returns a Freelist over idx.
-func New(idx Index) *Freelist {
-	return &Freelist{idx: idx}
+// New returns a Tracker over the free set idx.
+func New(idx Freelist) *Tracker {
+	return &Tracker{idx: idx}
 }
 
-// Index returns the underlying index.
-func (f *Freelist) Index() Index { return f.idx }
+// FreeSet returns the free set the tracker works over.
+func (f *Tracker) FreeSet() Freelist { return f.idx }
 
-func (f *Freelist) begin(txid page.Txid) {
+func (f *Tracker) begin(txid page.Txid) {
 	if f.writer != txid {
 		if len(f.allocated) > 0 || len(f.freed) > 0 {
 			panic(fmt.Sprintf("freelist: tx %d started while tx %d is uncommitted", txid, f.writer))
@@ -81,7 +86,7 @@ func (f *Freelist) begin(txid page.Txid) {
 
 // Allocate takes n contiguous free pages for writer txid and returns the
 // first, or 0 if no run of n free pages exists.
-func (f *Freelist) Allocate(txid page.Txid, n int) page.Pgid {
+func (f *Tracker) Allocate(txid page.Txid, n int) page.Pgid {
 	f.begin(txid)
 	id := f.idx.Allocate(n)
 	if id != 0 {
@@ -92,19 +97,19 @@ func (f *Freelist) Allocate(txid page.Txid, n int) page.Pgid {
 
 // NoteAllocated records that writer txid took n pages at id from outside the
 // index (the end of the file), so that they appear in the commit's delta.
-func (f *Freelist) NoteAllocated(txid page.Txid, id page.Pgid, n int) {
+func (f *Tracker) NoteAllocated(txid page.Txid, id page.Pgid, n int) {
 	f.begin(txid)
 	f.noteAllocated(page.Span{ID: id, N: uint64(n)}, true)
 }
 
-func (f *Freelist) noteAllocated(s page.Span, appended bool) {
+func (f *Tracker) noteAllocated(s page.Span, appended bool) {
 	f.allocated = append(f.allocated, s)
 	f.appended = append(f.appended, appended)
 }
 
 // Free marks n pages at id, written by transaction alloc, as freed by writer
 // txid. They stay pending until Release finds no reader that can see them.
-func (f *Freelist) Free(txid, alloc page.Txid, id page.Pgid, n int) {
+func (f *Tracker) Free(txid, alloc page.Txid, id page.Pgid, n int) {
 	f.begin(txid)
 	if alloc > txid {
 		// Only a damaged header claims a writer after the freeing tx. Treat
@@ -125,7 +130,7 @@ func (f *Freelist) Free(txid, alloc page.Txid, id page.Pgid, n int) {
 }
 
 // Commit makes writer txid's changes permanent.
-func (f *Freelist) Commit(txid page.Txid) {
+func (f *Tracker) Commit(txid page.Txid) {
 	if f.writer == txid {
 		f.allocated = f.allocated[:0]
 		f.appended = f.appended[:0]
@@ -136,7 +141,7 @@ func (f *Freelist) Commit(txid page.Txid) {
 // Rollback undoes every Allocate, TakeTail, NoteAllocated and Free of
 // writer txid. Pages NoteAllocated from the end of the file are not
 // returned to the index: the caller restores its high-water mark.
-func (f *Freelist) Rollback(txid page.Txid) {
+func (f *Tracker) Rollback(txid page.Txid) {
 	if f.writer != txid {
 		return
 	}
@@ -164,7 +169,7 @@ func (f *Freelist) Rollback(txid page.Txid) {
 // length (0 if it took nothing). The database lowers its high-water mark by
 // as much, so that the file can shrink; the run is part of the commit's
 // allocations, so Rollback returns it.
-func (f *Freelist) TakeTail(txid page.Txid, end page.Pgid, min uint64) uint64 {
+func (f *Tracker) TakeTail(txid page.Txid, end page.Pgid, min uint64) uint64 {
 	n := f.idx.TailRun(end)
 	if n == 0 || n < min || n > uint64(end) {
 		return 0
@@ -180,16 +185,16 @@ func (f *Freelist) TakeTail(txid page.Txid, end page.Pgid, min uint64) uint64 {
 
 // TxAllocated returns the spans the open writer has allocated so far. The
 // slice is valid until the next call that changes the freelist.
-func (f *Freelist) TxAllocated() []page.Span { return f.allocated }
+func (f *Tracker) TxAllocated() []page.Span { return f.allocated }
 
 // TxFreed returns the spans the open writer has freed so far.
-func (f *Freelist) TxFreed() []page.Span { return f.freed }
+func (f *Tracker) TxFreed() []page.Span { return f.freed }
 
 // Release moves pending spans that no reader can see into the index.
 // readers holds the snapshot txids of every open read transaction, sorted
 // ascending (duplicates allowed). A span freed by T and written by A is
 // visible to snapshots A..T-1.
-func (f *Freelist) Release(readers []page.Txid) {
+func (f *Tracker) Release(readers []page.Txid) {
 	var out []page.Span
 	keep := f.pending[:0]
 	for _, p := range f.pending {
@@ -228,7 +233,7 @@ func (f *Freelist) Release(readers []page.Txid) {
 	f.freeSorted(out)
 }
 
-func (f *Freelist) freeSorted(spans []page.Span) {
+func (f *Tracker) freeSorted(spans []page.Span) {
 	if len(spans) == 0 {
 		return
 	}
@@ -237,14 +242,14 @@ func (f *Freelist) freeSorted(spans []page.Span) {
 }
 
 // FreeCount returns the number of free pages ready for allocation.
-func (f *Freelist) FreeCount() int { return f.idx.FreeCount() }
+func (f *Tracker) FreeCount() int { return f.idx.FreeCount() }
 
 // PendingCount returns the number of freed pages awaiting release.
-func (f *Freelist) PendingCount() int { return f.npend }
+func (f *Tracker) PendingCount() int { return f.npend }
 
 // Spans calls fn for every free or pending span in ascending order: the set
 // that is free once no reader exists, which is what a checkpoint records.
-func (f *Freelist) Spans(fn func(id page.Pgid, n uint64)) {
+func (f *Tracker) Spans(fn func(id page.Pgid, n uint64)) {
 	var pend []page.Span
 	for _, p := range f.pending {
 		for _, s := range p.spans {
@@ -266,7 +271,7 @@ func (f *Freelist) Spans(fn func(id page.Pgid, n uint64)) {
 }
 
 // Load resets the freelist to hold exactly spans (ascending), all free.
-func (f *Freelist) Load(spans []page.Span) {
+func (f *Tracker) Load(spans []page.Span) {
 	f.idx.Reset()
 	f.pending = f.pending[:0]
 	f.npend = 0
@@ -281,7 +286,7 @@ func (f *Freelist) Load(spans []page.Span) {
 // (invariants builds only; it walks the whole free set). A corruption
 // error, not a panic: a damaged file whose freelist lists a page its tree
 // uses leads there too.
-func (f *Freelist) checkNotFree(s page.Span) error {
+func (f *Tracker) checkNotFree(s page.Span) error {
 	overlaps := func(id page.Pgid, n uint64) bool {
 		return id < s.ID+page.Pgid(s.N) && s.ID < id+page.Pgid(n)
 	}
@@ -304,4 +309,4 @@ func (f *Freelist) checkNotFree(s page.Span) error {
 // Err returns the first invariant the open writer's changes broke (only
 // builds with the invariants tag check them); its commit must fail.
 // Rollback clears it.
-func (f *Freelist) Err() error { return f.err }
+func (f *Tracker) Err() error { return f.err }

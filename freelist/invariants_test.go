@@ -19,10 +19,10 @@ import (
 func TestDoubleFreeIsReported(t *testing.T) {
 	for _, tc := range []struct {
 		name string
-		run  func(f *freelist.Freelist)
+		run  func(f *freelist.Tracker)
 	}{
-		{"pending", func(f *freelist.Freelist) { f.Free(5, 1, 10, 2); f.Free(5, 1, 11, 1) }},
-		{"free", func(f *freelist.Freelist) { f.Free(5, 1, 21, 3) }},
+		{"pending", func(f *freelist.Tracker) { f.Free(5, 1, 10, 2); f.Free(5, 1, 11, 1) }},
+		{"free", func(f *freelist.Tracker) { f.Free(5, 1, 21, 3) }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			f := freelist.New(hashmap.New())

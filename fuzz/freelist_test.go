@@ -31,7 +31,7 @@ func differential(t *testing.T, ops []byte) {
 		ops = ops[:4096]
 	}
 	{
-		impls := []*freelist.Freelist{freelist.New(array.New()), freelist.New(hashmap.New())}
+		impls := []*freelist.Tracker{freelist.New(array.New()), freelist.New(hashmap.New())}
 		// Initial free space from the first bytes: runs with holes.
 		var spans []page.Span
 		used := map[page.Pgid]bool{}
@@ -130,9 +130,9 @@ func differential(t *testing.T, ops []byte) {
 	}
 }
 
-func freePages(f *freelist.Freelist) map[page.Pgid]bool {
+func freePages(f *freelist.Tracker) map[page.Pgid]bool {
 	set := map[page.Pgid]bool{}
-	f.Index().Spans(func(id page.Pgid, n uint64) {
+	f.FreeSet().Spans(func(id page.Pgid, n uint64) {
 		for k := uint64(0); k < n; k++ {
 			set[id+page.Pgid(k)] = true
 		}

@@ -17,7 +17,7 @@ import (
 type memStore struct {
 	ps       int
 	data     []byte // the whole "file"; never reallocated
-	fl       *freelist.Freelist
+	fl       *freelist.Tracker
 	cur      *memSnap
 	hw       page.Pgid         // including the open writer's growth
 	readers  map[page.Txid]int // open readers and pins per snapshot txid

@@ -7,18 +7,18 @@ import (
 	"github.com/quiverdb/quiver/page"
 )
 
-// Index is a sorted slice of free page ids.
-type Index struct {
+// Freelist is a sorted slice of free page ids.
+type Freelist struct {
 	ids []page.Pgid
 }
 
-var _ freelist.Index = (*Index)(nil)
+var _ freelist.Freelist = (*Freelist)(nil)
 
 // New returns an empty index.
-func New() *Index { return &Index{} }
+func New() *Freelist { return &Freelist{} }
 
 // Allocate returns the first run of n consecutive free ids (first fit).
-func (a *Index) Allocate(n int) page.Pgid {
+func (a *Freelist) Allocate(n int) page.Pgid {
 	if n <= 0 || len(a.ids) < n {
 		return 0
 	}
@@ -43,7 +43,7 @@ func (a *Index) Allocate(n int) page.Pgid {
 }
 
 // Take removes the n ids from id if they are all free and id starts a run.
-func (a *Index) Take(id page.Pgid, n int) bool {
+func (a *Freelist) Take(id page.Pgid, n int) bool {
 	i := sort.Search(len(a.ids), func(i int) bool { return a.ids[i] >= id })
 	if n <= 0 || i+n > len(a.ids) || a.ids[i] != id || (i > 0 && a.ids[i-1] == id-1) || a.ids[i+n-1] != id+page.Pgid(n-1) {
 		return false
@@ -53,7 +53,7 @@ func (a *Index) Take(id page.Pgid, n int) bool {
 }
 
 // TailRun returns the length of the run of free ids ending at end-1.
-func (a *Index) TailRun(end page.Pgid) uint64 {
+func (a *Freelist) TailRun(end page.Pgid) uint64 {
 	n := uint64(0)
 	i := sort.Search(len(a.ids), func(i int) bool { return a.ids[i] >= end }) - 1
 	for ; i >= 0 && a.ids[i] == end-1-page.Pgid(n); i-- {
@@ -63,7 +63,7 @@ func (a *Index) TailRun(end page.Pgid) uint64 {
 }
 
 // Free merges the sorted spans into the sorted id slice.
-func (a *Index) Free(spans []page.Span) {
+func (a *Freelist) Free(spans []page.Span) {
 	add := 0
 	for _, s := range spans {
 		add += int(s.N)
@@ -87,10 +87,10 @@ func (a *Index) Free(spans []page.Span) {
 }
 
 // FreeCount returns the number of free pages.
-func (a *Index) FreeCount() int { return len(a.ids) }
+func (a *Freelist) FreeCount() int { return len(a.ids) }
 
 // Spans reports maximal runs of consecutive free ids.
-func (a *Index) Spans(fn func(id page.Pgid, n uint64)) {
+func (a *Freelist) Spans(fn func(id page.Pgid, n uint64)) {
 	for i := 0; i < len(a.ids); {
 		j := i + 1
 		for j < len(a.ids) && a.ids[j] == a.ids[j-1]+1 {
@@ -102,4 +102,4 @@ func (a *Index) Spans(fn func(id page.Pgid, n uint64)) {
 }
 
 // Reset empties the index.
-func (a *Index) Reset() { a.ids = a.ids[:0] }
+func (a *Freelist) Reset() { a.ids = a.ids[:0] }

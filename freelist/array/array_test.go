@@ -9,9 +9,9 @@ import (
 )
 
 func TestConformance(t *testing.T) {
-	freelisttest.Run(t, func() freelist.Index { return array.New() })
+	freelisttest.Run(t, func() freelist.Freelist { return array.New() })
 }
 
 func BenchmarkFreelist(b *testing.B) {
-	freelisttest.Benchmark(b, func() freelist.Index { return array.New() })
+	freelisttest.Benchmark(b, func() freelist.Freelist { return array.New() })
 }

@@ -40,7 +40,7 @@ func fragmented(free int) []page.Span {
 //	spans       list every span in order, as a checkpoint does (one op =
 //	              all; ns/span metric)
 //	memory      heap bytes per free span (B/span metric)
-func Benchmark(b *testing.B, newIndex func() freelist.Index) {
+func Benchmark(b *testing.B, newIndex func() freelist.Freelist) {
 	for _, free := range FreeSizes {
 		spans := fragmented(free)
 		name := fmt.Sprintf("free=1e%d", len(fmt.Sprint(free))-1)
@@ -60,7 +60,7 @@ func Benchmark(b *testing.B, newIndex func() freelist.Index) {
 			}
 			b.Run("free", func(b *testing.B) {
 				// Free the used pages between runs, each joining two runs.
-				var x freelist.Index
+				var x freelist.Freelist
 				g := len(spans) - 1 // build at the first iteration
 				for i := 0; i < b.N; i++ {
 					if g == len(spans)-1 {

@@ -16,7 +16,7 @@ import (
 var seedFlag = flag.Uint64("freelist.seed", 0, "seed for the randomised freelist test (also QUIVER_SEED)")
 
 // Run runs the suite against indexes made by newIndex.
-func Run(t *testing.T, newIndex func() freelist.Index) {
+func Run(t *testing.T, newIndex func() freelist.Freelist) {
 	t.Run("AllocateEmpty", func(t *testing.T) { testAllocateEmpty(t, newIndex) })
 	t.Run("AllocateFreeCoalesce", func(t *testing.T) { testAllocateFreeCoalesce(t, newIndex) })
 	t.Run("PendingRelease", func(t *testing.T) { testPendingRelease(t, newIndex) })
@@ -28,7 +28,7 @@ func Run(t *testing.T, newIndex func() freelist.Index) {
 	t.Run("RandomAgainstModel", func(t *testing.T) { testRandom(t, newIndex) })
 }
 
-func testTake(t *testing.T, newIndex func() freelist.Index) {
+func testTake(t *testing.T, newIndex func() freelist.Freelist) {
 	x := newIndex()
 	x.Free([]page.Span{span(10, 5), span(20, 1)})
 	for _, c := range []struct {
@@ -52,13 +52,13 @@ func testTake(t *testing.T, newIndex func() freelist.Index) {
 	}
 }
 
-func testTakeTail(t *testing.T, newIndex func() freelist.Index) {
+func testTakeTail(t *testing.T, newIndex func() freelist.Freelist) {
 	f := freelist.New(newIndex())
 	// [20,30) is freed in two pieces: the run is whole either way.
-	f.Index().Free([]page.Span{span(10, 5), span(20, 5)})
-	f.Index().Free([]page.Span{span(25, 5)})
+	f.FreeSet().Free([]page.Span{span(10, 5), span(20, 5)})
+	f.FreeSet().Free([]page.Span{span(25, 5)})
 	for _, c := range []struct{ end, want int }{{30, 10}, {31, 0}, {15, 5}, {17, 0}, {0, 0}} {
-		if got := f.Index().TailRun(page.Pgid(c.end)); got != uint64(c.want) {
+		if got := f.FreeSet().TailRun(page.Pgid(c.end)); got != uint64(c.want) {
 			t.Fatalf("TailRun(%d) = %d, want %d", c.end, got, c.want)
 		}
 	}
@@ -72,17 +72,17 @@ func testTakeTail(t *testing.T, newIndex func() freelist.Index) {
 		t.Fatalf("after TakeTail: %d free, allocated %v", f.FreeCount(), f.TxAllocated())
 	}
 	f.Rollback(7)
-	if f.FreeCount() != 15 || f.Index().TailRun(30) != 10 {
-		t.Fatalf("after rollback: %d free, tail %d", f.FreeCount(), f.Index().TailRun(30))
+	if f.FreeCount() != 15 || f.FreeSet().TailRun(30) != 10 {
+		t.Fatalf("after rollback: %d free, tail %d", f.FreeCount(), f.FreeSet().TailRun(30))
 	}
 }
 
 func span(id, n int) page.Span { return page.Span{ID: page.Pgid(id), N: uint64(n)} }
 
 // freeSet returns the pages an index holds, from Spans.
-func freeSet(f *freelist.Freelist) map[page.Pgid]bool {
+func freeSet(f *freelist.Tracker) map[page.Pgid]bool {
 	set := map[page.Pgid]bool{}
-	f.Index().Spans(func(id page.Pgid, n uint64) {
+	f.FreeSet().Spans(func(id page.Pgid, n uint64) {
 		for i := uint64(0); i < n; i++ {
 			set[id+page.Pgid(i)] = true
 		}
@@ -90,7 +90,7 @@ func freeSet(f *freelist.Freelist) map[page.Pgid]bool {
 	return set
 }
 
-func testAllocateEmpty(t *testing.T, newIndex func() freelist.Index) {
+func testAllocateEmpty(t *testing.T, newIndex func() freelist.Freelist) {
 	f := freelist.New(newIndex())
 	if id := f.Allocate(1, 1); id != 0 {
 		t.Fatalf("empty freelist allocated page %d", id)
@@ -100,7 +100,7 @@ func testAllocateEmpty(t *testing.T, newIndex func() freelist.Index) {
 	}
 }
 
-func testAllocateFreeCoalesce(t *testing.T, newIndex func() freelist.Index) {
+func testAllocateFreeCoalesce(t *testing.T, newIndex func() freelist.Freelist) {
 	f := freelist.New(newIndex())
 	f.Load([]page.Span{span(3, 1), span(5, 3), span(10, 2), span(20, 8)})
 	if f.FreeCount() != 14 {
@@ -134,7 +134,7 @@ func testAllocateFreeCoalesce(t *testing.T, newIndex func() freelist.Index) {
 	}
 }
 
-func testPendingRelease(t *testing.T, newIndex func() freelist.Index) {
+func testPendingRelease(t *testing.T, newIndex func() freelist.Freelist) {
 	f := freelist.New(newIndex())
 	// Tx 10 frees pages 100..103 written by tx 4.
 	f.Free(10, 4, 100, 4)
@@ -154,7 +154,7 @@ func testPendingRelease(t *testing.T, newIndex func() freelist.Index) {
 	}
 }
 
-func testReleaseBetweenReaders(t *testing.T, newIndex func() freelist.Index) {
+func testReleaseBetweenReaders(t *testing.T, newIndex func() freelist.Freelist) {
 	f := freelist.New(newIndex())
 	// Pages written by tx 20 and freed by tx 25 are visible to snapshots
 	// 20..24 only.
@@ -174,7 +174,7 @@ func testReleaseBetweenReaders(t *testing.T, newIndex func() freelist.Index) {
 	}
 }
 
-func testRollback(t *testing.T, newIndex func() freelist.Index) {
+func testRollback(t *testing.T, newIndex func() freelist.Freelist) {
 	f := freelist.New(newIndex())
 	f.Load([]page.Span{span(10, 10)})
 	f.Free(5, 2, 50, 1) // committed earlier
@@ -204,7 +204,7 @@ func testRollback(t *testing.T, newIndex func() freelist.Index) {
 	}
 }
 
-func testSpansIncludePending(t *testing.T, newIndex func() freelist.Index) {
+func testSpansIncludePending(t *testing.T, newIndex func() freelist.Freelist) {
 	f := freelist.New(newIndex())
 	f.Load([]page.Span{span(10, 2), span(30, 1)})
 	f.Free(7, 3, 20, 3)
@@ -226,7 +226,7 @@ func testSpansIncludePending(t *testing.T, newIndex func() freelist.Index) {
 // testRandom drives the freelist with random allocations, frees, commits,
 // rollbacks and readers, against a model of which pages are free, pending
 // or in use, and checks that no page is handed out twice.
-func testRandom(t *testing.T, newIndex func() freelist.Index) {
+func testRandom(t *testing.T, newIndex func() freelist.Freelist) {
 	seed := *seedFlag
 	if seed == 0 {
 		seed, _ = strconv.ParseUint(os.Getenv("QUIVER_SEED"), 10, 64)

@@ -20,8 +20,8 @@ const (
 	maxSpan = 1<<32 - 1
 )
 
-// Index is the segregated freelist index.
-type Index struct {
+// Freelist is the segregated freelist index.
+type Freelist struct {
 	// The span table, by slot.
 	start      []page.Pgid
 	size       []uint32
@@ -36,18 +36,18 @@ type Index struct {
 	nspans  int
 }
 
-var _ freelist.Index = (*Index)(nil)
+var _ freelist.Freelist = (*Freelist)(nil)
 
 // New returns an empty index.
-func New() *Index {
-	x := &Index{}
+func New() *Freelist {
+	x := &Freelist{}
 	x.Reset()
 	return x
 }
 
 // Reset empties the index.
-func (x *Index) Reset() {
-	*x = Index{freeSlot: none}
+func (x *Freelist) Reset() {
+	*x = Freelist{freeSlot: none}
 }
 
 // classOf returns the class a span of size pages is filed in.
@@ -70,7 +70,7 @@ func fitClass(n uint64) int {
 
 func regionOf(id page.Pgid) uint64 { return uint64(id) >> regionShift }
 
-func (x *Index) newSlot() int32 {
+func (x *Freelist) newSlot() int32 {
 	if i := x.freeSlot; i != none {
 		x.freeSlot = x.next[i]
 		return i
@@ -82,14 +82,14 @@ func (x *Index) newSlot() int32 {
 	return int32(len(x.start) - 1)
 }
 
-func (x *Index) head(c int, r uint64) int32 {
+func (x *Freelist) head(c int, r uint64) int32 {
 	if r < uint64(len(x.heads[c])) {
 		return x.heads[c][r]
 	}
 	return none
 }
 
-func (x *Index) setHead(c int, r uint64, i int32) {
+func (x *Freelist) setHead(c int, r uint64, i int32) {
 	for uint64(len(x.heads[c])) <= r {
 		x.heads[c] = append(x.heads[c], none)
 	}
@@ -97,7 +97,7 @@ func (x *Index) setHead(c int, r uint64, i int32) {
 }
 
 // insert files a span that overlaps no free span and touches none.
-func (x *Index) insert(start page.Pgid, size uint64) {
+func (x *Freelist) insert(start page.Pgid, size uint64) {
 	i := x.link(start, size)
 	x.ids.put(uint32(start), i)
 	if size > 1 {
@@ -107,7 +107,7 @@ func (x *Index) insert(start page.Pgid, size uint64) {
 
 // link files a span in its class and region lists and returns its slot;
 // the caller enters its ends in the id table.
-func (x *Index) link(start page.Pgid, size uint64) int32 {
+func (x *Freelist) link(start page.Pgid, size uint64) int32 {
 	c, r := classOf(size), regionOf(start)
 	head := x.head(c, r)
 	i := x.newSlot()
@@ -125,7 +125,7 @@ func (x *Index) link(start page.Pgid, size uint64) int32 {
 }
 
 // lookupStart returns the slot of the span starting at id, or none.
-func (x *Index) lookupStart(id page.Pgid) int32 {
+func (x *Freelist) lookupStart(id page.Pgid) int32 {
 	pos := x.ids.find(uint32(id), func(s int32) bool { return x.start[s] == id })
 	if pos < 0 {
 		return none
@@ -134,7 +134,7 @@ func (x *Index) lookupStart(id page.Pgid) int32 {
 }
 
 // lookupEnd returns the slot of the span ending at id, or none.
-func (x *Index) lookupEnd(id page.Pgid) int32 {
+func (x *Freelist) lookupEnd(id page.Pgid) int32 {
 	pos := x.ids.find(uint32(id), func(s int32) bool { return x.start[s]+page.Pgid(x.size[s])-1 == id })
 	if pos < 0 {
 		return none
@@ -143,7 +143,7 @@ func (x *Index) lookupEnd(id page.Pgid) int32 {
 }
 
 // remove unfiles slot i and recycles it, returning its span.
-func (x *Index) remove(i int32) (page.Pgid, uint64) {
+func (x *Freelist) remove(i int32) (page.Pgid, uint64) {
 	start, size := x.start[i], uint64(x.size[i])
 	c, r := classOf(size), regionOf(start)
 	if p := x.prev[i]; p != none {
@@ -174,7 +174,7 @@ func (x *Index) remove(i int32) (page.Pgid, uint64) {
 }
 
 // Allocate takes n contiguous pages; see the package comment.
-func (x *Index) Allocate(n int) page.Pgid {
+func (x *Freelist) Allocate(n int) page.Pgid {
 	if n <= 0 || uint64(n) > maxSpan {
 		return 0
 	}
@@ -208,7 +208,7 @@ func (x *Index) Allocate(n int) page.Pgid {
 // over the snug class keeps live pages low in the file, so that free space
 // gathers at the end, where the file can shrink. It reads at most every
 // class's bitset: a bounded number of words.
-func (x *Index) lowestFit(c int) (int, uint64) {
+func (x *Freelist) lowestFit(c int) (int, uint64) {
 	best, bestR := -1, uint64(0)
 	for w := c / 64; w < len(x.classes); w++ {
 		mask := x.classes[w]
@@ -230,7 +230,7 @@ func (x *Index) lowestFit(c int) (int, uint64) {
 }
 
 // Take removes the n pages at id if id starts a free span of at least n.
-func (x *Index) Take(id page.Pgid, n int) bool {
+func (x *Freelist) Take(id page.Pgid, n int) bool {
 	i := x.lookupStart(id)
 	if n <= 0 || i == none || uint64(x.size[i]) < uint64(n) {
 		return false
@@ -240,7 +240,7 @@ func (x *Index) Take(id page.Pgid, n int) bool {
 }
 
 // TailRun returns the size of the span that ends at end-1.
-func (x *Index) TailRun(end page.Pgid) uint64 {
+func (x *Freelist) TailRun(end page.Pgid) uint64 {
 	if end == 0 {
 		return 0
 	}
@@ -252,7 +252,7 @@ func (x *Index) TailRun(end page.Pgid) uint64 {
 }
 
 // take allocates n pages from the start of span i.
-func (x *Index) take(i int32, n uint64) page.Pgid {
+func (x *Freelist) take(i int32, n uint64) page.Pgid {
 	start, size := x.remove(i)
 	if size > n {
 		x.insert(start+page.Pgid(n), size-n)
@@ -261,7 +261,7 @@ func (x *Index) take(i int32, n uint64) page.Pgid {
 }
 
 // Free adds spans, coalescing each with free neighbours.
-func (x *Index) Free(spans []page.Span) {
+func (x *Freelist) Free(spans []page.Span) {
 	if x.nspans == 0 {
 		x.load(spans)
 		return
@@ -292,7 +292,7 @@ func (x *Index) Free(spans []page.Span) {
 // load fills an empty index from sorted spans: adjacent spans are joined
 // in one pass, with no lookups; the id table is sized once and filled in
 // one sweep (idTable.fill).
-func (x *Index) load(spans []page.Span) {
+func (x *Freelist) load(spans []page.Span) {
 	x.ids.reserve(2 * len(spans))
 	if n := len(x.start) + len(spans); cap(x.start) < n {
 		x.start = append(make([]page.Pgid, 0, n), x.start...)
@@ -339,13 +339,13 @@ func (x *Index) load(spans []page.Span) {
 }
 
 // FreeCount returns the number of free pages.
-func (x *Index) FreeCount() int { return x.count }
+func (x *Freelist) FreeCount() int { return x.count }
 
 // SpanCount returns the number of free spans.
-func (x *Index) SpanCount() int { return x.nspans }
+func (x *Freelist) SpanCount() int { return x.nspans }
 
 // Spans reports the free spans in ascending order.
-func (x *Index) Spans(fn func(id page.Pgid, n uint64)) {
+func (x *Freelist) Spans(fn func(id page.Pgid, n uint64)) {
 	if x.nspans == 0 {
 		return
 	}

@@ -9,9 +9,9 @@ import (
 )
 
 func TestConformance(t *testing.T) {
-	freelisttest.Run(t, func() freelist.Index { return hashmap.New() })
+	freelisttest.Run(t, func() freelist.Freelist { return hashmap.New() })
 }
 
 func BenchmarkFreelist(b *testing.B) {
-	freelisttest.Benchmark(b, func() freelist.Index { return hashmap.New() })
+	freelisttest.Benchmark(b, func() freelist.Freelist { return hashmap.New() })
 }

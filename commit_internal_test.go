@@ -2,12 +2,10 @@ package quiver
 
 import (
 	"math/rand/v2"
-	"os"
 	"slices"
-	"strconv"
 	"testing"
-	"time"
 
+	"github.com/quiverdb/quiver/internal/testutil"
 	"github.com/quiverdb/quiver/page"
 	"github.com/quiverdb/quiver/tx"
 )
@@ -163,16 +161,6 @@ func TestCoalesce(t *testing.T) {
 	check(out[3], 164, 74, 75, 76, 77, 78, 79)
 }
 
-// internalSeed returns the seed of a randomised internal test, from
-// QUIVER_SEED or the clock, and logs it.
-func internalSeed(t *testing.T) uint64 {
-	seed := uint64(time.Now().UnixNano())
-	if s := os.Getenv("QUIVER_SEED"); s != "" {
-		var err error
-		if seed, err = strconv.ParseUint(s, 10, 64); err != nil {
-			t.Fatalf("QUIVER_SEED: %v", err)
-		}
-	}
-	t.Logf("seed %d (QUIVER_SEED to replay)", seed)
-	return seed
-}
+// internalSeed returns the seed of a randomised internal test (see
+// testutil.Seed).
+func internalSeed(t *testing.T) uint64 { return testutil.Seed(t) }

@@ -1,37 +1,20 @@
 package quiver_test
 
 import (
-	"flag"
-	"math/rand/v2"
-	"os"
 	"path/filepath"
-	"strconv"
 	"testing"
-	"time"
 
 	"github.com/quiverdb/quiver"
 	"github.com/quiverdb/quiver/internal/testhook"
+	"github.com/quiverdb/quiver/internal/testutil"
 )
 
-var seedFlag = flag.Uint64("seed", 0, "seed for randomised tests (0: from the clock; also QUIVER_SEED)")
-
-// testSeed returns the seed for a randomised test and logs it, so that a
-// failure is reproducible with -seed N.
-func testSeed(t testing.TB) uint64 {
-	seed := *seedFlag
-	if seed == 0 {
-		if s, err := strconv.ParseUint(os.Getenv("QUIVER_SEED"), 10, 64); err == nil {
-			seed = s
-		}
-	}
-	if seed == 0 {
-		seed = uint64(time.Now().UnixNano())
-	}
-	t.Logf("seed %d (rerun with -seed %d)", seed, seed)
-	return seed
-}
-
-func newRand(seed uint64) *rand.Rand { return rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)) }
+// testSeed and newRand are the shared ones (internal/testutil): -seed or
+// QUIVER_SEED replays a randomised test.
+var (
+	testSeed = testutil.Seed
+	newRand  = testutil.Rand
+)
 
 // defaultFreelist leaves the choice to Open: tests of one freelist run on
 // the default.

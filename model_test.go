@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/quiverdb/quiver"
+	"github.com/quiverdb/quiver/internal/dbtest"
 )
 
 // mbucket is the model of a bucket: plain maps.
@@ -46,28 +47,7 @@ func (m *mbucket) flatten(prefix string, out map[string]string) {
 }
 
 // flattenDB reads what flatten produces from a transaction.
-func flattenDB(tx *quiver.Tx) (map[string]string, error) {
-	out := map[string]string{}
-	var walk func(b *quiver.Bucket, prefix string) error
-	walk = func(b *quiver.Bucket, prefix string) error {
-		out[prefix+"#seq"] = fmt.Sprint(b.Sequence())
-		return b.ForEach(func(k, v []byte) error {
-			if v == nil {
-				if child := b.Bucket(k); child != nil {
-					out[prefix+"\x00"+string(k)+"/"] = "bucket"
-					return walk(child, prefix+"\x00"+string(k)+"/")
-				}
-			}
-			out[prefix+"\x00"+string(k)] = string(v)
-			return nil
-		})
-	}
-	err := tx.ForEach(func(name []byte, b *quiver.Bucket) error {
-		out["\x00"+string(name)+"/"] = "bucket"
-		return walk(b, "\x00"+string(name)+"/")
-	})
-	return out, err
-}
+var flattenDB = dbtest.Flatten
 
 func modelRoot(m *mbucket) map[string]string {
 	out := map[string]string{}

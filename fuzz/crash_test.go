@@ -11,30 +11,11 @@ import (
 
 	"github.com/quiverdb/quiver"
 	"github.com/quiverdb/quiver/fuzz/crash"
+	"github.com/quiverdb/quiver/internal/dbtest"
 )
 
-// state flattens a database: "bucket/.../key" -> value, buckets as "/".
-func state(tx *quiver.Tx) (map[string]string, error) {
-	out := map[string]string{}
-	var walk func(b *quiver.Bucket, prefix string) error
-	walk = func(b *quiver.Bucket, prefix string) error {
-		return b.ForEach(func(k, v []byte) error {
-			if v == nil {
-				if child := b.Bucket(k); child != nil {
-					out[prefix+string(k)+"/"] = ""
-					return walk(child, prefix+string(k)+"/")
-				}
-			}
-			out[prefix+string(k)] = string(v)
-			return nil
-		})
-	}
-	err := tx.ForEach(func(name []byte, b *quiver.Bucket) error {
-		out[string(name)+"/"] = ""
-		return walk(b, string(name)+"/")
-	})
-	return out, err
-}
+// state is the whole content of a snapshot (dbtest.Flatten).
+var state = dbtest.Flatten
 
 func sameState(a, b map[string]string) bool {
 	if len(a) != len(b) {

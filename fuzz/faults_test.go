@@ -127,16 +127,17 @@ func faultRun(t *testing.T, ft quiver.FreelistType, n int64, forever bool) bool 
 	const commits = 25
 	states := []map[string]string{{}}
 	for c := 0; c < commits; c++ {
-		next := map[string]string{"b/": ""}
+		// In dbtest.Flatten's form: bucket b, its sequence, its keys.
+		next := map[string]string{"\x00b/": "bucket", "\x00b/#seq": "0"}
 		for k, v := range states[c] {
 			next[k] = v
 		}
 		puts, del := commit(c)
 		for _, p := range puts {
-			next["b/"+p.k] = p.v
+			next["\x00b/\x00"+p.k] = p.v
 		}
 		if del != "" {
-			delete(next, "b/"+del)
+			delete(next, "\x00b/\x00"+del)
 		}
 		states = append(states, next)
 	}

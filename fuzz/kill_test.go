@@ -1,14 +1,12 @@
 package fuzz_test
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/binary"
 	"fmt"
 	"math/rand/v2"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"sync/atomic"
@@ -16,6 +14,7 @@ import (
 	"time"
 
 	"github.com/quiverdb/quiver"
+	"github.com/quiverdb/quiver/internal/testutil"
 )
 
 // TestKill9 runs a child process that commits transactions and reports each
@@ -29,46 +28,20 @@ func TestKill9(t *testing.T) {
 	if testing.Short() {
 		t.Skip("spawns processes")
 	}
-	cycles := 50
-	if s := os.Getenv("QUIVER_KILL_CYCLES"); s != "" {
-		cycles, _ = strconv.Atoi(s)
-	}
+	cycles := testutil.KillCycles(50)
 	path := filepath.Join(t.TempDir(), "db")
 	r := rand.New(rand.NewPCG(21, 22))
 	acked := -1
 	var compactions atomic.Int64
 	for c := 0; c < cycles; c++ {
-		cmd := exec.Command(os.Args[0], "-test.run=^TestKill9Child$", "-test.count=1")
-		cmd.Env = append(os.Environ(), "QUIVER_KILL_CHILD="+path, fmt.Sprintf("QUIVER_KILL_START=%d", acked+1),
-			fmt.Sprintf("QUIVER_KILL_COMPACT=%d", c%2))
-		out, err := cmd.StdoutPipe()
-		if err != nil {
-			t.Fatal(err)
-		}
-		cmd.Stderr = os.Stderr
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		lines := make(chan int, 1<<16)
-		go func() {
-			sc := bufio.NewScanner(out)
-			for sc.Scan() {
-				if n, err := strconv.Atoi(sc.Text()); err == nil {
-					lines <- n
-				} else if sc.Text() == "compacted" {
-					compactions.Add(1)
-				}
-			}
-			close(lines)
-		}()
-		time.Sleep(time.Duration(20+r.IntN(150)) * time.Millisecond)
-		_ = cmd.Process.Kill()
-		for n := range lines {
-			if n > acked {
+		env := []string{"QUIVER_KILL_CHILD=" + path, fmt.Sprintf("QUIVER_KILL_START=%d", acked+1), fmt.Sprintf("QUIVER_KILL_COMPACT=%d", c%2)}
+		for _, line := range testutil.RunKilled(t, "TestKill9Child", env, time.Duration(20+r.IntN(150))*time.Millisecond) {
+			if n, err := strconv.Atoi(line); err == nil && n > acked {
 				acked = n
+			} else if line == "compacted" {
+				compactions.Add(1)
 			}
 		}
-		_ = cmd.Wait()
 		// Every acknowledged transaction is there, and the database checks.
 		db, err := quiver.Open(path, 0o600, nil)
 		if err != nil {

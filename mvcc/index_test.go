@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"testing"
 	"time"
+
+	"github.com/quiverdb/quiver/internal/testutil"
 )
 
 // TestIndexBlocks drives the block index with many keys (so blocks split,
@@ -106,16 +108,8 @@ func TestIndexBlocks(t *testing.T) {
 	}
 }
 
-// testSeed returns the seed of a randomised test, QUIVER_SEED if set, and
-// logs it.
-func testSeed(t *testing.T) uint64 {
-	seed, err := strconv.ParseUint(os.Getenv("QUIVER_SEED"), 10, 64)
-	if err != nil || seed == 0 {
-		seed = rand.Uint64()
-	}
-	t.Logf("seed %d (rerun with QUIVER_SEED=%d)", seed, seed)
-	return seed
-}
+// testSeed returns the seed of a randomised test (see testutil.Seed).
+func testSeed(t *testing.T) uint64 { return testutil.Seed(t) }
 
 // TestIndexCompactEmptiesBlocks deletes every key of many blocks (more
 // than one compaction chunk) and compacts them away: the emptied blocks

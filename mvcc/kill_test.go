@@ -1,18 +1,16 @@
 package mvcc
 
 import (
-	"bufio"
 	"fmt"
 	"math/rand/v2"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"strconv"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/quiverdb/quiver"
+	"github.com/quiverdb/quiver/internal/testutil"
 )
 
 // TestKill9 runs a child process whose writers put keys concurrently (group
@@ -24,43 +22,19 @@ func TestKill9(t *testing.T) {
 	if testing.Short() {
 		t.Skip("spawns processes")
 	}
-	cycles := 20
-	if s := os.Getenv("QUIVER_KILL_CYCLES"); s != "" {
-		cycles, _ = strconv.Atoi(s)
-	}
+	cycles := testutil.KillCycles(20)
 	path := filepath.Join(t.TempDir(), "db")
 	r := rand.New(rand.NewPCG(5, 6))
 	acked := map[string]int64{} // key -> revision of its acknowledged put
 	for c := 0; c < cycles; c++ {
-		cmd := exec.Command(os.Args[0], "-test.run=^TestKill9Child$", "-test.count=1")
-		cmd.Env = append(os.Environ(), "QUIVER_MVCC_KILL_CHILD="+path, fmt.Sprintf("QUIVER_MVCC_KILL_CYCLE=%d", c))
-		out, err := cmd.StdoutPipe()
-		if err != nil {
-			t.Fatal(err)
-		}
-		cmd.Stderr = os.Stderr
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		lines := make(chan [2]string, 1<<16)
-		go func() {
-			sc := bufio.NewScanner(out)
-			for sc.Scan() {
-				var k string
-				var rev int64
-				if n, _ := fmt.Sscan(sc.Text(), &k, &rev); n == 2 {
-					lines <- [2]string{k, strconv.FormatInt(rev, 10)}
-				}
+		env := []string{"QUIVER_MVCC_KILL_CHILD=" + path, fmt.Sprintf("QUIVER_MVCC_KILL_CYCLE=%d", c)}
+		for _, line := range testutil.RunKilled(t, "TestKill9Child", env, time.Duration(30+r.IntN(200))*time.Millisecond) {
+			var k string
+			var rev int64
+			if n, _ := fmt.Sscan(line, &k, &rev); n == 2 {
+				acked[k] = rev
 			}
-			close(lines)
-		}()
-		time.Sleep(time.Duration(30+r.IntN(200)) * time.Millisecond)
-		_ = cmd.Process.Kill()
-		for l := range lines {
-			rev, _ := strconv.ParseInt(l[1], 10, 64)
-			acked[l[0]] = rev
 		}
-		_ = cmd.Wait()
 		db, err := quiver.Open(path, 0o600, nil)
 		if err != nil {
 			t.Fatalf("cycle %d: open after kill: %v", c, err)

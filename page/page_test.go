@@ -5,12 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
-	"os"
-	"strconv"
 	"strings"
 	"testing"
-	"time"
 
+	"github.com/quiverdb/quiver/internal/testutil"
 	"github.com/quiverdb/quiver/page"
 )
 
@@ -225,11 +223,7 @@ func replayByPage(base []page.Span, records []*page.Record) map[page.Pgid]bool {
 // checkpoint's in every way, including long spans and spans that a later
 // record sets again.
 func TestReplayRandom(t *testing.T) {
-	seed := uint64(time.Now().UnixNano())
-	if s, err := strconv.ParseUint(os.Getenv("QUIVER_SEED"), 10, 64); err == nil {
-		seed = s
-	}
-	t.Logf("seed %d (rerun with QUIVER_SEED=%d)", seed, seed)
+	seed := testutil.Seed(t)
 	r := rand.New(rand.NewPCG(seed, 7))
 	span := func(limit int) page.Span {
 		n := 1 + r.IntN(4)

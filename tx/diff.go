@@ -29,42 +29,28 @@ func Unchanged(b *Bucket, since page.Txid, fn func(first, last []byte)) error {
 		return errors.New("tx: Unchanged needs a read transaction")
 	}
 	if b.hdr.Root != 0 {
-		t.unchanged(b.hdr.Root, 0, since, fn)
+		t.unchanged(b.hdr.Root, since, fn)
 	}
 	return t.err
 }
 
-func (t *Tx) unchanged(id page.Pgid, depth int, since page.Txid, fn func(first, last []byte)) {
-	p := t.page(id)
-	if p == nil {
-		return
-	}
-	if depth > maxDepth {
-		t.corrupt(page.Corruptf(id, "tree deeper than %d levels", maxDepth))
-		return
-	}
-	if page.TxidOf(p) <= since {
+// unchanged reports, through fn, the edge keys of every largest subtree at
+// id whose root page was written by since or earlier; it descends only
+// into pages written after since.
+func (t *Tx) unchanged(id page.Pgid, since page.Txid, fn func(first, last []byte)) {
+	t.walk(id, 0, func(p []byte, id page.Pgid, depth int) bool {
+		if page.TxidOf(p) > since {
+			return true // changed: look below
+		}
 		first, ok := t.edgeKey(p, id, depth, false)
 		if !ok {
-			return
+			return false
 		}
-		last, ok := t.edgeKey(p, id, depth, true)
-		if ok {
+		if last, ok := t.edgeKey(p, id, depth, true); ok {
 			fn(first, last)
 		}
-		return
-	}
-	if page.Flags(p) != page.FlagBranch {
-		return
-	}
-	for i := 0; i < page.Count(p); i++ {
-		child, _, ok := page.BranchElem(p, i)
-		if !ok {
-			t.corrupt(page.Corruptf(id, "branch element %d out of bounds", i))
-			return
-		}
-		t.unchanged(child, depth+1, since, fn)
-	}
+		return false
+	})
 }
 
 // edgeKey returns the smallest (or with last, the largest) key of the

@@ -3,33 +3,18 @@ package tx_test
 import (
 	"bytes"
 	"errors"
-	"flag"
 	"fmt"
 	"math/rand/v2"
-	"os"
 	"slices"
-	"strconv"
 	"strings"
 	"testing"
-	"time"
 
+	"github.com/quiverdb/quiver/internal/testutil"
 	"github.com/quiverdb/quiver/page"
 	"github.com/quiverdb/quiver/tx"
 )
 
-var seedFlag = flag.Uint64("seed", 0, "seed for randomised tests (0: from the clock; also QUIVER_SEED)")
-
-func testSeed(t *testing.T) uint64 {
-	seed := *seedFlag
-	if s, err := strconv.ParseUint(os.Getenv("QUIVER_SEED"), 10, 64); seed == 0 && err == nil {
-		seed = s
-	}
-	if seed == 0 {
-		seed = uint64(time.Now().UnixNano())
-	}
-	t.Logf("seed %d (rerun with -seed %d)", seed, seed)
-	return seed
-}
+var testSeed = testutil.Seed
 
 // model is the expected content of nested buckets: path -> key -> value.
 type model map[string]map[string]string

@@ -1,0 +1,24 @@
+// Package raftadapter runs quiver as a replicated state machine on
+// go.etcd.io/raft/v3: raft does consensus, quiver does storage, and this
+// package is the glue.
+//
+// # The raft log in the engine file
+//
+// Storage implements raft.Storage on a quiver database: the log entries
+// (under big-endian index keys), the HardState, the ConfState and the
+// snapshot metadata live in one bucket of the same file as the state
+// machine's data, so that one engine commit, with one fdatasync, makes an
+// append, a new HardState and the application of committed entries durable
+// together. Storage changes only through a Writer bound to a write
+// transaction; the changes are published to raft's reads when that
+// transaction commits (Tx.OnCommit), and never if it rolls back.
+//
+// Memory is bounded in bytes, not in entries: only the newest entries are
+// cached, up to StorageOptions.CacheBytes; older ones are read from the
+// file when a lagging follower needs them. (etcd's count-based window of
+// in-memory catch-up entries is what turned 2 MB values into 10 GB of RSS.)
+//
+// Damaged stored state (an entry that does not decode, a gap in the log, a
+// HardState or ConfState that does not parse) is reported as an error that
+// matches quiver.ErrCorrupt and names what is damaged; it never panics.
+package raftadapter

@@ -21,6 +21,7 @@ var seedFlag = flag.Uint64("seed", 0, "seed for randomised tests (0: from the cl
 // else the clock. It logs it, so that a failure is reproducible from its
 // log line alone.
 func Seed(t testing.TB) uint64 {
+	t.Helper()
 	seed := *seedFlag
 	if seed == 0 {
 		if s, err := strconv.ParseUint(os.Getenv("QUIVER_SEED"), 10, 64); err == nil {

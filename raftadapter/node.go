@@ -1,0 +1,427 @@
+package raftadapter
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"log"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/quiverdb/quiver"
+	"go.etcd.io/raft/v3"
+	pb "go.etcd.io/raft/v3/raftpb"
+	"google.golang.org/protobuf/proto"
+)
+
+// Entry is a committed entry handed to the state machine: its place in the
+// log and the data its proposer gave.
+type Entry struct {
+	Index, Term uint64
+	Data        []byte // valid until Apply returns
+}
+
+// StateMachine is the replicated database. Any Go database that stores its
+// state in the quiver file can be one.
+type StateMachine interface {
+	// Apply applies committed entries, in log order, inside tx: the write
+	// transaction that also appends the log and records the applied index,
+	// so that a restart applies each entry exactly once. It returns one
+	// result per entry, handed to the entry's proposer on this node (or
+	// nil). An error stops the node: the transaction rolls back, and the
+	// entries are applied again after a restart.
+	Apply(tx *quiver.Tx, ents []Entry) ([]any, error)
+}
+
+// Transport carries raft messages between the nodes of a cluster.
+type Transport interface {
+	// Send sends messages to their recipients (m.To), best effort: raft
+	// copes with lost, duplicated and reordered messages. It must not
+	// block for long: it is called from the node's loop.
+	Send(msgs []*pb.Message)
+}
+
+// DefaultMemoryBudget is the default Config.MemoryBudget.
+const DefaultMemoryBudget = 64 << 20
+
+// Config configures a Node.
+type Config struct {
+	// ID is this node's raft id (not 0).
+	ID uint64
+	// Peers are the ids of the members of a new cluster, this node
+	// included. They are used only when the database holds no raft state
+	// yet; a restarted node reads its configuration from the file.
+	Peers []uint64
+	// DB is the database that holds the raft log and the state machine's
+	// data. The node does not close it.
+	DB *quiver.DB
+	// StateMachine applies committed entries.
+	StateMachine StateMachine
+	// Transport sends this node's messages.
+	Transport Transport
+	// TickInterval is raft's logical clock (default 10ms); elections take
+	// ElectionTicks (default 10) ticks, heartbeats HeartbeatTicks (1).
+	TickInterval                  time.Duration
+	ElectionTicks, HeartbeatTicks int
+	// MemoryBudget bounds the bytes of raft state the node keeps in
+	// memory (default DefaultMemoryBudget): a quarter caches the newest
+	// log entries, and raft's MaxSizePerMsg, MaxInflightBytes and
+	// MaxUncommittedEntriesSize follow from it.
+	MemoryBudget int
+	// Logger receives raft's log; nil discards it.
+	Logger raft.Logger
+}
+
+// proposal is one Propose call waiting for its entry to be applied.
+type proposal struct {
+	data []byte
+	done chan result
+}
+
+type result struct {
+	v   any
+	err error
+}
+
+// Node is one member of a replicated quiver cluster: it drives a
+// raft.RawNode over Storage and applies committed entries to the state
+// machine.
+//
+// The Ready contract it keeps (raft's synchronous storage mode): for each
+// Ready, the snapshot (refused for now), the entries, the HardState, the
+// application of the committed entries and the applied index are written
+// in one engine transaction, made durable by its one fdatasync; only then
+// are the messages sent, the proposers told, and Advance called. So a
+// message never promises a vote or an entry the disk does not hold, and a
+// crash between two Readies replays nothing twice and skips nothing.
+type Node struct {
+	cfg     Config
+	storage *Storage
+	rn      *raft.RawNode
+
+	propc chan proposal
+	recvc chan *pb.Message
+	stopc chan struct{}
+	done  chan struct{}
+
+	mu      sync.Mutex
+	waiters map[uint64]chan result
+	nextID  atomic.Uint64
+	err     error // why the loop stopped
+
+	applied atomic.Uint64
+	status  atomic.Pointer[raft.BasicStatus]
+}
+
+var appliedKey = []byte("applied")
+
+// ErrStopped is returned by a stopped node.
+var ErrStopped = errors.New("raftadapter: node stopped")
+
+// StartNode opens the raft state in cfg.DB (bootstrapping a new cluster of
+// cfg.Peers when there is none) and starts the node's loop.
+func StartNode(cfg Config) (*Node, error) {
+	if cfg.ID == 0 || cfg.DB == nil || cfg.StateMachine == nil || cfg.Transport == nil {
+		return nil, errors.New("raftadapter: Config needs ID, DB, StateMachine and Transport")
+	}
+	if cfg.TickInterval <= 0 {
+		cfg.TickInterval = 10 * time.Millisecond
+	}
+	if cfg.ElectionTicks <= 0 {
+		cfg.ElectionTicks = 10
+	}
+	if cfg.HeartbeatTicks <= 0 {
+		cfg.HeartbeatTicks = 1
+	}
+	if cfg.MemoryBudget <= 0 {
+		cfg.MemoryBudget = DefaultMemoryBudget
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = &raft.DefaultLogger{Logger: log.New(io.Discard, "", 0)}
+	}
+	budget := uint64(cfg.MemoryBudget)
+	s, err := OpenStorage(cfg.DB, &StorageOptions{CacheBytes: int(budget / 4)})
+	if err != nil {
+		return nil, err
+	}
+	var applied uint64
+	if err := cfg.DB.View(func(tx *quiver.Tx) error {
+		if v := tx.Bucket(bucketName).Get(appliedKey); len(v) == 8 {
+			applied = binary.BigEndian.Uint64(v)
+		}
+		return nil
+	}); err != nil {
+		return nil, err
+	}
+	if last, _ := s.LastIndex(); last == 0 && applied == 0 {
+		if len(cfg.Peers) == 0 {
+			return nil, errors.New("raftadapter: no raft state in the database and no Peers to start a cluster with")
+		}
+		// A new cluster: the log starts after a snapshot at index 1 that
+		// holds the first configuration, the same on every member (raft's
+		// recommended bootstrap).
+		if err := cfg.DB.Update(func(tx *quiver.Tx) error {
+			w, err := s.Writer(tx)
+			if err != nil {
+				return err
+			}
+			return w.ApplySnapshot(&pb.SnapshotMetadata{Index: new(uint64(1)), Term: new(uint64(1)), ConfState: &pb.ConfState{Voters: append([]uint64(nil), cfg.Peers...)}})
+		}); err != nil {
+			return nil, err
+		}
+		applied = 1
+	}
+	perMsg := min(budget/64, 1<<20)
+	rn, err := raft.NewRawNode(&raft.Config{
+		ID:                        cfg.ID,
+		ElectionTick:              cfg.ElectionTicks,
+		HeartbeatTick:             cfg.HeartbeatTicks,
+		Storage:                   s,
+		Applied:                   applied,
+		MaxSizePerMsg:             perMsg,
+		MaxInflightMsgs:           256,
+		MaxInflightBytes:          budget / 4,
+		MaxUncommittedEntriesSize: budget / 4,
+		MaxCommittedSizePerReady:  budget / 8,
+		CheckQuorum:               true,
+		PreVote:                   true,
+		Logger:                    cfg.Logger,
+	})
+	if err != nil {
+		return nil, err
+	}
+	n := &Node{
+		cfg: cfg, storage: s, rn: rn,
+		propc: make(chan proposal, 256), recvc: make(chan *pb.Message, 4096),
+		stopc: make(chan struct{}), done: make(chan struct{}),
+		waiters: map[uint64]chan result{},
+	}
+	n.applied.Store(applied)
+	n.nextID.Store(uint64(time.Now().UnixNano()))
+	n.publishStatus()
+	go n.run()
+	return n, nil
+}
+
+// Storage returns the node's raft storage.
+func (n *Node) Storage() *Storage { return n.storage }
+
+// Applied returns the index of the last entry applied on this node.
+func (n *Node) Applied() uint64 { return n.applied.Load() }
+
+// Status returns raft's basic status as of the node's last step.
+func (n *Node) Status() raft.BasicStatus { return *n.status.Load() }
+
+func (n *Node) publishStatus() {
+	st := n.rn.BasicStatus()
+	n.status.Store(&st)
+}
+
+// Step hands the node a message from a peer. It drops the message when
+// the node is busy (raft recovers lost messages) and reports ErrStopped
+// once the node has stopped.
+func (n *Node) Step(m *pb.Message) error {
+	select {
+	case <-n.done:
+		return ErrStopped
+	default:
+	}
+	select {
+	case n.recvc <- m:
+	default:
+	}
+	return nil
+}
+
+// Propose proposes data and waits until its entry is applied on this node,
+// returning the state machine's result for it. On an error (the context
+// ended, the node stopped, no leader) the proposal may or may not be
+// applied later.
+func (n *Node) Propose(ctx context.Context, data []byte) (any, error) {
+	id := n.nextID.Add(1)
+	buf := make([]byte, 8+len(data))
+	binary.BigEndian.PutUint64(buf, id)
+	copy(buf[8:], data)
+	done := make(chan result, 1)
+	n.mu.Lock()
+	n.waiters[id] = done
+	n.mu.Unlock()
+	defer func() {
+		n.mu.Lock()
+		delete(n.waiters, id)
+		n.mu.Unlock()
+	}()
+	select {
+	case n.propc <- proposal{data: buf, done: done}:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	case <-n.done:
+		return nil, n.stopErr()
+	}
+	select {
+	case r := <-done:
+		return r.v, r.err
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	case <-n.done:
+		return nil, n.stopErr()
+	}
+}
+
+func (n *Node) stopErr() error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.err != nil {
+		return fmt.Errorf("%w: %w", ErrStopped, n.err)
+	}
+	return ErrStopped
+}
+
+// Stop stops the node's loop and waits for it. The database stays open.
+func (n *Node) Stop() error {
+	select {
+	case <-n.stopc:
+	default:
+		close(n.stopc)
+	}
+	<-n.done
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.err
+}
+
+func (n *Node) run() {
+	defer close(n.done)
+	ticker := time.NewTicker(n.cfg.TickInterval)
+	defer ticker.Stop()
+	for {
+		select {
+		case <-ticker.C:
+			n.rn.Tick()
+		case p := <-n.propc:
+			if err := n.rn.Propose(p.data); err != nil {
+				p.done <- result{err: fmt.Errorf("raftadapter: proposal refused: %w", err)}
+			}
+		case m := <-n.recvc:
+			_ = n.rn.Step(m) // a message from an unknown or removed peer is dropped
+		case <-n.stopc:
+			return
+		}
+		for n.rn.HasReady() {
+			if err := n.handleReady(n.rn.Ready()); err != nil {
+				n.mu.Lock()
+				n.err = err
+				n.mu.Unlock()
+				n.cfg.Logger.Errorf("raftadapter: node %d stops: %v", n.cfg.ID, err)
+				return
+			}
+		}
+		n.publishStatus()
+	}
+}
+
+// handleReady persists and applies one Ready in one engine commit, then
+// sends its messages and advances raft.
+func (n *Node) handleReady(rd raft.Ready) error {
+	if !raft.IsEmptySnap(rd.Snapshot) {
+		return errors.New("raftadapter: a snapshot from the leader: state transfer is not implemented yet")
+	}
+	var results []any
+	var ids []uint64 // the proposal id of each applied entry
+	last := n.applied.Load()
+	err := n.cfg.DB.Update(func(tx *quiver.Tx) error {
+		w, err := n.storage.Writer(tx)
+		if err != nil {
+			return err
+		}
+		if err := w.Append(rd.Entries); err != nil {
+			return err
+		}
+		if rd.HardState != nil {
+			if err := w.SetHardState(rd.HardState); err != nil {
+				return err
+			}
+		}
+		if len(rd.CommittedEntries) == 0 {
+			return nil
+		}
+		var batch []Entry
+		flush := func() error {
+			if len(batch) == 0 {
+				return nil
+			}
+			res, err := n.cfg.StateMachine.Apply(tx, batch)
+			if err != nil {
+				return err
+			}
+			for i := range batch {
+				var r any
+				if i < len(res) {
+					r = res[i]
+				}
+				results = append(results, r)
+			}
+			batch = nil
+			return nil
+		}
+		for _, e := range rd.CommittedEntries {
+			switch e.GetType() {
+			case pb.EntryType_EntryNormal:
+				if len(e.GetData()) < 8 {
+					continue // raft's empty entry of a new term
+				}
+				ids = append(ids, binary.BigEndian.Uint64(e.GetData()[:8]))
+				batch = append(batch, Entry{Index: e.GetIndex(), Term: e.GetTerm(), Data: e.GetData()[8:]})
+			case pb.EntryType_EntryConfChange, pb.EntryType_EntryConfChangeV2:
+				if err := flush(); err != nil {
+					return err
+				}
+				cc, err := decodeConfChange(e)
+				if err != nil {
+					return err
+				}
+				if err := w.SetConfState(n.rn.ApplyConfChange(cc)); err != nil {
+					return err
+				}
+			}
+			last = e.GetIndex()
+		}
+		if err := flush(); err != nil {
+			return err
+		}
+		return tx.Bucket(bucketName).Put(appliedKey, binary.BigEndian.AppendUint64(nil, last))
+	})
+	if err != nil {
+		return err
+	}
+	n.applied.Store(last)
+	n.cfg.Transport.Send(rd.Messages)
+	// Tell this node's proposers; the data holds the proposal id first.
+	n.mu.Lock()
+	for i, id := range ids {
+		if ch, ok := n.waiters[id]; ok {
+			ch <- result{v: results[i]}
+		}
+	}
+	n.mu.Unlock()
+	n.rn.Advance(rd)
+	return nil
+}
+
+func decodeConfChange(e *pb.Entry) (pb.ConfChangeI, error) {
+	if e.GetType() == pb.EntryType_EntryConfChange {
+		cc := &pb.ConfChange{}
+		if err := proto.Unmarshal(e.GetData(), cc); err != nil {
+			return nil, corruptf("log entry %d: a configuration change that does not decode: %v", e.GetIndex(), err)
+		}
+		return cc, nil
+	}
+	cc := &pb.ConfChangeV2{}
+	if err := proto.Unmarshal(e.GetData(), cc); err != nil {
+		return nil, corruptf("log entry %d: a configuration change that does not decode: %v", e.GetIndex(), err)
+	}
+	return cc, nil
+}

@@ -50,8 +50,20 @@ type cluster struct {
 	net   *Network
 	dir   string
 	ids   []uint64
+	mu    sync.Mutex // guards dbs and nodes, which faults change under clients
 	dbs   map[uint64]*quiver.DB
 	nodes map[uint64]*Node
+	// machine is the members' state machine (kvMachine if nil), and
+	// contentsOf the bucket converge compares ("kv" if empty).
+	machine    StateMachine
+	contentsOf string
+}
+
+// node returns the running node id, or nil.
+func (c *cluster) node(id uint64) *Node {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.nodes[id]
 }
 
 func newCluster(t *testing.T, n int, seed uint64) *cluster {
@@ -76,18 +88,28 @@ func (c *cluster) start(id uint64) {
 	if err != nil {
 		c.t.Fatal(err)
 	}
-	n, err := StartNode(Config{ID: id, Peers: c.ids, DB: db, StateMachine: kvMachine{}, Transport: c.net.Endpoint(id), TickInterval: 5 * time.Millisecond})
+	var sm StateMachine = kvMachine{}
+	if c.machine != nil {
+		sm = c.machine
+	}
+	n, err := StartNode(Config{ID: id, Peers: c.ids, DB: db, StateMachine: sm, Transport: c.net.Endpoint(id), TickInterval: 5 * time.Millisecond})
 	if err != nil {
 		c.t.Fatal(err)
 	}
+	c.mu.Lock()
 	c.dbs[id], c.nodes[id] = db, n
+	c.mu.Unlock()
 	c.net.Attach(id, n)
 }
 
 // stop stops node id and closes its database (a clean shutdown; the
 // files stay).
 func (c *cluster) stop(id uint64) {
-	n := c.nodes[id]
+	c.mu.Lock()
+	n, db := c.nodes[id], c.dbs[id]
+	delete(c.nodes, id)
+	delete(c.dbs, id)
+	c.mu.Unlock()
 	if n == nil {
 		return
 	}
@@ -95,11 +117,9 @@ func (c *cluster) stop(id uint64) {
 	if err := n.Stop(); err != nil {
 		c.t.Errorf("node %d: %v", id, err)
 	}
-	if err := c.dbs[id].Close(); err != nil {
+	if err := db.Close(); err != nil {
 		c.t.Errorf("node %d: close: %v", id, err)
 	}
-	delete(c.nodes, id)
-	delete(c.dbs, id)
 }
 
 // leader waits for a node to be leader and returns it.
@@ -107,8 +127,8 @@ func (c *cluster) leader() uint64 {
 	c.t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for time.Now().Before(deadline) {
-		for id, n := range c.nodes {
-			if st := n.Status(); st.Lead == id {
+		for _, id := range c.ids {
+			if n := c.node(id); n != nil && n.Status().Lead == id {
 				return id
 			}
 		}
@@ -122,8 +142,15 @@ func (c *cluster) leader() uint64 {
 func (c *cluster) contents(id uint64) map[string]string {
 	c.t.Helper()
 	out := map[string]string{}
-	err := c.dbs[id].View(func(tx *quiver.Tx) error {
-		b := tx.Bucket([]byte("kv"))
+	c.mu.Lock()
+	db := c.dbs[id]
+	c.mu.Unlock()
+	name := "kv"
+	if c.contentsOf != "" {
+		name = c.contentsOf
+	}
+	err := db.View(func(tx *quiver.Tx) error {
+		b := tx.Bucket([]byte(name))
 		if b == nil {
 			return nil
 		}
@@ -143,7 +170,11 @@ func (c *cluster) converge(index uint64) map[string]string {
 	for {
 		var first map[string]string
 		same := true
-		for id, n := range c.nodes {
+		for _, id := range c.ids {
+			n := c.node(id)
+			if n == nil {
+				continue
+			}
 			if n.Applied() < index {
 				same = false
 				break
@@ -160,8 +191,10 @@ func (c *cluster) converge(index uint64) map[string]string {
 			return first
 		}
 		if time.Now().After(deadline) {
-			for id, n := range c.nodes {
-				c.t.Logf("node %d: applied %d, %d keys", id, n.Applied(), len(c.contents(id)))
+			for _, id := range c.ids {
+				if n := c.node(id); n != nil {
+					c.t.Logf("node %d: applied %d, %d keys", id, n.Applied(), len(c.contents(id)))
+				}
 			}
 			c.t.Fatalf("the nodes did not converge on index %d in 20 s", index)
 		}
@@ -172,7 +205,7 @@ func (c *cluster) converge(index uint64) map[string]string {
 func (c *cluster) propose(id uint64, data string) (uint64, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	r, err := c.nodes[id].Propose(ctx, []byte(data))
+	r, err := c.node(id).Propose(ctx, []byte(data))
 	if err != nil {
 		return 0, err
 	}

@@ -5,6 +5,7 @@ go 1.26.0
 toolchain go1.26.8
 
 require (
+	github.com/anishathalye/porcupine v1.3.1
 	github.com/cespare/xxhash/v2 v2.3.0
 	github.com/google/btree v1.1.3
 	github.com/spf13/cobra v1.10.2
@@ -15,7 +16,4 @@ require (
 	google.golang.org/protobuf v1.36.12
 )
 
-require (
-	github.com/anishathalye/porcupine v1.3.1 // indirect
-	github.com/inconshreveable/mousetrap v1.1.0 // indirect
-)
+require github.com/inconshreveable/mousetrap v1.1.0 // indirect

@@ -106,8 +106,9 @@ var linModel = porcupine.Model{
 	},
 }
 
-// TestLinearizable runs histories of concurrent clients doing gets, puts
-// and compare-and-swaps through random members of 3- and 5-node clusters
+// TestLinearizable runs histories of concurrent clients doing gets (half
+// through the log, half as ReadIndex reads), puts and compare-and-swaps
+// through random members of 3- and 5-node clusters
 // on the in-process network, while faults are injected: the leader or a
 // minority partitioned away, majority and minority sides, messages
 // dropped, duplicated, delayed and reordered, members stopped and
@@ -199,12 +200,24 @@ func runLinHistory(t *testing.T, size int, seed uint64) {
 					data = "c|" + in.key + "|" + in.a + "|" + in.b
 				}
 				id := c.ids[crng.IntN(len(c.ids))]
+				readIndex := in.op == "g" && crng.IntN(2) == 0 // else through the log
 				call := time.Since(start).Nanoseconds()
 				var out linOutput
 				n := c.node(id)
-				if n == nil {
+				switch {
+				case n == nil:
 					out.unknown = true
-				} else {
+				case readIndex:
+					ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+					err := n.LinearizableRead(ctx, func(tx *quiver.Tx) error {
+						if b := tx.Bucket([]byte("lin")); b != nil {
+							out.value = string(b.Get([]byte(in.key)))
+						}
+						return nil
+					})
+					cancel()
+					out.unknown = err != nil
+				default:
 					ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 					v, err := n.Propose(ctx, []byte(data))
 					cancel()

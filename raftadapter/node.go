@@ -103,6 +103,7 @@ type Node struct {
 	rn      *raft.RawNode
 
 	propc chan proposal
+	readc chan readRequest
 	recvc chan *pb.Message
 	stopc chan struct{}
 	done  chan struct{}
@@ -114,6 +115,22 @@ type Node struct {
 
 	applied atomic.Uint64
 	status  atomic.Pointer[raft.BasicStatus]
+
+	// Read requests: reads waits for raft's read index of each request
+	// (by its id), then for the entries up to it to be applied (appliedWait).
+	reads       map[uint64]chan uint64
+	appliedWait []appliedWaiter
+}
+
+// readRequest asks raft for a read index; the index comes back on done.
+type readRequest struct {
+	id   uint64
+	done chan uint64
+}
+
+type appliedWaiter struct {
+	index uint64
+	done  chan struct{}
 }
 
 var appliedKey = []byte("applied")
@@ -195,9 +212,9 @@ func StartNode(cfg Config) (*Node, error) {
 	}
 	n := &Node{
 		cfg: cfg, storage: s, rn: rn,
-		propc: make(chan proposal, 256), recvc: make(chan *pb.Message, 4096),
+		propc: make(chan proposal, 256), readc: make(chan readRequest, 256), recvc: make(chan *pb.Message, 4096),
 		stopc: make(chan struct{}), done: make(chan struct{}),
-		waiters: map[uint64]chan result{},
+		waiters: map[uint64]chan result{}, reads: map[uint64]chan uint64{},
 	}
 	n.applied.Store(applied)
 	n.nextID.Store(uint64(time.Now().UnixNano()))
@@ -280,6 +297,70 @@ func (n *Node) stopErr() error {
 	return ErrStopped
 }
 
+// ReadIndex returns once this node has applied every entry that was
+// committed when it was called, as raft's leader confirmed with a quorum
+// (raft's ReadIndex): a read transaction begun afterwards sees every write
+// acknowledged before the call, on any member. It fails when the context
+// ends first (no leader, a partition).
+func (n *Node) ReadIndex(ctx context.Context) error {
+	rq := readRequest{id: n.nextID.Add(1), done: make(chan uint64, 1)}
+	defer func() {
+		n.mu.Lock()
+		delete(n.reads, rq.id)
+		n.mu.Unlock()
+	}()
+	select {
+	case n.readc <- rq:
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-n.done:
+		return n.stopErr()
+	}
+	var index uint64
+	select {
+	case index = <-rq.done:
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-n.done:
+		return n.stopErr()
+	}
+	return n.waitApplied(ctx, index)
+}
+
+// waitApplied returns once the node has applied index.
+func (n *Node) waitApplied(ctx context.Context, index uint64) error {
+	n.mu.Lock()
+	if n.applied.Load() >= index {
+		n.mu.Unlock()
+		return nil
+	}
+	w := appliedWaiter{index: index, done: make(chan struct{})}
+	n.appliedWait = append(n.appliedWait, w)
+	n.mu.Unlock()
+	select {
+	case <-w.done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-n.done:
+		return n.stopErr()
+	}
+}
+
+// LinearizableRead runs fn in a read transaction that sees every write
+// acknowledged, by any member, before the call (ReadIndex first).
+func (n *Node) LinearizableRead(ctx context.Context, fn func(*quiver.Tx) error) error {
+	if err := n.ReadIndex(ctx); err != nil {
+		return err
+	}
+	return n.cfg.DB.View(fn)
+}
+
+// SerializableRead runs fn in a read transaction of this member's state
+// as it is: no round trip to the leader, but possibly behind the cluster
+// (a partitioned or lagging member).
+func (n *Node) SerializableRead(fn func(*quiver.Tx) error) error { return n.cfg.DB.View(fn) }
+
 // Stop stops the node's loop and waits for it. The database stays open.
 func (n *Node) Stop() error {
 	select {
@@ -305,6 +386,11 @@ func (n *Node) run() {
 			if err := n.rn.Propose(p.data); err != nil {
 				p.done <- result{err: fmt.Errorf("raftadapter: proposal refused: %w", err)}
 			}
+		case rq := <-n.readc:
+			n.mu.Lock()
+			n.reads[rq.id] = rq.done
+			n.mu.Unlock()
+			n.rn.ReadIndex(binary.BigEndian.AppendUint64(nil, rq.id))
 		case m := <-n.recvc:
 			_ = n.rn.Step(m) // a message from an unknown or removed peer is dropped
 		case <-n.stopc:
@@ -399,6 +485,27 @@ func (n *Node) handleReady(rd raft.Ready) error {
 	}
 	n.applied.Store(last)
 	n.cfg.Transport.Send(rd.Messages)
+	n.mu.Lock()
+	for _, rs := range rd.ReadStates {
+		if len(rs.RequestCtx) != 8 {
+			continue
+		}
+		id := binary.BigEndian.Uint64(rs.RequestCtx)
+		if ch, ok := n.reads[id]; ok {
+			ch <- rs.Index
+			delete(n.reads, id)
+		}
+	}
+	keep := n.appliedWait[:0]
+	for _, w := range n.appliedWait {
+		if w.index <= last {
+			close(w.done)
+		} else {
+			keep = append(keep, w)
+		}
+	}
+	n.appliedWait = keep
+	n.mu.Unlock()
 	// Tell this node's proposers; the data holds the proposal id first.
 	n.mu.Lock()
 	for i, id := range ids {

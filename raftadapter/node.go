@@ -157,7 +157,7 @@ func StartNode(cfg Config) (*Node, error) {
 		cfg.MemoryBudget = DefaultMemoryBudget
 	}
 	if cfg.Logger == nil {
-		cfg.Logger = &raft.DefaultLogger{Logger: log.New(io.Discard, "", 0)}
+		cfg.Logger = discardLogger()
 	}
 	budget := uint64(cfg.MemoryBudget)
 	s, err := OpenStorage(cfg.DB, &StorageOptions{CacheBytes: int(budget / 4)})
@@ -532,3 +532,6 @@ func decodeConfChange(e *pb.Entry) (pb.ConfChangeI, error) {
 	}
 	return cc, nil
 }
+
+// discardLogger is the raft.Logger of nil Config.Logger: it drops all.
+func discardLogger() raft.Logger { return &raft.DefaultLogger{Logger: log.New(io.Discard, "", 0)} }

@@ -18,6 +18,26 @@
 // file when a lagging follower needs them. (etcd's count-based window of
 // in-memory catch-up entries is what turned 2 MB values into 10 GB of RSS.)
 //
+// # Nodes
+//
+// Node drives a raft.RawNode over Storage. Each Ready is handled in one
+// engine write transaction: the new entries, the HardState, the committed
+// entries (applied by the StateMachine, with configuration changes applied
+// to raft) and the applied index; then, once that commit is durable, the
+// messages are sent, the proposers told and raft advanced (raft's
+// synchronous storage contract: nothing is promised to a peer before it is
+// on disk). A new cluster is bootstrapped as raft recommends: every member
+// starts from a snapshot at index 1 whose configuration is the first
+// membership.
+//
+// Reads: LinearizableRead waits for raft's ReadIndex (the leader confirms
+// its leadership with a quorum) and for this member to apply up to it;
+// SerializableRead reads the member's own state, possibly stale.
+//
+// Transports: TCPTransport for real clusters, Network for tests in one
+// process. Both are best effort: raft copes with lost, duplicated and
+// reordered messages.
+//
 // Damaged stored state (an entry that does not decode, a gap in the log, a
 // HardState or ConfState that does not parse) is reported as an error that
 // matches quiver.ErrCorrupt and names what is damaged; it never panics.

@@ -73,6 +73,9 @@ func (db *DB) Restore(r io.Reader, prepare func(*DB) error) (err error) {
 	if n, err = Open(tmp, fi.Mode().Perm(), &o); err != nil {
 		return fmt.Errorf("quiver: Restore: the image does not open: %w", err)
 	}
+	if n.pageSize != db.pageSize {
+		return fmt.Errorf("quiver: Restore: the image has %d-byte pages, the database %d-byte ones", n.pageSize, db.pageSize)
+	}
 	if err := n.View(func(tx *Tx) error {
 		var first error
 		for cerr := range tx.Check() {

@@ -123,5 +123,17 @@ func TestRestoreRefusesBadImages(t *testing.T) {
 			t.Fatalf("%s: the temporary file is left: %v", tc.name, err)
 		}
 	}
+	// An image of another page size is refused (the database keeps its
+	// own).
+	other := openDB(t, defaultFreelist, &quiver.Options{PageSize: 16384})
+	fill(t, other.DB, "new", 10, 10)
+	var buf bytes.Buffer
+	ok(t, other.View(func(tx *quiver.Tx) error { _, err := tx.WriteTo(&buf); return err }))
+	if err := db.Restore(&buf, nil); err == nil {
+		t.Fatal("an image of another page size was restored")
+	}
+	if keysOf(t, db.DB, "old") != 100 {
+		t.Fatal("the database changed")
+	}
 	fill(t, db.DB, "old", 101, 50) // still writable
 }

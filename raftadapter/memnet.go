@@ -93,7 +93,9 @@ func (e endpoint) Send(msgs []*pb.Message) {
 			continue
 		}
 		copies := 1
-		if nw.rng.Float64() < nw.dup {
+		// A proposal is never duplicated: raft would append it twice (see
+		// Transport).
+		if nw.rng.Float64() < nw.dup && m.GetType() != pb.MessageType_MsgProp {
 			copies = 2
 		}
 		for c := 0; c < copies; c++ {

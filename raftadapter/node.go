@@ -39,8 +39,10 @@ type StateMachine interface {
 // Transport carries raft messages between the nodes of a cluster.
 type Transport interface {
 	// Send sends messages to their recipients (m.To), best effort: raft
-	// copes with lost, duplicated and reordered messages. It must not
-	// block for long: it is called from the node's loop.
+	// copes with lost, reordered and duplicated messages, except that a
+	// duplicated proposal forwarded by a follower (MsgProp) is appended,
+	// and applied, twice; a transport must not duplicate those. Send must
+	// not block for long: it is called from the node's loop.
 	Send(msgs []*pb.Message)
 }
 
@@ -105,8 +107,9 @@ type Node struct {
 	propc chan proposal
 	readc chan readRequest
 	recvc chan *pb.Message
-	stopc chan struct{}
-	done  chan struct{}
+	stopc    chan struct{}
+	stopOnce sync.Once
+	done     chan struct{}
 
 	mu      sync.Mutex
 	waiters map[uint64]chan result
@@ -134,6 +137,10 @@ type appliedWaiter struct {
 }
 
 var appliedKey = []byte("applied")
+
+// entryPrefix is the header of a proposed entry's data: the proposer's
+// node id and its proposal id, 8 bytes each.
+const entryPrefix = 16
 
 // ErrStopped is returned by a stopped node.
 var ErrStopped = errors.New("raftadapter: node stopped")
@@ -217,6 +224,10 @@ func StartNode(cfg Config) (*Node, error) {
 		waiters: map[uint64]chan result{}, reads: map[uint64]chan uint64{},
 	}
 	n.applied.Store(applied)
+	// Proposal ids start from the clock, so that a restarted node does
+	// not reuse ids still in the log; an entry carries its proposer's node
+	// id beside the proposal id, so a proposer is never told of another
+	// node's entry.
 	n.nextID.Store(uint64(time.Now().UnixNano()))
 	n.publishStatus()
 	go n.run()
@@ -259,9 +270,10 @@ func (n *Node) Step(m *pb.Message) error {
 // applied later.
 func (n *Node) Propose(ctx context.Context, data []byte) (any, error) {
 	id := n.nextID.Add(1)
-	buf := make([]byte, 8+len(data))
-	binary.BigEndian.PutUint64(buf, id)
-	copy(buf[8:], data)
+	buf := make([]byte, entryPrefix+len(data))
+	binary.BigEndian.PutUint64(buf, n.cfg.ID)
+	binary.BigEndian.PutUint64(buf[8:], id)
+	copy(buf[entryPrefix:], data)
 	done := make(chan result, 1)
 	n.mu.Lock()
 	n.waiters[id] = done
@@ -304,6 +316,11 @@ func (n *Node) stopErr() error {
 // ends first (no leader, a partition).
 func (n *Node) ReadIndex(ctx context.Context) error {
 	rq := readRequest{id: n.nextID.Add(1), done: make(chan uint64, 1)}
+	// Registered here and removed here: raft never answers a request it
+	// drops (no leader), and the loop must not bring one back.
+	n.mu.Lock()
+	n.reads[rq.id] = rq.done
+	n.mu.Unlock()
 	defer func() {
 		n.mu.Lock()
 		delete(n.reads, rq.id)
@@ -363,11 +380,7 @@ func (n *Node) SerializableRead(fn func(*quiver.Tx) error) error { return n.cfg.
 
 // Stop stops the node's loop and waits for it. The database stays open.
 func (n *Node) Stop() error {
-	select {
-	case <-n.stopc:
-	default:
-		close(n.stopc)
-	}
+	n.stopOnce.Do(func() { close(n.stopc) })
 	<-n.done
 	n.mu.Lock()
 	defer n.mu.Unlock()
@@ -387,9 +400,6 @@ func (n *Node) run() {
 				p.done <- result{err: fmt.Errorf("raftadapter: proposal refused: %w", err)}
 			}
 		case rq := <-n.readc:
-			n.mu.Lock()
-			n.reads[rq.id] = rq.done
-			n.mu.Unlock()
 			n.rn.ReadIndex(binary.BigEndian.AppendUint64(nil, rq.id))
 		case m := <-n.recvc:
 			_ = n.rn.Step(m) // a message from an unknown or removed peer is dropped
@@ -456,11 +466,19 @@ func (n *Node) handleReady(rd raft.Ready) error {
 		for _, e := range rd.CommittedEntries {
 			switch e.GetType() {
 			case pb.EntryType_EntryNormal:
-				if len(e.GetData()) < 8 {
-					continue // raft's empty entry of a new term
+				if len(e.GetData()) == 0 {
+					last = e.GetIndex() // raft's empty entry of a new term: applied too
+					continue
 				}
-				ids = append(ids, binary.BigEndian.Uint64(e.GetData()[:8]))
-				batch = append(batch, Entry{Index: e.GetIndex(), Term: e.GetTerm(), Data: e.GetData()[8:]})
+				if len(e.GetData()) < entryPrefix {
+					return corruptf("log entry %d: %d bytes, shorter than the proposal header", e.GetIndex(), len(e.GetData()))
+				}
+				var id uint64 // 0: another node's proposal
+				if binary.BigEndian.Uint64(e.GetData()) == n.cfg.ID {
+					id = binary.BigEndian.Uint64(e.GetData()[8:])
+				}
+				ids = append(ids, id)
+				batch = append(batch, Entry{Index: e.GetIndex(), Term: e.GetTerm(), Data: e.GetData()[entryPrefix:]})
 			case pb.EntryType_EntryConfChange, pb.EntryType_EntryConfChangeV2:
 				if err := flush(); err != nil {
 					return err
@@ -492,8 +510,8 @@ func (n *Node) handleReady(rd raft.Ready) error {
 		}
 		id := binary.BigEndian.Uint64(rs.RequestCtx)
 		if ch, ok := n.reads[id]; ok {
-			ch <- rs.Index
 			delete(n.reads, id)
+			ch <- rs.Index
 		}
 	}
 	keep := n.appliedWait[:0]
@@ -510,6 +528,7 @@ func (n *Node) handleReady(rd raft.Ready) error {
 	n.mu.Lock()
 	for i, id := range ids {
 		if ch, ok := n.waiters[id]; ok {
+			delete(n.waiters, id) // told once, so the 1-slot send never blocks
 			ch <- result{v: results[i]}
 		}
 	}

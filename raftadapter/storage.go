@@ -99,6 +99,11 @@ func OpenStorage(db *quiver.DB, opts *StorageOptions) (*Storage, error) {
 	if err != nil {
 		return nil, err
 	}
+	// raft refuses, with a panic, a commit index outside the log it has.
+	st := s.state
+	if hs := st.hard; hs != nil && hs.GetCommit() != 0 && (hs.GetCommit() > st.last || hs.GetCommit() < st.snap.GetIndex()) {
+		return nil, corruptf("HardState commit %d is outside the log [%d, %d]", hs.GetCommit(), st.snap.GetIndex(), st.last)
+	}
 	return s, nil
 }
 
@@ -563,10 +568,14 @@ func (w *Writer) publish() {
 	if txid <= s.published {
 		return // a later commit published first: this state is older
 	}
+	// The cache is updated from the commit before this one; if another
+	// commit came between (the database's own writes, or a Writer whose
+	// publish is still to run), it starts again from this one's entries.
+	consecutive := s.published == txid-1
 	s.published = txid
 	st := w.state
 	s.state = st
-	if w.reset {
+	if w.reset || !consecutive {
 		s.cache, s.cacheBytes = nil, 0
 	}
 	// Cut what was replaced. The capacity is cut too, so that appending

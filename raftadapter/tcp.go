@@ -25,7 +25,10 @@ import (
 // raftpb.Message of that length. A header of another cluster or version, a
 // frame longer than the maximum, a message that does not decode or is not
 // addressed to the receiver closes that connection (the error is logged);
-// the transport goes on.
+// the transport goes on. The cluster id is not authentication: raft
+// trusts its peers (it stops the process on a well-formed message that
+// contradicts its log), so the peer port must be reachable by members
+// only (loopback, a private network, or TLS with client certificates).
 const (
 	tcpMagic   = "QRAF"
 	tcpVersion = 1
@@ -79,6 +82,20 @@ type peer struct {
 	addr  string
 	queue chan *pb.Message
 	stop  chan struct{}
+
+	mu   sync.Mutex
+	conn net.Conn // the open connection, closed by stopPeer to end a blocked write
+}
+
+// stopPeer stops p's sending goroutine, ending a write it is blocked in.
+// The transport's mutex is held.
+func stopPeer(p *peer) {
+	close(p.stop)
+	p.mu.Lock()
+	if p.conn != nil {
+		p.conn.Close()
+	}
+	p.mu.Unlock()
 }
 
 var _ Transport = (*TCPTransport)(nil)
@@ -141,7 +158,7 @@ func (t *TCPTransport) AddPeer(id uint64, addr string) {
 		if p.addr == addr {
 			return
 		}
-		close(p.stop)
+		stopPeer(p)
 	}
 	p := &peer{id: id, addr: addr, queue: make(chan *pb.Message, 1024), stop: make(chan struct{})}
 	t.peers[id] = p
@@ -154,7 +171,7 @@ func (t *TCPTransport) RemovePeer(id uint64) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if p := t.peers[id]; p != nil {
-		close(p.stop)
+		stopPeer(p)
 		delete(t.peers, id)
 	}
 }
@@ -186,7 +203,7 @@ func (t *TCPTransport) Close() error {
 	}
 	t.closed = true
 	for id, p := range t.peers {
-		close(p.stop)
+		stopPeer(p)
 		delete(t.peers, id)
 	}
 	for c := range t.conns {
@@ -215,6 +232,11 @@ func (t *TCPTransport) sendLoop(p *peer) {
 			return
 		case m = <-p.queue:
 		}
+		select {
+		case <-p.stop: // both were ready: stopping wins
+			return
+		default:
+		}
 		if conn == nil {
 			c, err := net.DialTimeout("tcp", p.addr, t.cfg.DialTimeout)
 			if err != nil {
@@ -229,6 +251,16 @@ func (t *TCPTransport) sendLoop(p *peer) {
 				continue
 			}
 			backoff = 10 * time.Millisecond
+			p.mu.Lock()
+			select {
+			case <-p.stop:
+				p.mu.Unlock()
+				c.Close()
+				return
+			default:
+			}
+			p.conn = c
+			p.mu.Unlock()
 			conn, w = c, bufio.NewWriterSize(c, 64<<10)
 			hdr := make([]byte, 0, headerSize)
 			hdr = append(hdr, tcpMagic...)

@@ -104,9 +104,9 @@ type Node struct {
 	storage *Storage
 	rn      *raft.RawNode
 
-	propc chan proposal
-	readc chan readRequest
-	recvc chan *pb.Message
+	propc    chan proposal
+	readc    chan readRequest
+	recvc    chan *pb.Message
 	stopc    chan struct{}
 	stopOnce sync.Once
 	done     chan struct{}

@@ -248,12 +248,22 @@ func runLinHistory(t *testing.T, size int, seed uint64) {
 		}
 	}
 	// A last put through the leader, so that every member must apply
-	// everything before it.
-	lead := c.leader()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if _, err := c.node(lead).Propose(ctx, []byte("p|done|1")); err != nil {
-		t.Fatalf("the last put: %v", err)
+	// everything before it. A leader deposed while the faults healed may
+	// still believe it leads for a moment and lose the put: try again
+	// (the put is idempotent).
+	var lead uint64
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		lead = c.leader()
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		_, err := c.node(lead).Propose(ctx, []byte("p|done|1"))
+		cancel()
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the last put: %v", err)
+		}
 	}
 	c.converge(c.node(lead).Applied())
 	known := 0

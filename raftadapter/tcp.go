@@ -2,6 +2,7 @@ package raftadapter
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -361,7 +362,7 @@ func (t *TCPTransport) read(c net.Conn) error {
 		return fmt.Errorf("cluster id %x, this cluster is %x", cid, t.cfg.ClusterID)
 	}
 	from := binary.BigEndian.Uint64(hdr[13:])
-	buf := make([]byte, 0, 4096)
+	var frame bytes.Buffer
 	for {
 		_ = c.SetReadDeadline(time.Now().Add(t.cfg.IdleTimeout))
 		var l [4]byte
@@ -375,15 +376,17 @@ func (t *TCPTransport) read(c net.Conn) error {
 		if n > t.cfg.MaxFrame {
 			return fmt.Errorf("a %d-byte frame from %d exceeds the %d-byte limit", n, from, t.cfg.MaxFrame)
 		}
-		if cap(buf) < n {
-			buf = make([]byte, n)
-		}
-		buf = buf[:n]
-		if _, err := io.ReadFull(r, buf); err != nil {
+		// The buffer grows with the bytes that arrive, not with the
+		// length a peer announces.
+		frame.Reset()
+		if _, err := io.CopyN(&frame, r, int64(n)); err != nil {
+			if errors.Is(err, io.EOF) {
+				err = io.ErrUnexpectedEOF
+			}
 			return fmt.Errorf("a truncated %d-byte frame from %d: %w", n, from, err)
 		}
 		m := &pb.Message{}
-		if err := proto.Unmarshal(buf, m); err != nil {
+		if err := proto.Unmarshal(frame.Bytes(), m); err != nil {
 			return fmt.Errorf("a frame from %d that does not decode: %w", from, err)
 		}
 		if m.GetTo() != t.cfg.ID || m.GetFrom() != from {

@@ -219,17 +219,8 @@ func (db *DB) Compact(ctx context.Context, opts *CompactOptions) (st CompactStat
 		return st, err
 	}
 	// The last round's commit is the copy's durable one, with a txid
-	// above the old file's, so that txids only grow. It goes to the meta
-	// slot the copy's last commit did not use (slot = txid mod 2), as any
-	// commit does: that one stays intact while it is written.
-	cur := db.snap.Load().meta.Txid
-	if ns := n.snap.Load(); ns.meta.Txid < cur {
-		next := cur
-		if (next+1)%2 == ns.meta.Txid%2 {
-			next++
-		}
-		ns.meta.Txid = next
-	}
+	// above the old file's.
+	n.continueTxids(db.snap.Load().meta.Txid)
 	// Synced even with NoSync: after the rename, the copy is the
 	// database, and an unsynced one could be lost whole.
 	n.NoSync = false
@@ -241,19 +232,9 @@ func (db *DB) Compact(ctx context.Context, opts *CompactOptions) (st CompactStat
 	if size := n.keepSize(n.snap.Load().meta.HighWater); size < n.fileSize && n.file.Truncate(size) == nil {
 		n.fileSize = size
 	}
-	if err := db.isAt(path); err != nil {
-		return st, err
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return st, err
-	}
-	adopted = true
-	release = db.adopt(n)
-	if err := syncDirOf(db.file, path); err != nil { // db.file is the copy now
-		// The rename may not be durable: a crash could bring back the
-		// old file without the commits that follow. Refuse them.
-		db.failed = err
-		return st, fmt.Errorf("quiver: Compact: syncing the directory after the switch: %w", err)
+	adopted, release, err = db.switchTo(n, tmp, path)
+	if err != nil {
+		return st, fmt.Errorf("quiver: Compact: %w", err)
 	}
 	db.hook("switched")
 	if fi, err := os.Stat(path); err == nil {
@@ -468,6 +449,41 @@ func seekAfter(c *Cursor, lo []byte) ([]byte, []byte) {
 		return c.Next()
 	}
 	return k, v
+}
+
+// continueTxids makes n's next commit take a txid above cur, so that
+// txids only grow when the database switches to n's file. That commit
+// goes to the meta slot n's last commit did not use (slot = txid mod 2),
+// as any commit does: that one stays intact while it is written.
+func (n *DB) continueTxids(cur page.Txid) {
+	if ns := n.snap.Load(); ns.meta.Txid < cur {
+		next := cur
+		if (next+1)%2 == ns.meta.Txid%2 {
+			next++
+		}
+		ns.meta.Txid = next
+	}
+}
+
+// switchTo renames tmp, n's durable file, over path and makes the database
+// continue on it (Compact's and Restore's switch). Writer lock held.
+// adopted reports whether the rename happened; release is adopt's, to
+// call once writers run again.
+func (db *DB) switchTo(n *DB, tmp, path string) (adopted bool, release func(), err error) {
+	if err := db.isAt(path); err != nil {
+		return false, nil, err
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return false, nil, err
+	}
+	release = db.adopt(n)
+	if err := syncDirOf(db.file, path); err != nil { // db.file is n's now
+		// The rename may not be durable: a crash could bring back the
+		// old file without the commits that follow. Refuse them.
+		db.failed = err
+		return true, release, fmt.Errorf("syncing the directory after the switch: %w", err)
+	}
+	return true, release, nil
 }
 
 // adopt makes the database continue on n's file, which was renamed over

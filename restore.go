@@ -110,30 +110,14 @@ func (db *DB) Restore(r io.Reader, prepare func(*DB) error) (err error) {
 	if db.failed != nil {
 		return fmt.Errorf("%w: %w", ErrFailed, db.failed)
 	}
-	// Transaction ids continue from this database's: the new file's next
-	// commit goes above them, to the meta slot its last one did not use.
-	cur := db.snap.Load().meta.Txid
-	if ns := n.snap.Load(); ns.meta.Txid < cur {
-		next := cur
-		if (next+1)%2 == ns.meta.Txid%2 {
-			next++
-		}
-		ns.meta.Txid = next
-	}
+	// Transaction ids continue from this database's.
+	n.continueTxids(db.snap.Load().meta.Txid)
 	if err := n.Update(func(*Tx) error { return nil }); err != nil {
 		return err
 	}
-	if err := db.isAt(path); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return err
-	}
-	adopted = true
-	release = db.adopt(n)
-	if err := syncDirOf(db.file, path); err != nil { // db.file is the new one now
-		db.failed = err
-		return fmt.Errorf("quiver: Restore: syncing the directory after the switch: %w", err)
+	adopted, release, err = db.switchTo(n, tmp, path)
+	if err != nil {
+		return fmt.Errorf("quiver: Restore: %w", err)
 	}
 	return nil
 }

@@ -406,6 +406,10 @@ func (n *Node) run() {
 		case <-n.stopc:
 			return
 		}
+		// Take what else is waiting before the next Ready, so that
+		// concurrent proposals and the messages that arrived share one
+		// engine commit (one fdatasync) instead of one each.
+		n.drain()
 		for n.rn.HasReady() {
 			if err := n.handleReady(n.rn.Ready()); err != nil {
 				n.mu.Lock()
@@ -416,6 +420,26 @@ func (n *Node) run() {
 			}
 		}
 		n.publishStatus()
+	}
+}
+
+// drain steps the proposals, read requests and messages already queued,
+// at most maxDrain of them.
+func (n *Node) drain() {
+	const maxDrain = 1024
+	for i := 0; i < maxDrain; i++ {
+		select {
+		case p := <-n.propc:
+			if err := n.rn.Propose(p.data); err != nil {
+				p.done <- result{err: fmt.Errorf("raftadapter: proposal refused: %w", err)}
+			}
+		case rq := <-n.readc:
+			n.rn.ReadIndex(binary.BigEndian.AppendUint64(nil, rq.id))
+		case m := <-n.recvc:
+			_ = n.rn.Step(m)
+		default:
+			return
+		}
 	}
 }
 

@@ -396,13 +396,11 @@ func (n *Node) run() {
 		case <-ticker.C:
 			n.rn.Tick()
 		case p := <-n.propc:
-			if err := n.rn.Propose(p.data); err != nil {
-				p.done <- result{err: fmt.Errorf("raftadapter: proposal refused: %w", err)}
-			}
+			n.propose(p)
 		case rq := <-n.readc:
-			n.rn.ReadIndex(binary.BigEndian.AppendUint64(nil, rq.id))
+			n.readIndex(rq)
 		case m := <-n.recvc:
-			_ = n.rn.Step(m) // a message from an unknown or removed peer is dropped
+			n.step(m)
 		case <-n.stopc:
 			return
 		}
@@ -430,17 +428,31 @@ func (n *Node) drain() {
 	for i := 0; i < maxDrain; i++ {
 		select {
 		case p := <-n.propc:
-			if err := n.rn.Propose(p.data); err != nil {
-				p.done <- result{err: fmt.Errorf("raftadapter: proposal refused: %w", err)}
-			}
+			n.propose(p)
 		case rq := <-n.readc:
-			n.rn.ReadIndex(binary.BigEndian.AppendUint64(nil, rq.id))
+			n.readIndex(rq)
 		case m := <-n.recvc:
-			_ = n.rn.Step(m)
+			n.step(m)
 		default:
 			return
 		}
 	}
+}
+
+// propose, readIndex and step hand raft a proposal, a read request and a
+// peer's message, on the node's loop.
+func (n *Node) propose(p proposal) {
+	if err := n.rn.Propose(p.data); err != nil {
+		p.done <- result{err: fmt.Errorf("raftadapter: proposal refused: %w", err)}
+	}
+}
+
+func (n *Node) readIndex(rq readRequest) {
+	n.rn.ReadIndex(binary.BigEndian.AppendUint64(nil, rq.id))
+}
+
+func (n *Node) step(m *pb.Message) {
+	_ = n.rn.Step(m) // a message from an unknown or removed peer is dropped
 }
 
 // handleReady persists and applies one Ready in one engine commit, then

@@ -209,11 +209,8 @@ func (db *DB) Compact(ctx context.Context, opts *CompactOptions) (st CompactStat
 	defer db.writer.Unlock()
 	start := time.Now()
 	defer func() { st.Pause = time.Since(start) }()
-	if db.closed.Load() {
-		return st, ErrDatabaseNotOpen
-	}
-	if db.failed != nil {
-		return st, fmt.Errorf("%w: %w", ErrFailed, db.failed)
+	if err := db.openForWrites(); err != nil {
+		return st, err
 	}
 	if err := ctx.Err(); err != nil {
 		return st, err
@@ -249,13 +246,22 @@ func (db *DB) Compact(ctx context.Context, opts *CompactOptions) (st CompactStat
 func (db *DB) usable(path string) error {
 	db.writer.Lock()
 	defer db.writer.Unlock()
+	if err := db.openForWrites(); err != nil {
+		return err
+	}
+	return db.isAt(path)
+}
+
+// openForWrites reports why the database takes no more commits, if it
+// does not: it was closed, or a commit failed. The caller holds db.writer.
+func (db *DB) openForWrites() error {
 	if db.closed.Load() {
 		return ErrDatabaseNotOpen
 	}
 	if db.failed != nil {
 		return fmt.Errorf("%w: %w", ErrFailed, db.failed)
 	}
-	return db.isAt(path)
+	return nil
 }
 
 // isAt checks that the database's open file is the file at path. The

@@ -104,11 +104,8 @@ func (db *DB) Restore(r io.Reader, prepare func(*DB) error) (err error) {
 	}()
 	db.writer.Lock()
 	defer db.writer.Unlock()
-	if db.closed.Load() {
-		return ErrDatabaseNotOpen
-	}
-	if db.failed != nil {
-		return fmt.Errorf("%w: %w", ErrFailed, db.failed)
+	if err := db.openForWrites(); err != nil {
+		return err
 	}
 	// Transaction ids continue from this database's.
 	n.continueTxids(db.snap.Load().meta.Txid)

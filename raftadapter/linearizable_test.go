@@ -139,7 +139,7 @@ func TestLinearizable(t *testing.T) {
 
 func runLinHistory(t *testing.T, size int, seed uint64) {
 	r := rand.New(rand.NewPCG(seed, 99))
-	c := newLinCluster(t, size, seed)
+	c := newClusterOf(t, size, seed, linMachine{}, "lin")
 	c.leader()
 	start := time.Now()
 	var mu sync.Mutex
@@ -282,21 +282,4 @@ func runLinHistory(t *testing.T, size int, seed uint64) {
 		t.Logf("seed %d: the check timed out", seed)
 	}
 	t.Logf("%d operations, %d with a known outcome, %d messages", len(history), known, c.net.Sent())
-}
-
-// newLinCluster is a cluster whose members run linMachine.
-func newLinCluster(t *testing.T, n int, seed uint64) *cluster {
-	c := &cluster{t: t, net: NewNetwork(seed), dir: t.TempDir(), dbs: map[uint64]*quiver.DB{}, nodes: map[uint64]*Node{}, machine: linMachine{}, contentsOf: "lin"}
-	for i := 1; i <= n; i++ {
-		c.ids = append(c.ids, uint64(i))
-	}
-	for _, id := range c.ids {
-		c.start(id)
-	}
-	t.Cleanup(func() {
-		for _, id := range c.ids {
-			c.stop(id)
-		}
-	})
-	return c
 }

@@ -67,7 +67,13 @@ func (c *cluster) node(id uint64) *Node {
 }
 
 func newCluster(t *testing.T, n int, seed uint64) *cluster {
-	c := &cluster{t: t, net: NewNetwork(seed), dir: t.TempDir(), dbs: map[uint64]*quiver.DB{}, nodes: map[uint64]*Node{}}
+	return newClusterOf(t, n, seed, nil, "")
+}
+
+// newClusterOf is newCluster with members running machine, compared by
+// bucket (nil, "": kvMachine and "kv").
+func newClusterOf(t *testing.T, n int, seed uint64, machine StateMachine, bucket string) *cluster {
+	c := &cluster{t: t, net: NewNetwork(seed), dir: t.TempDir(), dbs: map[uint64]*quiver.DB{}, nodes: map[uint64]*Node{}, machine: machine, contentsOf: bucket}
 	for i := 1; i <= n; i++ {
 		c.ids = append(c.ids, uint64(i))
 	}

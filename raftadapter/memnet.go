@@ -1,6 +1,9 @@
 package raftadapter
 
 import (
+	"context"
+	"fmt"
+	"io"
 	"math/rand/v2"
 	"sync"
 	"time"
@@ -115,6 +118,30 @@ func (e endpoint) Send(msgs []*pb.Message) {
 			time.AfterFunc(d, func() { nw.deliver(e.from, to, msg) })
 		}
 	}
+}
+
+// SendSnapshot implements Transport: the image goes straight into the
+// receiver's StepSnapshot, unless a partition separates the nodes or the
+// receiver is detached. A snapshot is dropped with the probability of a
+// message, but never duplicated or delayed.
+func (e endpoint) SendSnapshot(ctx context.Context, m *pb.Message, image io.Reader) error {
+	nw := e.nw
+	nw.mu.Lock()
+	nw.sent++
+	to := m.GetTo()
+	n := nw.nodes[to]
+	cut := nw.group[e.from] != nw.group[to]
+	lost := nw.rng.Float64() < nw.drop
+	nw.mu.Unlock()
+	switch {
+	case n == nil:
+		return fmt.Errorf("raftadapter: node %d is not on the network", to)
+	case cut:
+		return fmt.Errorf("raftadapter: node %d is partitioned from %d", to, e.from)
+	case lost:
+		return fmt.Errorf("raftadapter: the snapshot to %d was dropped", to)
+	}
+	return n.StepSnapshot(ctx, proto.Clone(m).(*pb.Message), image)
 }
 
 // deliver hands a delayed message over, unless a partition came between.

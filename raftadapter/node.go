@@ -42,12 +42,34 @@ type Transport interface {
 	// copes with lost, reordered and duplicated messages, except that a
 	// duplicated proposal forwarded by a follower (MsgProp) is appended,
 	// and applied, twice; a transport must not duplicate those. Send must
-	// not block for long: it is called from the node's loop.
+	// not block for long: it is called from the node's loop. It is never
+	// given a snapshot (MsgSnap).
 	Send(msgs []*pb.Message)
+	// SendSnapshot delivers m, a MsgSnap, with the database image read
+	// from image, to m.To's Node.StepSnapshot, and returns once the
+	// receiver has handled it or the transfer failed. It runs on its own
+	// goroutine, one at a time for each peer; ctx ends when the node
+	// stops. The image is a quiver file streamed from a read transaction:
+	// it is never whole in memory, and should not be made so.
+	SendSnapshot(ctx context.Context, m *pb.Message, image io.Reader) error
+}
+
+// Restorer is implemented by a state machine that keeps state in memory
+// beside the database (an index, counters): Restored is called after a
+// snapshot from the leader replaced the database's contents, before any
+// later entry is applied, so that it reloads that state from db.
+type Restorer interface {
+	Restored(db *quiver.DB) error
 }
 
 // DefaultMemoryBudget is the default Config.MemoryBudget.
 const DefaultMemoryBudget = 64 << 20
+
+// DefaultLogWindow is the default Config.LogWindow.
+const DefaultLogWindow = 256 << 20
+
+// trimBatch bounds the entries one Ready's transaction compacts away.
+const trimBatch = 8192
 
 // Config configures a Node.
 type Config struct {
@@ -73,13 +95,25 @@ type Config struct {
 	// log entries, and raft's MaxSizePerMsg, MaxInflightBytes and
 	// MaxUncommittedEntriesSize follow from it.
 	MemoryBudget int
+	// LogWindow is the catch-up window kept on disk, in bytes of stored
+	// entries (default DefaultLogWindow): the log is compacted to the
+	// newest entries that reach it (never past the applied index). A
+	// follower further behind gets a snapshot of the database.
+	LogWindow int64
+	// Join starts a node with an empty database as a member added to a
+	// running cluster (after a configuration change that adds it): it
+	// has no configuration of its own and waits for the leader, whose
+	// snapshot brings it up to date. Peers must be empty.
+	Join bool
 	// Logger receives raft's log; nil discards it.
 	Logger raft.Logger
 }
 
-// proposal is one Propose call waiting for its entry to be applied.
+// proposal is one Propose or ProposeConfChange call waiting for its
+// entry to be applied.
 type proposal struct {
 	data []byte
+	cc   *pb.ConfChangeV2 // a membership change (its Context holds the header)
 	done chan result
 }
 
@@ -123,6 +157,31 @@ type Node struct {
 	// (by its id), then for the entries up to it to be applied (appliedWait).
 	reads       map[uint64]chan uint64
 	appliedWait []appliedWaiter
+
+	// Log compaction, on the loop: the bytes appended since the log was
+	// last trimmed, and whether the last trim stopped at its batch.
+	sinceTrim int64
+	trimMore  bool
+
+	// Snapshots. Sending: one goroutine per peer (sending, on the loop)
+	// streams a read transaction and reports on snapDone. Receiving:
+	// StepSnapshot stages the image in a file and hands it to the loop
+	// (snapc), which steps the message and installs the image when raft
+	// accepts it.
+	ctx       context.Context // ends when the node stops
+	cancel    context.CancelFunc
+	sending   map[uint64]bool
+	snapDone  chan snapReport
+	snapWG    sync.WaitGroup
+	snapc     chan *stagedSnapshot
+	staged    *stagedSnapshot // the image of the snapshot being stepped
+	sent      atomic.Int64
+	installed atomic.Int64
+}
+
+type snapReport struct {
+	to  uint64
+	err error
 }
 
 // readRequest asks raft for a read index; the index comes back on done.
@@ -135,8 +194,6 @@ type appliedWaiter struct {
 	index uint64
 	done  chan struct{}
 }
-
-var appliedKey = []byte("applied")
 
 // entryPrefix is the header of a proposed entry's data: the proposer's
 // node id and its proposal id, 8 bytes each.
@@ -163,26 +220,25 @@ func StartNode(cfg Config) (*Node, error) {
 	if cfg.MemoryBudget <= 0 {
 		cfg.MemoryBudget = DefaultMemoryBudget
 	}
+	if cfg.LogWindow <= 0 {
+		cfg.LogWindow = DefaultLogWindow
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = discardLogger()
 	}
+	if cfg.Join && len(cfg.Peers) > 0 {
+		return nil, errors.New("raftadapter: a joining node takes its members from the leader: Peers must be empty")
+	}
+	removeStaged(cfg.DB.Path())
 	budget := uint64(cfg.MemoryBudget)
 	s, err := OpenStorage(cfg.DB, &StorageOptions{CacheBytes: int(budget / 4)})
 	if err != nil {
 		return nil, err
 	}
-	var applied uint64
-	if err := cfg.DB.View(func(tx *quiver.Tx) error {
-		if v := tx.Bucket(bucketName).Get(appliedKey); len(v) == 8 {
-			applied = binary.BigEndian.Uint64(v)
-		}
-		return nil
-	}); err != nil {
-		return nil, err
-	}
-	if last, _ := s.LastIndex(); last == 0 && applied == 0 {
+	applied := s.state.applied
+	if last, _ := s.LastIndex(); last == 0 && applied == 0 && !cfg.Join {
 		if len(cfg.Peers) == 0 {
-			return nil, errors.New("raftadapter: no raft state in the database and no Peers to start a cluster with")
+			return nil, errors.New("raftadapter: no raft state in the database and no Peers to start a cluster with (or Join)")
 		}
 		// A new cluster: the log starts after a snapshot at index 1 that
 		// holds the first configuration, the same on every member (raft's
@@ -222,7 +278,9 @@ func StartNode(cfg Config) (*Node, error) {
 		propc: make(chan proposal, 256), readc: make(chan readRequest, 256), recvc: make(chan *pb.Message, 4096),
 		stopc: make(chan struct{}), done: make(chan struct{}),
 		waiters: map[uint64]chan result{}, reads: map[uint64]chan uint64{},
+		sending: map[uint64]bool{}, snapDone: make(chan snapReport), snapc: make(chan *stagedSnapshot),
 	}
+	n.ctx, n.cancel = context.WithCancel(context.Background())
 	n.applied.Store(applied)
 	// Proposal ids start from the clock, so that a restarted node does
 	// not reuse ids still in the log; an entry carries its proposer's node
@@ -274,7 +332,28 @@ func (n *Node) Propose(ctx context.Context, data []byte) (any, error) {
 	binary.BigEndian.PutUint64(buf, n.cfg.ID)
 	binary.BigEndian.PutUint64(buf[8:], id)
 	copy(buf[entryPrefix:], data)
+	return n.wait(ctx, id, proposal{data: buf})
+}
+
+// ProposeConfChange proposes a membership change (add a voter or a
+// learner, promote a learner, remove a member; several at once go through
+// a joint configuration, which raft leaves by itself) and waits until it
+// is applied on this node. The transport must already reach a new member.
+// raft takes one change at a time: a change proposed while another is
+// pending is dropped by raft, and this call then fails when ctx ends.
+// cc.Context is the node's own (it identifies the proposal).
+func (n *Node) ProposeConfChange(ctx context.Context, cc *pb.ConfChangeV2) error {
+	id := n.nextID.Add(1)
+	cc = proto.Clone(cc).(*pb.ConfChangeV2)
+	cc.Context = binary.BigEndian.AppendUint64(binary.BigEndian.AppendUint64(nil, n.cfg.ID), id)
+	_, err := n.wait(ctx, id, proposal{cc: cc})
+	return err
+}
+
+// wait hands p, proposal id, to the loop and waits for its result.
+func (n *Node) wait(ctx context.Context, id uint64, p proposal) (any, error) {
 	done := make(chan result, 1)
+	p.done = done
 	n.mu.Lock()
 	n.waiters[id] = done
 	n.mu.Unlock()
@@ -284,7 +363,7 @@ func (n *Node) Propose(ctx context.Context, data []byte) (any, error) {
 		n.mu.Unlock()
 	}()
 	select {
-	case n.propc <- proposal{data: buf, done: done}:
+	case n.propc <- p:
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	case <-n.done:
@@ -389,6 +468,8 @@ func (n *Node) Stop() error {
 
 func (n *Node) run() {
 	defer close(n.done)
+	defer n.snapWG.Wait()
+	defer n.cancel()
 	ticker := time.NewTicker(n.cfg.TickInterval)
 	defer ticker.Stop()
 	for {
@@ -401,6 +482,17 @@ func (n *Node) run() {
 			n.readIndex(rq)
 		case m := <-n.recvc:
 			n.step(m)
+		case st := <-n.snapc:
+			n.staged = st
+			n.step(st.m)
+		case r := <-n.snapDone:
+			delete(n.sending, r.to)
+			status := raft.SnapshotFinish
+			if r.err != nil {
+				status = raft.SnapshotFailure
+				n.cfg.Logger.Warningf("raftadapter: node %d: snapshot to %d: %v", n.cfg.ID, r.to, r.err)
+			}
+			n.rn.ReportSnapshot(r.to, status)
 		case <-n.stopc:
 			return
 		}
@@ -408,14 +500,20 @@ func (n *Node) run() {
 		// concurrent proposals and the messages that arrived share one
 		// engine commit (one fdatasync) instead of one each.
 		n.drain()
-		for n.rn.HasReady() {
-			if err := n.handleReady(n.rn.Ready()); err != nil {
-				n.mu.Lock()
-				n.err = err
-				n.mu.Unlock()
-				n.cfg.Logger.Errorf("raftadapter: node %d stops: %v", n.cfg.ID, err)
-				return
-			}
+		var err error
+		for err == nil && n.rn.HasReady() {
+			err = n.handleReady(n.rn.Ready())
+		}
+		if n.staged != nil {
+			n.staged.finish(err)
+			n.staged = nil
+		}
+		if err != nil {
+			n.mu.Lock()
+			n.err = err
+			n.mu.Unlock()
+			n.cfg.Logger.Errorf("raftadapter: node %d stops: %v", n.cfg.ID, err)
+			return
 		}
 		n.publishStatus()
 	}
@@ -442,7 +540,13 @@ func (n *Node) drain() {
 // propose, readIndex and step hand raft a proposal, a read request and a
 // peer's message, on the node's loop.
 func (n *Node) propose(p proposal) {
-	if err := n.rn.Propose(p.data); err != nil {
+	var err error
+	if p.cc != nil {
+		err = n.rn.ProposeConfChange(p.cc)
+	} else {
+		err = n.rn.Propose(p.data)
+	}
+	if err != nil {
 		p.done <- result{err: fmt.Errorf("raftadapter: proposal refused: %w", err)}
 	}
 }
@@ -459,11 +563,15 @@ func (n *Node) step(m *pb.Message) {
 // sends its messages and advances raft.
 func (n *Node) handleReady(rd raft.Ready) error {
 	if !raft.IsEmptySnap(rd.Snapshot) {
-		return errors.New("raftadapter: a snapshot from the leader: state transfer is not implemented yet")
+		if err := n.install(rd); err != nil {
+			return err
+		}
 	}
-	var results []any
-	var ids []uint64 // the proposal id of each applied entry
+	var told []ack // this node's proposals among the applied entries
 	last := n.applied.Load()
+	for _, e := range rd.Entries {
+		n.sinceTrim += int64(len(e.GetData()))
+	}
 	err := n.cfg.DB.Update(func(tx *quiver.Tx) error {
 		w, err := n.storage.Writer(tx)
 		if err != nil {
@@ -481,6 +589,7 @@ func (n *Node) handleReady(rd raft.Ready) error {
 			return nil
 		}
 		var batch []Entry
+		var ids []uint64 // the proposal id of each entry in batch (0: another node's)
 		flush := func() error {
 			if len(batch) == 0 {
 				return nil
@@ -494,9 +603,11 @@ func (n *Node) handleReady(rd raft.Ready) error {
 				if i < len(res) {
 					r = res[i]
 				}
-				results = append(results, r)
+				if ids[i] != 0 {
+					told = append(told, ack{id: ids[i], v: r})
+				}
 			}
-			batch = nil
+			batch, ids = nil, nil
 			return nil
 		}
 		for _, e := range rd.CommittedEntries {
@@ -509,11 +620,7 @@ func (n *Node) handleReady(rd raft.Ready) error {
 				if len(e.GetData()) < entryPrefix {
 					return corruptf("log entry %d: %d bytes, shorter than the proposal header", e.GetIndex(), len(e.GetData()))
 				}
-				var id uint64 // 0: another node's proposal
-				if binary.BigEndian.Uint64(e.GetData()) == n.cfg.ID {
-					id = binary.BigEndian.Uint64(e.GetData()[8:])
-				}
-				ids = append(ids, id)
+				ids = append(ids, n.proposalID(e.GetData()))
 				batch = append(batch, Entry{Index: e.GetIndex(), Term: e.GetTerm(), Data: e.GetData()[entryPrefix:]})
 			case pb.EntryType_EntryConfChange, pb.EntryType_EntryConfChangeV2:
 				if err := flush(); err != nil {
@@ -523,8 +630,18 @@ func (n *Node) handleReady(rd raft.Ready) error {
 				if err != nil {
 					return err
 				}
-				if err := w.SetConfState(n.rn.ApplyConfChange(cc)); err != nil {
+				// A change raft cannot make is skipped (raft would panic),
+				// the same way on every member: it depends only on the log.
+				cerr := checkConfChange(w.state.conf, cc)
+				if cerr != nil {
+					n.cfg.Logger.Warningf("node %d: entry %d: %v", n.cfg.ID, e.GetIndex(), cerr)
+				} else if err := w.SetConfState(n.rn.ApplyConfChange(cc)); err != nil {
 					return err
+				}
+				if v2, ok := cc.(*pb.ConfChangeV2); ok {
+					if id := n.proposalID(v2.GetContext()); id != 0 {
+						told = append(told, ack{id: id, err: cerr})
+					}
 				}
 			}
 			last = e.GetIndex()
@@ -532,13 +649,22 @@ func (n *Node) handleReady(rd raft.Ready) error {
 		if err := flush(); err != nil {
 			return err
 		}
-		return tx.Bucket(bucketName).Put(appliedKey, binary.BigEndian.AppendUint64(nil, last))
+		if err := w.SetApplied(last); err != nil {
+			return err
+		}
+		// Compact the log to its window now and then: the walk that
+		// measures the window reads it whole.
+		if n.trimMore || n.sinceTrim >= n.cfg.LogWindow/8 {
+			n.sinceTrim = 0
+			n.trimMore, err = w.Trim(n.cfg.LogWindow, last, trimBatch)
+		}
+		return err
 	})
 	if err != nil {
 		return err
 	}
 	n.applied.Store(last)
-	n.cfg.Transport.Send(rd.Messages)
+	n.send(rd.Messages)
 	n.mu.Lock()
 	for _, rs := range rd.ReadStates {
 		if len(rs.RequestCtx) != 8 {
@@ -562,15 +688,31 @@ func (n *Node) handleReady(rd raft.Ready) error {
 	n.mu.Unlock()
 	// Tell this node's proposers; the data holds the proposal id first.
 	n.mu.Lock()
-	for i, id := range ids {
-		if ch, ok := n.waiters[id]; ok {
-			delete(n.waiters, id) // told once, so the 1-slot send never blocks
-			ch <- result{v: results[i]}
+	for _, a := range told {
+		if ch, ok := n.waiters[a.id]; ok {
+			delete(n.waiters, a.id) // told once, so the 1-slot send never blocks
+			ch <- result{v: a.v, err: a.err}
 		}
 	}
 	n.mu.Unlock()
 	n.rn.Advance(rd)
 	return nil
+}
+
+// ack is the result of one of this node's proposals.
+type ack struct {
+	id  uint64
+	v   any
+	err error
+}
+
+// proposalID returns the proposal id in header h (an entry's data, a
+// configuration change's context) if this node proposed it, else 0.
+func (n *Node) proposalID(h []byte) uint64 {
+	if len(h) < entryPrefix || binary.BigEndian.Uint64(h) != n.cfg.ID {
+		return 0
+	}
+	return binary.BigEndian.Uint64(h[8:])
 }
 
 func decodeConfChange(e *pb.Entry) (pb.ConfChangeI, error) {

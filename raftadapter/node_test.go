@@ -57,6 +57,8 @@ type cluster struct {
 	// contentsOf the bucket converge compares ("kv" if empty).
 	machine    StateMachine
 	contentsOf string
+	// logWindow is the members' Config.LogWindow (0: the default).
+	logWindow int64
 }
 
 // node returns the running node id, or nil.
@@ -73,7 +75,14 @@ func newCluster(t *testing.T, n int, seed uint64) *cluster {
 // newClusterOf is newCluster with members running machine, compared by
 // bucket (nil, "": kvMachine and "kv").
 func newClusterOf(t *testing.T, n int, seed uint64, machine StateMachine, bucket string) *cluster {
-	c := &cluster{t: t, net: NewNetwork(seed), dir: t.TempDir(), dbs: map[uint64]*quiver.DB{}, nodes: map[uint64]*Node{}, machine: machine, contentsOf: bucket}
+	return newClusterWith(t, n, seed, func(c *cluster) { c.machine, c.contentsOf = machine, bucket })
+}
+
+// newClusterWith is newCluster with the cluster's settings changed by set
+// before the nodes start.
+func newClusterWith(t *testing.T, n int, seed uint64, set func(*cluster)) *cluster {
+	c := &cluster{t: t, net: NewNetwork(seed), dir: t.TempDir(), dbs: map[uint64]*quiver.DB{}, nodes: map[uint64]*Node{}}
+	set(c)
 	for i := 1; i <= n; i++ {
 		c.ids = append(c.ids, uint64(i))
 	}
@@ -88,7 +97,11 @@ func newClusterOf(t *testing.T, n int, seed uint64, machine StateMachine, bucket
 	return c
 }
 
-func (c *cluster) start(id uint64) {
+func (c *cluster) start(id uint64) { c.startNode(id, false) }
+
+// startNode starts node id; a joining node starts with no members of its
+// own and waits for the leader (Config.Join).
+func (c *cluster) startNode(id uint64, join bool) {
 	c.t.Helper()
 	db, err := quiver.Open(filepath.Join(c.dir, fmt.Sprintf("node%d.db", id)), 0o600, nil)
 	if err != nil {
@@ -98,7 +111,11 @@ func (c *cluster) start(id uint64) {
 	if c.machine != nil {
 		sm = c.machine
 	}
-	n, err := StartNode(Config{ID: id, Peers: c.ids, DB: db, StateMachine: sm, Transport: c.net.Endpoint(id), TickInterval: 5 * time.Millisecond})
+	cfg := Config{ID: id, Peers: c.ids, DB: db, StateMachine: sm, Transport: c.net.Endpoint(id), TickInterval: 5 * time.Millisecond, LogWindow: c.logWindow, Join: join}
+	if join {
+		cfg.Peers = nil
+	}
+	n, err := StartNode(cfg)
 	if err != nil {
 		c.t.Fatal(err)
 	}

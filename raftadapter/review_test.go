@@ -3,7 +3,9 @@ package raftadapter
 import (
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
+	"io"
 	"math"
 	"net"
 	"path/filepath"
@@ -41,6 +43,10 @@ func (b *blockTransport) Send(msgs []*pb.Message) {
 	if len(msgs) > 0 {
 		b.once.Do(func() { <-b.block })
 	}
+}
+
+func (b *blockTransport) SendSnapshot(context.Context, *pb.Message, io.Reader) error {
+	return errors.New("blockTransport sends no snapshots")
 }
 
 // Read requests whose callers gave up (no leader, the loop busy) leave

@@ -21,6 +21,7 @@ var (
 	hardStateKey = []byte("hardstate")
 	confStateKey = []byte("confstate")
 	snapshotKey  = []byte("snapshot") // SnapshotMetadata: the log starts after it
+	appliedKey   = []byte("applied")  // 8-byte big-endian: the last entry applied to the state machine
 )
 
 // entryVersion is the first byte of a stored entry.
@@ -62,6 +63,10 @@ type logState struct {
 	last  uint64               // snap.Index when the log is empty
 	hard  *pb.HardState        // nil before the first Save of one
 	conf  *pb.ConfState        // never nil
+	// applied is the index of the last entry applied to the state
+	// machine, written in the same transaction as the entry's changes; it
+	// is at least snap.Index.
+	applied uint64
 }
 
 var _ raft.Storage = (*Storage)(nil)
@@ -133,6 +138,13 @@ func loadState(tx *quiver.Tx) (logState, error) {
 		}
 		st.snap = pb.EnsureSnapshotMetadata(m)
 	}
+	if v := b.Get(appliedKey); v != nil {
+		if len(v) != 8 {
+			return st, corruptf("the applied index is %d bytes, not 8", len(v))
+		}
+		st.applied = binary.BigEndian.Uint64(v)
+	}
+	st.applied = max(st.applied, st.snap.GetIndex())
 	st.first = st.snap.GetIndex() + 1
 	st.last = st.snap.GetIndex()
 	lb := b.Bucket(logBucket)
@@ -226,13 +238,33 @@ func (s *Storage) LastIndex() (uint64, error) {
 	return s.state.last, nil
 }
 
-// Snapshot implements raft.Storage: the metadata of the state the log
-// starts after. The state itself is the database: its data travels
-// separately, streamed from a read transaction.
+// Snapshot implements raft.Storage. The state itself is the database, so
+// a snapshot can be taken at any applied index: this returns the metadata
+// of the state as applied now (the index, its term and the configuration
+// as of it), or of the snapshot the log starts after if nothing was
+// applied since. Its data is not in the message: the node streams the
+// database from a read transaction beside it (Transport.SendSnapshot),
+// and the metadata sent is the one that transaction holds.
 func (s *Storage) Snapshot() (*pb.Snapshot, error) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	return &pb.Snapshot{Metadata: proto.Clone(s.state.snap).(*pb.SnapshotMetadata)}, nil
+	st := s.state
+	s.mu.Unlock()
+	if st.applied <= st.snap.GetIndex() {
+		return &pb.Snapshot{Metadata: proto.Clone(st.snap).(*pb.SnapshotMetadata)}, nil
+	}
+	term, err := s.Term(st.applied)
+	if errors.Is(err, raft.ErrCompacted) {
+		// A compaction published meanwhile: its snapshot is newer.
+		return s.Snapshot()
+	}
+	if err != nil {
+		return nil, err
+	}
+	return &pb.Snapshot{Metadata: &pb.SnapshotMetadata{
+		Index:     new(st.applied),
+		Term:      new(term),
+		ConfState: proto.Clone(st.conf).(*pb.ConfState),
+	}}, nil
 }
 
 // Term implements raft.Storage.
@@ -473,9 +505,22 @@ func (w *Writer) Append(ents []*pb.Entry) error {
 	return nil
 }
 
-// Compact discards the entries below index, which must be in the log: the
+// SetApplied records that the entries up to index are applied: call it in
+// the transaction that applies them.
+func (w *Writer) SetApplied(index uint64) error {
+	if err := w.b.Put(appliedKey, binary.BigEndian.AppendUint64(nil, index)); err != nil {
+		return err
+	}
+	w.state.applied = index
+	return nil
+}
+
+// Applied returns the applied index as the transaction sees it.
+func (w *Writer) Applied() uint64 { return w.state.applied }
+
+// Compact discards the entries up to index, which must be in the log: the
 // log then starts after it, and its term is kept for raft's matching.
-// cs is the configuration as of index (the state machine's). Entries are
+// cs is the configuration as of index (nil: the stored one). Entries are
 // only dropped from the file; the state they produced is in the database.
 func (w *Writer) Compact(index uint64, cs *pb.ConfState) error {
 	st := &w.state
@@ -494,12 +539,52 @@ func (w *Writer) Compact(index uint64, cs *pb.ConfState) error {
 			return err
 		}
 	}
-	return w.setSnapshot(&pb.SnapshotMetadata{Index: new(index), Term: new(term), ConfState: proto.Clone(pb.EnsureConfState(cs)).(*pb.ConfState)}, st.last)
+	if cs == nil {
+		cs = st.conf
+	}
+	return w.setSnapshot(&pb.SnapshotMetadata{Index: new(index), Term: new(term), ConfState: proto.Clone(cs).(*pb.ConfState)}, st.last)
+}
+
+// Trim compacts the log down to a catch-up window: it keeps the newest
+// entries whose stored bytes reach keep, and never drops an entry above
+// upTo (the applied index: a snapshot is taken at it). It drops at most
+// max entries, so that one transaction stays small, and reports whether
+// more would go.
+func (w *Writer) Trim(keep int64, upTo uint64, max int) (more bool, err error) {
+	st := &w.state
+	if st.last < st.first || max <= 0 {
+		return false, nil
+	}
+	// Walk back from the newest entry until the window is full: the
+	// entries below the one that fills it can go.
+	var size int64
+	c := w.lb.Cursor()
+	to := uint64(0)
+	for k, v := c.Last(); k != nil; k, v = c.Prev() {
+		size += int64(len(k) + len(v))
+		if size >= keep {
+			i, err := indexOf(k)
+			if err != nil {
+				return false, err
+			}
+			to = i - 1
+			break
+		}
+	}
+	to = min(to, upTo)
+	if to < st.first {
+		return false, nil
+	}
+	if to-st.first >= uint64(max) {
+		to, more = st.first+uint64(max)-1, true
+	}
+	return more, w.Compact(to, nil)
 }
 
 // ApplySnapshot records that the database now holds the state of snapshot
 // meta (installed by the caller): the log is emptied and starts after the
-// snapshot's index, as raft's MemoryStorage does. An older snapshot is
+// snapshot's index, as raft's MemoryStorage does, and the entries up to it
+// count as applied. An older snapshot is
 // refused with raft.ErrSnapOutOfDate.
 func (w *Writer) ApplySnapshot(meta *pb.SnapshotMetadata) error {
 	st := &w.state
@@ -513,6 +598,9 @@ func (w *Writer) ApplySnapshot(meta *pb.SnapshotMetadata) error {
 	}
 	w.reset = true
 	if err := w.SetConfState(pb.EnsureConfState(meta.ConfState)); err != nil {
+		return err
+	}
+	if err := w.SetApplied(meta.GetIndex()); err != nil {
 		return err
 	}
 	return w.setSnapshot(proto.Clone(meta).(*pb.SnapshotMetadata), meta.GetIndex())
@@ -614,4 +702,21 @@ func (w *Writer) publish() {
 	if len(s.cache) == 0 {
 		s.cache, s.cacheBytes = nil, 0
 	}
+}
+
+// reload reads the state again from the database after its contents were
+// replaced (a snapshot installed), and empties the cache.
+func (s *Storage) reload() error {
+	return s.db.View(func(tx *quiver.Tx) error {
+		st, err := loadState(tx)
+		if err != nil {
+			return err
+		}
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		s.state = st
+		s.cache, s.cacheBytes, s.cacheFirst = nil, 0, 0
+		s.published = uint64(tx.ID())
+		return nil
+	})
 }

@@ -20,20 +20,31 @@ import (
 // The TCP transport's wire format. A connection carries messages one way,
 // from the dialing node to the listening one. It opens with a header:
 //
-//	magic "QRAF" | version (1 byte) | cluster id (8) | sender id (8)
+//	magic "QRAF" | version (1 byte) | kind (1) | cluster id (8) | sender id (8)
 //
-// then frames, each a 4-byte big-endian length and a protobuf-encoded
-// raftpb.Message of that length. A header of another cluster or version, a
-// frame longer than the maximum, a message that does not decode or is not
-// addressed to the receiver closes that connection (the error is logged);
-// the transport goes on. The cluster id is not authentication: raft
+// A connection of kind 'M' then carries frames, each a 4-byte big-endian
+// length and a protobuf-encoded raftpb.Message of that length. A
+// connection of kind 'S' carries one snapshot, on its own stream so that
+// it never holds up the messages: a frame with the MsgSnap, then the
+// database image in chunks (a 4-byte length, at most the frame limit, and
+// the bytes), a zero length, and the image's 64-bit xxhash; the receiver
+// answers one status byte (0: handled) and a 2-byte length and message
+// explaining a refusal. A header of another cluster or version, a frame
+// longer than the maximum, a message that does not decode or is not
+// addressed to the receiver, a snapshot whose hash does not match closes
+// that connection (the error is logged); the transport goes on. The cluster id is not authentication: raft
 // trusts its peers (it stops the process on a well-formed message that
 // contradicts its log), so the peer port must be reachable by members
 // only (loopback, a private network, or TLS with client certificates).
 const (
 	tcpMagic   = "QRAF"
-	tcpVersion = 1
-	headerSize = 4 + 1 + 8 + 8
+	tcpVersion = 2
+	headerSize = 4 + 1 + 1 + 8 + 8
+
+	kindMessages = 'M'
+	kindSnapshot = 'S'
+
+	snapshotChunk = 1 << 20
 )
 
 // DefaultMaxFrame is the default largest message a TCPTransport accepts.
@@ -57,6 +68,9 @@ type TCPConfig struct {
 	// receives nothing for that long (default 30 s; raft's heartbeats keep
 	// a live one busy).
 	DialTimeout, WriteTimeout, IdleTimeout time.Duration
+	// SnapshotTimeout bounds how long a sender waits for the receiver to
+	// verify and install a snapshot once it has it all (default 5 min).
+	SnapshotTimeout time.Duration
 	// Logger receives the transport's errors; nil discards them.
 	Logger raft.Logger
 }
@@ -118,6 +132,9 @@ func NewTCPTransport(cfg TCPConfig) (*TCPTransport, error) {
 	}
 	if cfg.IdleTimeout <= 0 {
 		cfg.IdleTimeout = 30 * time.Second
+	}
+	if cfg.SnapshotTimeout <= 0 {
+		cfg.SnapshotTimeout = 5 * time.Minute
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = discardLogger()
@@ -263,12 +280,7 @@ func (t *TCPTransport) sendLoop(p *peer) {
 			p.conn = c
 			p.mu.Unlock()
 			conn, w = c, bufio.NewWriterSize(c, 64<<10)
-			hdr := make([]byte, 0, headerSize)
-			hdr = append(hdr, tcpMagic...)
-			hdr = append(hdr, tcpVersion)
-			hdr = binary.BigEndian.AppendUint64(hdr, t.cfg.ClusterID)
-			hdr = binary.BigEndian.AppendUint64(hdr, t.cfg.ID)
-			_, _ = w.Write(hdr)
+			_, _ = w.Write(t.header(kindMessages))
 		}
 		err := t.writeFrame(conn, w, m)
 		// Write what else is queued in the same flush.
@@ -285,6 +297,15 @@ func (t *TCPTransport) sendLoop(p *peer) {
 			conn = nil
 		}
 	}
+}
+
+// header is the header of a connection of kind.
+func (t *TCPTransport) header(kind byte) []byte {
+	hdr := make([]byte, 0, headerSize)
+	hdr = append(hdr, tcpMagic...)
+	hdr = append(hdr, tcpVersion, kind)
+	hdr = binary.BigEndian.AppendUint64(hdr, t.cfg.ClusterID)
+	return binary.BigEndian.AppendUint64(hdr, t.cfg.ID)
 }
 
 func (t *TCPTransport) writeFrame(conn net.Conn, w *bufio.Writer, m *pb.Message) error {
@@ -358,45 +379,68 @@ func (t *TCPTransport) read(c net.Conn) error {
 	if string(hdr[:4]) != tcpMagic || hdr[4] != tcpVersion {
 		return fmt.Errorf("not a quiver raft connection (header %q)", hdr[:5])
 	}
-	if cid := binary.BigEndian.Uint64(hdr[5:]); cid != t.cfg.ClusterID {
+	kind := hdr[5]
+	if kind != kindMessages && kind != kindSnapshot {
+		return fmt.Errorf("a connection of unknown kind %q", kind)
+	}
+	if cid := binary.BigEndian.Uint64(hdr[6:]); cid != t.cfg.ClusterID {
 		return fmt.Errorf("cluster id %x, this cluster is %x", cid, t.cfg.ClusterID)
 	}
-	from := binary.BigEndian.Uint64(hdr[13:])
+	from := binary.BigEndian.Uint64(hdr[14:])
 	var frame bytes.Buffer
 	for {
-		_ = c.SetReadDeadline(time.Now().Add(t.cfg.IdleTimeout))
-		var l [4]byte
-		if _, err := io.ReadFull(r, l[:]); err != nil {
-			if errors.Is(err, io.ErrUnexpectedEOF) {
-				return fmt.Errorf("a truncated frame length: %w", err)
-			}
+		m, err := t.readMessage(c, r, from, &frame)
+		if err != nil {
 			return err
 		}
-		n := int(binary.BigEndian.Uint32(l[:]))
-		if n > t.cfg.MaxFrame {
-			return fmt.Errorf("a %d-byte frame from %d exceeds the %d-byte limit", n, from, t.cfg.MaxFrame)
+		if kind == kindSnapshot {
+			return t.receiveSnapshot(c, r, m)
 		}
-		// The buffer grows with the bytes that arrive, not with the
-		// length a peer announces.
-		frame.Reset()
-		if _, err := io.CopyN(&frame, r, int64(n)); err != nil {
-			if errors.Is(err, io.EOF) {
-				err = io.ErrUnexpectedEOF
-			}
-			return fmt.Errorf("a truncated %d-byte frame from %d: %w", n, from, err)
+		if m.GetType() == pb.MessageType_MsgSnap {
+			return fmt.Errorf("a snapshot from %d without its stream", from)
 		}
-		m := &pb.Message{}
-		if err := proto.Unmarshal(frame.Bytes(), m); err != nil {
-			return fmt.Errorf("a frame from %d that does not decode: %w", from, err)
-		}
-		if m.GetTo() != t.cfg.ID || m.GetFrom() != from {
-			return fmt.Errorf("a message from %d to %d on the connection of %d to %d", m.GetFrom(), m.GetTo(), from, t.cfg.ID)
-		}
-		t.mu.Lock()
-		node := t.node
-		t.mu.Unlock()
-		if node != nil {
+		if node := t.attached(); node != nil {
 			_ = node.Step(m)
 		}
 	}
+}
+
+func (t *TCPTransport) attached() *Node {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.node
+}
+
+// readMessage reads one frame from r, a connection of from, into frame and
+// decodes it.
+func (t *TCPTransport) readMessage(c net.Conn, r *bufio.Reader, from uint64, frame *bytes.Buffer) (*pb.Message, error) {
+	_ = c.SetReadDeadline(time.Now().Add(t.cfg.IdleTimeout))
+	var l [4]byte
+	if _, err := io.ReadFull(r, l[:]); err != nil {
+		if errors.Is(err, io.ErrUnexpectedEOF) {
+			return nil, fmt.Errorf("a truncated frame length: %w", err)
+		}
+		return nil, err
+	}
+	n := int(binary.BigEndian.Uint32(l[:]))
+	if n > t.cfg.MaxFrame {
+		return nil, fmt.Errorf("a %d-byte frame from %d exceeds the %d-byte limit", n, from, t.cfg.MaxFrame)
+	}
+	// The buffer grows with the bytes that arrive, not with the length a
+	// peer announces.
+	frame.Reset()
+	if _, err := io.CopyN(frame, r, int64(n)); err != nil {
+		if errors.Is(err, io.EOF) {
+			err = io.ErrUnexpectedEOF
+		}
+		return nil, fmt.Errorf("a truncated %d-byte frame from %d: %w", n, from, err)
+	}
+	m := &pb.Message{}
+	if err := proto.Unmarshal(frame.Bytes(), m); err != nil {
+		return nil, fmt.Errorf("a frame from %d that does not decode: %w", from, err)
+	}
+	if m.GetTo() != t.cfg.ID || m.GetFrom() != from {
+		return nil, fmt.Errorf("a message from %d to %d on the connection of %d to %d", m.GetFrom(), m.GetTo(), from, t.cfg.ID)
+	}
+	return m, nil
 }

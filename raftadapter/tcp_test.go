@@ -8,9 +8,11 @@ import (
 	"io"
 	"net"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/cespare/xxhash/v2"
 	"github.com/quiverdb/quiver"
 	pb "go.etcd.io/raft/v3/raftpb"
 	"google.golang.org/protobuf/proto"
@@ -132,28 +134,48 @@ func TestTCPBadInput(t *testing.T) {
 	c := newTCPCluster(t, 3)
 	c.propose(t, "before=1")
 	target := c.trans[1]
-	header := func(cluster, from uint64) []byte {
+	headerOf := func(kind byte, cluster, from uint64) []byte {
 		h := []byte(tcpMagic)
-		h = append(h, tcpVersion)
+		h = append(h, tcpVersion, kind)
 		h = binary.BigEndian.AppendUint64(h, cluster)
 		return binary.BigEndian.AppendUint64(h, from)
 	}
+	header := func(cluster, from uint64) []byte { return headerOf(kindMessages, cluster, from) }
 	frame := func(b []byte) []byte { return append(binary.BigEndian.AppendUint32(nil, uint32(len(b))), b...) }
 	msg := func(from, to uint64) []byte {
 		b, _ := proto.Marshal(&pb.Message{Type: pb.MessageType_MsgHeartbeat.Enum(), From: new(from), To: new(to), Term: new(uint64(1))})
 		return b
 	}
+	snap, _ := proto.Marshal(&pb.Message{Type: pb.MessageType_MsgSnap.Enum(), From: new(uint64(2)), To: new(uint64(1)), Term: new(uint64(1)),
+		Snapshot: &pb.Snapshot{Metadata: &pb.SnapshotMetadata{Index: new(uint64(1000)), Term: new(uint64(1)), ConfState: &pb.ConfState{Voters: []uint64{1, 2, 3}}}}})
+	image := bytes.Repeat([]byte("image"), 1000)
+	chunk := func(b []byte) []byte { return append(binary.BigEndian.AppendUint32(nil, uint32(len(b))), b...) }
+	end := func(sum uint64) []byte { return binary.BigEndian.AppendUint64([]byte{0, 0, 0, 0}, sum) }
+	snapStream := func(tail ...[]byte) []byte {
+		b := append(headerOf(kindSnapshot, testClusterID, 2), frame(snap)...)
+		for _, t := range tail {
+			b = append(b, t...)
+		}
+		return b
+	}
 	cases := []struct {
 		name string
 		data []byte
+		want string // in the answer to a snapshot
 	}{
-		{"garbage", bytes.Repeat([]byte{0xde, 0xad, 0xbe, 0xef}, 64)},
-		{"another cluster", header(testClusterID+1, 2)},
-		{"oversized frame", append(header(testClusterID, 2), 0xff, 0xff, 0xff, 0xff)},
-		{"truncated frame", append(header(testClusterID, 2), 0, 0, 1, 0, 1, 2, 3)},
-		{"undecodable message", append(header(testClusterID, 2), frame([]byte{0xff, 0xff, 0xff, 0xff, 0x0f})...)},
-		{"misaddressed message", append(header(testClusterID, 2), frame(msg(2, 3))...)},
-		{"spoofed sender", append(header(testClusterID, 2), frame(msg(3, 1))...)},
+		{"garbage", bytes.Repeat([]byte{0xde, 0xad, 0xbe, 0xef}, 64), ""},
+		{"another cluster", header(testClusterID+1, 2), ""},
+		{"oversized frame", append(header(testClusterID, 2), 0xff, 0xff, 0xff, 0xff), ""},
+		{"truncated frame", append(header(testClusterID, 2), 0, 0, 1, 0, 1, 2, 3), ""},
+		{"undecodable message", append(header(testClusterID, 2), frame([]byte{0xff, 0xff, 0xff, 0xff, 0x0f})...), ""},
+		{"misaddressed message", append(header(testClusterID, 2), frame(msg(2, 3))...), ""},
+		{"spoofed sender", append(header(testClusterID, 2), frame(msg(3, 1))...), ""},
+		{"unknown kind", headerOf('X', testClusterID, 2), ""},
+		{"snapshot without its stream", append(header(testClusterID, 2), frame(snap)...), ""},
+		{"snapshot with a wrong hash", snapStream(chunk(image), end(xxhash.Sum64(image)+1)), "damaged in transit"},
+		{"snapshot of garbage", snapStream(chunk(image), end(xxhash.Sum64(image))), "image of snapshot 1000 is refused"},
+		{"snapshot with an oversized chunk", snapStream([]byte{0xff, 0xff, 0xff, 0xff}), ""},
+		{"truncated snapshot", snapStream(chunk(image)[:100]), ""},
 	}
 	for _, tc := range cases {
 		before := target.Rejected()
@@ -164,12 +186,16 @@ func TestTCPBadInput(t *testing.T) {
 		if _, err := conn.Write(tc.data); err != nil {
 			t.Fatalf("%s: write: %v", tc.name, err)
 		}
-		if tc.name == "truncated frame" {
+		if strings.HasPrefix(tc.name, "truncated") {
 			conn.(*net.TCPConn).CloseWrite()
 		}
 		_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
-		if _, err := io.ReadAll(conn); err != nil {
+		answer, err := io.ReadAll(conn)
+		if err != nil {
 			t.Fatalf("%s: the connection was not closed: %v", tc.name, err)
+		}
+		if tc.want != "" && (len(answer) < 3 || answer[0] != 1 || !strings.Contains(string(answer[3:]), tc.want)) {
+			t.Fatalf("%s: answered %q, want a refusal naming %q", tc.name, answer, tc.want)
 		}
 		conn.Close()
 		deadline := time.Now().Add(2 * time.Second)

@@ -268,6 +268,7 @@ func StartNode(cfg Config) (*Node, error) {
 		MaxCommittedSizePerReady:  budget / 8,
 		CheckQuorum:               true,
 		PreVote:                   true,
+		StepDownOnRemoval:         true,
 		Logger:                    cfg.Logger,
 	})
 	if err != nil {

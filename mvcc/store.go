@@ -95,6 +95,11 @@ type Store struct {
 
 	committed atomic.Int64 // the last durable revision
 
+	// The replicated mode (TxnIn): the write transaction holding changes
+	// not yet committed, and their records, for the watchers.
+	applyTx     *quiver.Tx
+	applyWrites []pending
+
 	compactor compactor
 	hub       hub
 }

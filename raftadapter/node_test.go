@@ -59,6 +59,11 @@ type cluster struct {
 	contentsOf string
 	// logWindow is the members' Config.LogWindow (0: the default).
 	logWindow int64
+	// newMachine, if set, makes each member's state machine when it
+	// starts (over machine); one that has Close() error is closed when
+	// the member stops, before its database.
+	newMachine func(db *quiver.DB) (StateMachine, error)
+	machines   map[uint64]StateMachine
 }
 
 // node returns the running node id, or nil.
@@ -81,7 +86,7 @@ func newClusterOf(t *testing.T, n int, seed uint64, machine StateMachine, bucket
 // newClusterWith is newCluster with the cluster's settings changed by set
 // before the nodes start.
 func newClusterWith(t *testing.T, n int, seed uint64, set func(*cluster)) *cluster {
-	c := &cluster{t: t, net: NewNetwork(seed), dir: t.TempDir(), dbs: map[uint64]*quiver.DB{}, nodes: map[uint64]*Node{}}
+	c := &cluster{t: t, net: NewNetwork(seed), dir: t.TempDir(), dbs: map[uint64]*quiver.DB{}, nodes: map[uint64]*Node{}, machines: map[uint64]StateMachine{}}
 	set(c)
 	for i := 1; i <= n; i++ {
 		c.ids = append(c.ids, uint64(i))
@@ -111,6 +116,11 @@ func (c *cluster) startNode(id uint64, join bool) {
 	if c.machine != nil {
 		sm = c.machine
 	}
+	if c.newMachine != nil {
+		if sm, err = c.newMachine(db); err != nil {
+			c.t.Fatal(err)
+		}
+	}
 	cfg := Config{ID: id, Peers: c.ids, DB: db, StateMachine: sm, Transport: c.net.Endpoint(id), TickInterval: 5 * time.Millisecond, LogWindow: c.logWindow, Join: join}
 	if join {
 		cfg.Peers = nil
@@ -120,7 +130,7 @@ func (c *cluster) startNode(id uint64, join bool) {
 		c.t.Fatal(err)
 	}
 	c.mu.Lock()
-	c.dbs[id], c.nodes[id] = db, n
+	c.dbs[id], c.nodes[id], c.machines[id] = db, n, sm
 	c.mu.Unlock()
 	c.net.Attach(id, n)
 }
@@ -129,9 +139,10 @@ func (c *cluster) startNode(id uint64, join bool) {
 // files stay).
 func (c *cluster) stop(id uint64) {
 	c.mu.Lock()
-	n, db := c.nodes[id], c.dbs[id]
+	n, db, sm := c.nodes[id], c.dbs[id], c.machines[id]
 	delete(c.nodes, id)
 	delete(c.dbs, id)
+	delete(c.machines, id)
 	c.mu.Unlock()
 	if n == nil {
 		return
@@ -139,6 +150,11 @@ func (c *cluster) stop(id uint64) {
 	c.net.Detach(id)
 	if err := n.Stop(); err != nil {
 		c.t.Errorf("node %d: %v", id, err)
+	}
+	if cl, ok := sm.(interface{ Close() error }); ok {
+		if err := cl.Close(); err != nil {
+			c.t.Errorf("node %d: closing its state machine: %v", id, err)
+		}
 	}
 	if err := db.Close(); err != nil {
 		c.t.Errorf("node %d: close: %v", id, err)

@@ -68,6 +68,9 @@ const DefaultMemoryBudget = 64 << 20
 // DefaultLogWindow is the default Config.LogWindow.
 const DefaultLogWindow = 256 << 20
 
+// maxHeld bounds the proposals a node holds while it has no leader.
+const maxHeld = 4096
+
 // trimBatch bounds the entries one Ready's transaction compacts away.
 const trimBatch = 8192
 
@@ -112,6 +115,7 @@ type Config struct {
 // proposal is one Propose or ProposeConfChange call waiting for its
 // entry to be applied.
 type proposal struct {
+	id   uint64
 	data []byte
 	cc   *pb.ConfChangeV2 // a membership change (its Context holds the header)
 	done chan result
@@ -157,6 +161,10 @@ type Node struct {
 	// (by its id), then for the entries up to it to be applied (appliedWait).
 	reads       map[uint64]chan uint64
 	appliedWait []appliedWaiter
+
+	// held are proposals raft dropped for want of a leader, proposed again
+	// once there is one (on the loop).
+	held []proposal
 
 	// Log compaction, on the loop: the bytes appended since the log was
 	// last trimmed, and whether the last trim stopped at its batch.
@@ -324,16 +332,17 @@ func (n *Node) Step(m *pb.Message) error {
 }
 
 // Propose proposes data and waits until its entry is applied on this node,
-// returning the state machine's result for it. On an error (the context
-// ended, the node stopped, no leader) the proposal may or may not be
-// applied later.
+// returning the state machine's result for it. While the member knows no
+// leader (an election), the proposal waits for one. On an error (the
+// context ended, the node stopped) the proposal may or may not be applied
+// later.
 func (n *Node) Propose(ctx context.Context, data []byte) (any, error) {
 	id := n.nextID.Add(1)
 	buf := make([]byte, entryPrefix+len(data))
 	binary.BigEndian.PutUint64(buf, n.cfg.ID)
 	binary.BigEndian.PutUint64(buf[8:], id)
 	copy(buf[entryPrefix:], data)
-	return n.wait(ctx, id, proposal{data: buf})
+	return n.wait(ctx, proposal{id: id, data: buf})
 }
 
 // ProposeConfChange proposes a membership change (add a voter or a
@@ -347,12 +356,13 @@ func (n *Node) ProposeConfChange(ctx context.Context, cc *pb.ConfChangeV2) error
 	id := n.nextID.Add(1)
 	cc = proto.Clone(cc).(*pb.ConfChangeV2)
 	cc.Context = binary.BigEndian.AppendUint64(binary.BigEndian.AppendUint64(nil, n.cfg.ID), id)
-	_, err := n.wait(ctx, id, proposal{cc: cc})
+	_, err := n.wait(ctx, proposal{id: id, cc: cc})
 	return err
 }
 
-// wait hands p, proposal id, to the loop and waits for its result.
-func (n *Node) wait(ctx context.Context, id uint64, p proposal) (any, error) {
+// wait hands p to the loop and waits for its result.
+func (n *Node) wait(ctx context.Context, p proposal) (any, error) {
+	id := p.id
 	done := make(chan result, 1)
 	p.done = done
 	n.mu.Lock()
@@ -477,6 +487,7 @@ func (n *Node) run() {
 		select {
 		case <-ticker.C:
 			n.rn.Tick()
+			n.retryHeld()
 		case p := <-n.propc:
 			n.propose(p)
 		case rq := <-n.readc:
@@ -547,8 +558,37 @@ func (n *Node) propose(p proposal) {
 	} else {
 		err = n.rn.Propose(p.data)
 	}
+	if errors.Is(err, raft.ErrProposalDropped) && n.rn.BasicStatus().Lead == raft.None && len(n.held) < maxHeld {
+		// No leader yet (an election): hold it until there is one, or
+		// until its proposer gives up.
+		n.held = append(n.held, p)
+		return
+	}
 	if err != nil {
 		p.done <- result{err: fmt.Errorf("raftadapter: proposal refused: %w", err)}
+	}
+}
+
+// retryHeld proposes again the proposals held for want of a leader, once
+// there is one, and forgets those whose proposers gave up.
+func (n *Node) retryHeld() {
+	if len(n.held) == 0 {
+		return
+	}
+	held := n.held
+	n.held = nil
+	leader := n.rn.BasicStatus().Lead != raft.None
+	for _, p := range held {
+		n.mu.Lock()
+		_, waiting := n.waiters[p.id]
+		n.mu.Unlock()
+		switch {
+		case !waiting:
+		case leader:
+			n.propose(p)
+		default:
+			n.held = append(n.held, p)
+		}
 	}
 }
 

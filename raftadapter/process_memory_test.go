@@ -23,6 +23,9 @@ import (
 // has each member write its memory samples to PATH.<id>.csv (for
 // scripts/raftmem.py).
 func TestProcessLargeValues(t *testing.T) {
+	if raceEnabled {
+		t.Skip("the race detector's shadow memory is not the engine's")
+	}
 	const budget = 64 << 20
 	const limit = budget + 128<<20
 	proposals, window := 120, int64(32<<20)

@@ -23,12 +23,40 @@
 // Node drives a raft.RawNode over Storage. Each Ready is handled in one
 // engine write transaction: the new entries, the HardState, the committed
 // entries (applied by the StateMachine, with configuration changes applied
-// to raft) and the applied index; then, once that commit is durable, the
-// messages are sent, the proposers told and raft advanced (raft's
-// synchronous storage contract: nothing is promised to a peer before it is
-// on disk). A new cluster is bootstrapped as raft recommends: every member
+// to raft), the applied index and, now and then, the log's compaction;
+// then, once that commit is durable, the messages are sent, the proposers
+// told and raft advanced (raft's synchronous storage contract: nothing is
+// promised to a peer before it is on disk). A Ready with a snapshot
+// installs it first (below). A new cluster is bootstrapped as raft recommends: every member
 // starts from a snapshot at index 1 whose configuration is the first
 // membership.
+//
+// # Log compaction and snapshots
+//
+// Each member compacts its own log to a catch-up window sized in bytes of
+// stored entries (Config.LogWindow), never past its applied index. A
+// follower that needs an entry below the leader's window gets a snapshot.
+// The state machine's state is the database, so the snapshot is the
+// database file as one read transaction sees it (Tx.WriteTo), streamed by
+// Transport.SendSnapshot beside the MsgSnap, never built in memory; the
+// metadata sent is the one that transaction holds (its applied index, the
+// term of that entry, the configuration as of it). The follower stages
+// the image in a file next to its database and verifies it (it opens,
+// passes Check, and holds the raft state the message names) before raft
+// sees the message; once raft accepts the snapshot, DB.Restore switches
+// the database to it atomically, with the follower's own HardState, the
+// snapshot's configuration and an empty log written into it first. A
+// crash before the switch leaves the old state, after it the new one,
+// whole; a state machine with memory of its own reloads it (Restorer).
+//
+// # Membership
+//
+// Node.ProposeConfChange proposes a ConfChangeV2: add a voter or a
+// learner, promote a learner, remove a member. A change raft cannot make
+// (removing the last voter, promoting a voter) is skipped on every member
+// alike and reported to its proposer, where raft itself would panic. A new
+// member starts with Config.Join and an empty database; the leader brings
+// it up to date with a snapshot.
 //
 // Reads: LinearizableRead waits for raft's ReadIndex (the leader confirms
 // its leadership with a quorum) and for this member to apply up to it;

@@ -131,7 +131,7 @@ type result struct {
 // machine.
 //
 // The Ready contract it keeps (raft's synchronous storage mode): for each
-// Ready, the snapshot (refused for now), the entries, the HardState, the
+// Ready, the snapshot (installed first, see the package doc), the entries, the HardState, the
 // application of the committed entries and the applied index are written
 // in one engine transaction, made durable by its one fdatasync; only then
 // are the messages sent, the proposers told, and Advance called. So a

@@ -131,10 +131,11 @@ type result struct {
 // machine.
 //
 // The Ready contract it keeps (raft's synchronous storage mode): for each
-// Ready, the snapshot (installed first, see the package doc), the entries, the HardState, the
-// application of the committed entries and the applied index are written
-// in one engine transaction, made durable by its one fdatasync; only then
-// are the messages sent, the proposers told, and Advance called. So a
+// Ready, a snapshot is installed first (a durable switch of the file, see
+// the package doc); then the entries, the HardState, the application of
+// the committed entries and the applied index are written in one engine
+// transaction, made durable by its one fdatasync; only then are the
+// messages sent, the proposers told, and Advance called. So a
 // message never promises a vote or an entry the disk does not hold, and a
 // crash between two Readies replays nothing twice and skips nothing.
 type Node struct {

@@ -104,14 +104,14 @@ func runChild(cfg childConfig) error {
 	mux.HandleFunc("/propose", func(w http.ResponseWriter, r *http.Request) {
 		value, err := io.ReadAll(r.Body)
 		if err != nil {
-			http.Error(w, err.Error(), 500)
+			http.Error(w, err.Error(), http.StatusInternalServerError)
 			return
 		}
 		ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
 		defer cancel()
 		idx, err := n.Propose(ctx, append([]byte(r.URL.Query().Get("key")+"="), value...))
 		if err != nil {
-			http.Error(w, err.Error(), 503)
+			http.Error(w, err.Error(), http.StatusServiceUnavailable)
 			return
 		}
 		fmt.Fprint(w, idx)
@@ -127,7 +127,7 @@ func runChild(cfg childConfig) error {
 			return nil
 		})
 		if err != nil {
-			http.Error(w, err.Error(), 503)
+			http.Error(w, err.Error(), http.StatusServiceUnavailable)
 			return
 		}
 		_, _ = w.Write(v)
@@ -159,18 +159,18 @@ func runChild(cfg childConfig) error {
 	mux.HandleFunc("/conf", func(w http.ResponseWriter, r *http.Request) {
 		var cc ccRequest
 		if err := json.NewDecoder(r.Body).Decode(&cc); err != nil {
-			http.Error(w, err.Error(), 400)
+			http.Error(w, err.Error(), http.StatusBadRequest)
 			return
 		}
 		change, err := cc.change()
 		if err != nil {
-			http.Error(w, err.Error(), 400)
+			http.Error(w, err.Error(), http.StatusBadRequest)
 			return
 		}
 		ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
 		defer cancel()
 		if err := n.ProposeConfChange(ctx, change); err != nil {
-			http.Error(w, err.Error(), 503)
+			http.Error(w, err.Error(), http.StatusServiceUnavailable)
 		}
 	})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -395,7 +395,7 @@ func (c *procCluster) call(id uint64, method, path string, body io.Reader) ([]by
 	if err != nil {
 		return nil, err
 	}
-	if resp.StatusCode != 200 {
+	if resp.StatusCode != http.StatusOK {
 		return nil, fmt.Errorf("member %d: %s: %s", id, resp.Status, strings.TrimSpace(string(b)))
 	}
 	return b, nil

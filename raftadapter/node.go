@@ -163,8 +163,8 @@ type Node struct {
 	reads       map[uint64]chan uint64
 	appliedWait []appliedWaiter
 
-	// held are proposals raft dropped for want of a leader, proposed again
-	// once there is one (on the loop).
+	// held are proposals raft dropped (no leader, too much uncommitted),
+	// proposed again at the next tick (on the loop).
 	held []proposal
 
 	// Log compaction, on the loop: the bytes appended since the log was
@@ -334,7 +334,8 @@ func (n *Node) Step(m *pb.Message) error {
 
 // Propose proposes data and waits until its entry is applied on this node,
 // returning the state machine's result for it. While the member knows no
-// leader (an election), the proposal waits for one. On an error (the
+// leader (an election), or the leader holds as many uncommitted bytes as
+// the budget allows, the proposal waits. On an error (the
 // context ended, the node stopped) the proposal may or may not be applied
 // later.
 func (n *Node) Propose(ctx context.Context, data []byte) (any, error) {
@@ -559,9 +560,10 @@ func (n *Node) propose(p proposal) {
 	} else {
 		err = n.rn.Propose(p.data)
 	}
-	if errors.Is(err, raft.ErrProposalDropped) && n.rn.BasicStatus().Lead == raft.None && len(n.held) < maxHeld {
-		// No leader yet (an election): hold it until there is one, or
-		// until its proposer gives up.
+	if errors.Is(err, raft.ErrProposalDropped) && len(n.held) < maxHeld {
+		// No leader yet (an election), or the leader's uncommitted
+		// entries at their limit (MemoryBudget/4): hold it and try again
+		// at the next tick, until its proposer gives up.
 		n.held = append(n.held, p)
 		return
 	}
@@ -570,8 +572,8 @@ func (n *Node) propose(p proposal) {
 	}
 }
 
-// retryHeld proposes again the proposals held for want of a leader, once
-// there is one, and forgets those whose proposers gave up.
+// retryHeld proposes again the proposals raft dropped, once there is a
+// leader, and forgets those whose proposers gave up.
 func (n *Node) retryHeld() {
 	if len(n.held) == 0 {
 		return

@@ -3,6 +3,7 @@ package raftadapter
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -81,7 +82,7 @@ type TCPTransport struct {
 	ln  net.Listener
 
 	mu     sync.Mutex
-	node   *Node
+	node   Receiver
 	peers  map[uint64]*peer
 	conns  map[net.Conn]struct{} // accepted, for Close
 	closed bool
@@ -155,8 +156,17 @@ func NewTCPTransport(cfg TCPConfig) (*TCPTransport, error) {
 // Addr returns the address the transport listens on.
 func (t *TCPTransport) Addr() string { return t.ln.Addr().String() }
 
+// Receiver takes the messages a transport receives: a Node, or a raft
+// loop of one's own.
+type Receiver interface {
+	Step(m *pb.Message) error
+	StepSnapshot(ctx context.Context, m *pb.Message, image io.Reader) error
+}
+
+var _ Receiver = (*Node)(nil)
+
 // Attach makes n the receiver of incoming messages.
-func (t *TCPTransport) Attach(n *Node) {
+func (t *TCPTransport) Attach(n Receiver) {
 	t.mu.Lock()
 	t.node = n
 	t.mu.Unlock()
@@ -405,7 +415,7 @@ func (t *TCPTransport) read(c net.Conn) error {
 	}
 }
 
-func (t *TCPTransport) attached() *Node {
+func (t *TCPTransport) attached() Receiver {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	return t.node

@@ -64,6 +64,9 @@ type cluster struct {
 	// the member stops, before its database.
 	newMachine func(db *quiver.DB) (StateMachine, error)
 	machines   map[uint64]StateMachine
+	// dbOptions, if set, gives the options each member's database opens
+	// with.
+	dbOptions func(id uint64) *quiver.Options
 }
 
 // node returns the running node id, or nil.
@@ -108,7 +111,11 @@ func (c *cluster) start(id uint64) { c.startNode(id, false) }
 // own and waits for the leader (Config.Join).
 func (c *cluster) startNode(id uint64, join bool) {
 	c.t.Helper()
-	db, err := quiver.Open(filepath.Join(c.dir, fmt.Sprintf("node%d.db", id)), 0o600, nil)
+	var opts *quiver.Options
+	if c.dbOptions != nil {
+		opts = c.dbOptions(id)
+	}
+	db, err := quiver.Open(filepath.Join(c.dir, fmt.Sprintf("node%d.db", id)), 0o600, opts)
 	if err != nil {
 		c.t.Fatal(err)
 	}

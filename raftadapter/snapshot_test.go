@@ -1,6 +1,7 @@
 package raftadapter
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"fmt"
@@ -14,6 +15,7 @@ import (
 	"github.com/quiverdb/quiver"
 	"github.com/quiverdb/quiver/internal/testutil"
 	pb "go.etcd.io/raft/v3/raftpb"
+	"google.golang.org/protobuf/proto"
 )
 
 // logInfo returns the stored bytes (keys and values) of node id's raft log
@@ -193,4 +195,69 @@ func TestMembershipReplaceWipedNode(t *testing.T) {
 	if _, err := c.propose(c.leader(), "d=1"); err != nil {
 		t.Fatalf("a proposal after the leader stopped: %v", err)
 	}
+}
+
+// TestStepSnapshotRefusesBadImages: an image that is not a database, one
+// that is cut short, and one whose raft state is not the message's are
+// refused with an error naming the snapshot, before raft sees them; the
+// member's data and raft state stay as they were, and it goes on.
+func TestStepSnapshotRefusesBadImages(t *testing.T) {
+	c := newCluster(t, 3, testutil.Seed(t))
+	lead := c.leader()
+	last := c.putMany(lead, "a", 5)
+	c.converge(last)
+	follower := c.ids[0]
+	if follower == lead {
+		follower = c.ids[1]
+	}
+	// A real image, from the leader, at its applied index.
+	var image bytes.Buffer
+	var meta *pb.SnapshotMetadata
+	c.mu.Lock()
+	leadDB := c.dbs[lead]
+	c.mu.Unlock()
+	if err := leadDB.View(func(tx *quiver.Tx) error {
+		var err error
+		if meta, err = imageMetadata(tx); err != nil {
+			return err
+		}
+		_, err = tx.WriteTo(&image)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	msg := func(m *pb.SnapshotMetadata) *pb.Message {
+		return &pb.Message{Type: pb.MessageType_MsgSnap.Enum(), From: new(lead), To: new(follower), Term: c.node(lead).Status().Term, Snapshot: &pb.Snapshot{Metadata: m}}
+	}
+	other := proto.Clone(meta).(*pb.SnapshotMetadata)
+	other.Index = new(meta.GetIndex() + 7)
+	before := c.contents(follower)
+	cases := []struct {
+		name string
+		m    *pb.Message
+		img  []byte
+		want string
+	}{
+		{"not a database", msg(meta), bytes.Repeat([]byte("x"), 8192), "is refused"},
+		{"cut short", msg(meta), image.Bytes()[:image.Len()/2], "is refused"},
+		{"another index", msg(other), image.Bytes(), "the message says index"},
+		{"not a snapshot", &pb.Message{Type: pb.MessageType_MsgApp.Enum(), To: new(follower)}, image.Bytes(), "not a snapshot"},
+	}
+	for _, tc := range cases {
+		err := c.node(follower).StepSnapshot(context.Background(), tc.m, bytes.NewReader(tc.img))
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Fatalf("%s: %v, want an error naming %q", tc.name, err, tc.want)
+		}
+	}
+	if _, installed := c.node(follower).Snapshots(); installed != 0 {
+		t.Fatalf("%d snapshots installed from bad images", installed)
+	}
+	if after := c.contents(follower); fmt.Sprint(after) != fmt.Sprint(before) {
+		t.Fatal("the follower's data changed")
+	}
+	staged, _ := filepath.Glob(filepath.Join(c.dir, "*"+stagedImageSuffix+"*"))
+	if len(staged) != 0 {
+		t.Fatalf("staged images left behind: %v", staged)
+	}
+	c.converge(c.putMany(lead, "b", 5))
 }

@@ -82,8 +82,8 @@ func TestProcessLargeValues(t *testing.T) {
 	}
 	check("at the end")
 	st, _ := c.status(lead)
-	t.Logf("%d proposals of 2 MiB: the leader's peak heap %d MiB, peak RssAnon %d MiB, RssFile %d MiB (budget %d MiB, limit %d MiB)",
-		proposals, st.PeakHeap>>20, st.PeakAnon>>20, st.RssFile>>20, budget>>20, limit>>20)
+	t.Logf("leader %d, follower %d stopped; %d proposals of 2 MiB: the leader's peak heap %d MiB, peak RssAnon %d MiB, RssFile %d MiB (budget %d MiB, limit %d MiB)",
+		lead, follower, proposals, st.PeakHeap>>20, st.PeakAnon>>20, st.RssFile>>20, budget>>20, limit>>20)
 
 	c.start(follower, false)
 	final := c.converge()

@@ -32,6 +32,12 @@ func (s *Store) Compact(rev int64) (<-chan struct{}, error) {
 		s.mu.Unlock()
 		return nil, err
 	}
+	if s.replicated {
+		// Its replicas would compact at other revisions, and answer
+		// reads of old revisions differently.
+		s.mu.Unlock()
+		return nil, ErrReplicated
+	}
 	s.index.mu.RLock()
 	compacted, cur := s.index.compacted, s.committed.Load()
 	s.index.mu.RUnlock()
@@ -92,14 +98,19 @@ type compactHash struct {
 // maxCompactHashes is how many compaction hashes are kept, as etcd.
 const maxCompactHashes = 10
 
+// init starts the compactor, at Open, or again after stop when the store
+// reloads (Store.Reload).
 func (c *compactor) init(s *Store, scheduled, finished int64) {
+	c.mu.Lock()
 	c.s = s
+	c.stopped, c.jobs, c.hashes = false, nil, nil
 	c.kick, c.quit, c.done = make(chan struct{}, 1), make(chan struct{}), make(chan struct{})
 	if scheduled > finished {
 		// Interrupted: resume it (its hash is lost with the pass).
 		c.jobs = append(c.jobs, compactJob{prev: -2, rev: scheduled, done: make(chan struct{})})
 		c.kick <- struct{}{}
 	}
+	c.mu.Unlock()
 	go c.loop()
 }
 

@@ -59,6 +59,7 @@ func (s *Store) TxnIn(tx *quiver.Tx, t *Txn) (*TxnResult, error) {
 	if len(s.pending) > 0 {
 		return nil, errors.New("mvcc: TxnIn while writes of the store's own are pending")
 	}
+	s.replicated = true
 	revs := tx.Bucket(revBucket)
 	if revs == nil {
 		return nil, fmt.Errorf("mvcc: bucket %q is missing: %w", revBucket, quiver.ErrCorrupt)
@@ -115,16 +116,18 @@ func (s *Store) Reload() error {
 	s.index.mu.Lock()
 	s.index.tree, s.index.compacted = btree.NewG(16, blockLess), -1
 	s.index.mu.Unlock()
-	scheduled, finished, err := s.restore()
-	if err != nil {
-		s.failed = err
-		return err
-	}
-	s.failed = nil
 	s.applyTx, s.applyWrites = nil, nil
 	s.uncommitted = map[Revision][]byte{}
+	scheduled, finished, err := s.restore()
+	if err != nil {
+		// The compactor runs again (so that Close works), with nothing to
+		// do; the store refuses writes.
+		s.failed = fmt.Errorf("mvcc: Reload: %w", err)
+		s.compactor.init(s, -1, -1)
+		return s.failed
+	}
+	s.failed = nil
 	s.committed.Store(s.rev)
-	s.compactor = compactor{}
 	s.compactor.init(s, scheduled, finished)
 	s.hub.resync(s.rev)
 	return nil

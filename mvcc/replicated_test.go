@@ -40,6 +40,9 @@ func TestTxnInCommits(t *testing.T) {
 	if s.Rev() != 3 {
 		t.Fatalf("revision %d after the commit, want 3", s.Rev())
 	}
+	if _, err := s.Compact(2); !errors.Is(err, ErrReplicated) {
+		t.Fatalf("Compact of a replicated store: %v, want ErrReplicated", err)
+	}
 	got := must[*RangeResult](t)(s.Range([]byte("a"), nil, RangeOptions{}))
 	if len(got.KVs) != 1 || string(got.KVs[0].Value) != "2" || got.KVs[0].Version != 2 {
 		t.Fatalf("a = %+v", got.KVs)

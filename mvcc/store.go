@@ -28,6 +28,9 @@ var (
 	ErrDuplicateKey = errors.New("mvcc: duplicate key given in txn request")
 	// ErrTooManyOps: a transaction of more than MaxTxnOps changes.
 	ErrTooManyOps = errors.New("mvcc: too many changes in one transaction")
+	// ErrReplicated: Compact on a store that takes its writes from a
+	// replicated log (TxnIn).
+	ErrReplicated = errors.New("mvcc: the store is replicated: compact it through its log")
 	// ErrClosed: the store was closed.
 	ErrClosed = errors.New("mvcc: store closed")
 	// ErrFailed: an engine commit failed; the store refuses writes until
@@ -99,6 +102,7 @@ type Store struct {
 	// not yet committed, and their records, for the watchers.
 	applyTx     *quiver.Tx
 	applyWrites []pending
+	replicated  bool // TxnIn was used: Compact refuses
 
 	compactor compactor
 	hub       hub
@@ -199,7 +203,9 @@ func (s *Store) restore() (scheduled, finished int64, err error) {
 	s.index.load(hs)
 	// A compaction may have deleted every revision up to its own.
 	s.rev = max(s.rev, scheduled)
+	s.index.mu.Lock()
 	s.index.compacted = scheduled
+	s.index.mu.Unlock()
 	if scheduled >= 0 {
 		s.index.compact(scheduled)
 	}

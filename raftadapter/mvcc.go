@@ -14,8 +14,10 @@ import (
 // member gets the same revisions and the same HashKV. The store must take
 // no writes of its own. Propose's result for an entry is its
 // *mvcc.TxnResult, or the error that refused it (an invalid or undecodable
-// Txn, a compacted revision): the same on every member, and nothing
-// changed.
+// Txn, a revision out of range): the same on every member, and nothing
+// changed. Any other error stops the node. The store is compacted only
+// through the log (Store.Compact refuses on a replicated store), so every
+// member has the same compaction.
 type MVCCMachine struct {
 	Store *mvcc.Store
 }
@@ -48,15 +50,31 @@ func (m MVCCMachine) Apply(tx *quiver.Tx, ents []Entry) ([]any, error) {
 		}
 		r, err := m.Store.TxnIn(tx, t)
 		switch {
-		case errors.Is(err, mvcc.ErrFailed):
-			return nil, err // the engine's: stop the node
-		case err != nil:
+		case err == nil:
+			res[i] = r
+		case refusal(err):
 			res[i] = err
 		default:
-			res[i] = r
+			// The member's own trouble (a closed or failed store, damaged
+			// data): carrying on would skip the entry here and nowhere
+			// else. Stop the node; the entry is applied after a restart.
+			return nil, err
 		}
 	}
 	return res, nil
+}
+
+// refusal reports whether err is a Txn's own refusal: given by every
+// member alike for the same entry, since it depends only on the Txn and
+// the replicated state.
+func refusal(err error) bool {
+	for _, e := range []error{mvcc.ErrEmptyKey, mvcc.ErrInvalidRange, mvcc.ErrDuplicateKey, mvcc.ErrTooManyOps,
+		mvcc.ErrCompacted, mvcc.ErrFutureRev, quiver.ErrValueTooLarge} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	return false
 }
 
 // Restored implements Restorer: the store reloads from the snapshot.

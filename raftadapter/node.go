@@ -163,6 +163,11 @@ type Node struct {
 	reads       map[uint64]chan uint64
 	appliedWait []appliedWaiter
 
+	// hard is the newest HardState raft gave, and hardDirty tells that it
+	// is not stored yet (on the loop).
+	hard      *pb.HardState
+	hardDirty bool
+
 	// held are proposals raft dropped (no leader, too much uncommitted),
 	// proposed again at the next tick (on the loop).
 	held []proposal
@@ -334,8 +339,11 @@ func (n *Node) Step(m *pb.Message) error {
 
 // Propose proposes data and waits until its entry is applied on this node,
 // returning the state machine's result for it. While the member knows no
-// leader (an election), or the leader holds as many uncommitted bytes as
-// the budget allows, the proposal waits. On an error (the
+// leader (an election), or, on the leader, while raft holds as many
+// uncommitted bytes as the budget allows, the proposal waits. A follower
+// forwards the proposal to the leader; if the leader drops it (its own
+// limit, a lost message, a change of leader), the call fails when ctx
+// ends: propose through the leader, or retry what is idempotent. On an error (the
 // context ended, the node stopped) the proposal may or may not be applied
 // later.
 func (n *Node) Propose(ctx context.Context, data []byte) (any, error) {
@@ -616,6 +624,17 @@ func (n *Node) handleReady(rd raft.Ready) error {
 	for _, e := range rd.Entries {
 		n.sinceTrim += int64(len(e.GetData()))
 	}
+	if !raft.IsEmptyHardState(rd.HardState) {
+		n.hard, n.hardDirty = rd.HardState, true
+	}
+	// A Ready of messages alone, or of a new commit index alone, needs no
+	// engine commit (nor its fdatasync): raft finds the commit index again
+	// after a restart. The newest HardState goes with the next commit, so
+	// that the stored commit index is never below the applied one.
+	if len(rd.Entries) == 0 && len(rd.CommittedEntries) == 0 && !(n.hardDirty && n.termOrVoteChanged()) {
+		n.finishReady(rd, last, nil)
+		return nil
+	}
 	err := n.cfg.DB.Update(func(tx *quiver.Tx) error {
 		w, err := n.storage.Writer(tx)
 		if err != nil {
@@ -624,8 +643,8 @@ func (n *Node) handleReady(rd raft.Ready) error {
 		if err := w.Append(rd.Entries); err != nil {
 			return err
 		}
-		if rd.HardState != nil {
-			if err := w.SetHardState(rd.HardState); err != nil {
+		if n.hardDirty {
+			if err := w.SetHardState(n.hard); err != nil {
 				return err
 			}
 		}
@@ -707,6 +726,15 @@ func (n *Node) handleReady(rd raft.Ready) error {
 	if err != nil {
 		return err
 	}
+	n.hardDirty = false
+	n.finishReady(rd, last, told)
+	return nil
+}
+
+// finishReady does what follows a Ready's commit (or a Ready that needed
+// none): the applied index is published, the messages sent, the readers
+// and proposers told, raft advanced.
+func (n *Node) finishReady(rd raft.Ready, last uint64, told []ack) {
 	n.applied.Store(last)
 	n.send(rd.Messages)
 	n.mu.Lock()
@@ -740,7 +768,13 @@ func (n *Node) handleReady(rd raft.Ready) error {
 	}
 	n.mu.Unlock()
 	n.rn.Advance(rd)
-	return nil
+}
+
+// termOrVoteChanged reports whether the HardState to write changes the
+// term or the vote stored: those must be durable before any message.
+func (n *Node) termOrVoteChanged() bool {
+	stored, _, _ := n.storage.InitialState()
+	return stored == nil || stored.GetTerm() != n.hard.GetTerm() || stored.GetVote() != n.hard.GetVote()
 }
 
 // ack is the result of one of this node's proposals.

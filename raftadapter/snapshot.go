@@ -254,9 +254,12 @@ func (n *Node) install(rd raft.Ready) error {
 			hs = &pb.HardState{}
 		}
 	}
-	// raft commits the snapshot's index on restoring it.
+	// The image's log ends at the snapshot: its commit is the snapshot's
+	// index (raft's on restoring it). A higher commit of rd, for entries
+	// after it, is written with those entries in the next transaction; a
+	// crash between the two must not leave a commit past the log.
 	hs = proto.Clone(hs).(*pb.HardState)
-	hs.Commit = new(max(hs.GetCommit(), meta.GetIndex()))
+	hs.Commit = new(meta.GetIndex())
 	f, err := os.Open(st.path)
 	if err != nil {
 		return err

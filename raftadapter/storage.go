@@ -258,7 +258,9 @@ func (s *Storage) Snapshot() (*pb.Snapshot, error) {
 		return s.Snapshot()
 	}
 	if err != nil {
-		return nil, err
+		// raft panics on any other error here. The node's stream reads
+		// the same state again and reports damage itself.
+		return nil, raft.ErrSnapshotTemporarilyUnavailable
 	}
 	return &pb.Snapshot{Metadata: &pb.SnapshotMetadata{
 		Index:     new(st.applied),

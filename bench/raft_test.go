@@ -197,7 +197,7 @@ func benchRaft(b *testing.B, nodes, size, proposers int, storage string) {
 	leader := members[lead]
 	value := bytes.Repeat([]byte("v"), size)
 	lat := make([]time.Duration, b.N)
-	var next atomic.Int64
+	var next, retries atomic.Int64
 	before := syncs()
 	b.SetBytes(int64(size))
 	b.ResetTimer()
@@ -214,9 +214,21 @@ func benchRaft(b *testing.B, nodes, size, proposers int, storage string) {
 				}
 				data := append([]byte(fmt.Sprintf("k%09d=", i)), value...)
 				t0 := time.Now()
-				ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-				err := leader.Propose(ctx, data)
-				cancel()
+				// A proposal lost with a change of leader never returns:
+				// after a while it is proposed again (a put is idempotent),
+				// and counted.
+				var err error
+				for attempt := 0; attempt < 6; attempt++ {
+					if attempt > 0 {
+						retries.Add(1)
+					}
+					ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+					err = leader.Propose(ctx, data)
+					cancel()
+					if err == nil {
+						break
+					}
+				}
 				if err != nil {
 					b.Error(err)
 					return
@@ -233,4 +245,5 @@ func benchRaft(b *testing.B, nodes, size, proposers int, storage string) {
 	b.ReportMetric(float64(lat[b.N/2].Microseconds()), "p50-µs")
 	b.ReportMetric(float64(lat[b.N*99/100].Microseconds()), "p99-µs")
 	b.ReportMetric(float64(syncs()-before)/float64(b.N), "fsyncs/proposal")
+	b.ReportMetric(float64(retries.Load()), "retries")
 }

@@ -37,15 +37,8 @@ func (s *Store) TxnIn(tx *quiver.Tx, t *Txn) (*TxnResult, error) {
 	if !tx.Writable() {
 		return nil, errors.New("mvcc: TxnIn needs a write transaction")
 	}
-	for _, c := range t.If {
-		if err := checkRange(c.Key, c.RangeEnd); err != nil {
-			return nil, err
-		}
-	}
-	for _, ops := range [][]Op{t.Then, t.Else} {
-		if err := checkOps(ops); err != nil {
-			return nil, err
-		}
+	if err := checkTxn(t); err != nil {
+		return nil, err
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -102,15 +102,8 @@ type TxnResult struct {
 // before it, durable or not, and the operations see the earlier
 // operations of t. It returns once its change is durable unless t.NoWait.
 func (s *Store) Txn(t *Txn) (*TxnResult, error) {
-	for _, c := range t.If {
-		if err := checkRange(c.Key, c.RangeEnd); err != nil {
-			return nil, err
-		}
-	}
-	for _, ops := range [][]Op{t.Then, t.Else} {
-		if err := checkOps(ops); err != nil {
-			return nil, err
-		}
+	if err := checkTxn(t); err != nil {
+		return nil, err
 	}
 	s.mu.Lock()
 	if err := s.writable(); err != nil {
@@ -166,6 +159,21 @@ func (s *Store) Txn(t *Txn) (*TxnResult, error) {
 		}
 	}
 	return res, nil
+}
+
+// checkTxn validates the keys and ranges of t's conditions and operations.
+func checkTxn(t *Txn) error {
+	for _, c := range t.If {
+		if err := checkRange(c.Key, c.RangeEnd); err != nil {
+			return err
+		}
+	}
+	for _, ops := range [][]Op{t.Then, t.Else} {
+		if err := checkOps(ops); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // needsRecords reports whether t reads records: its compares or ranges.

@@ -75,13 +75,7 @@ func TestProcessKillRestart(t *testing.T) {
 
 	// A member loses its disk: out with it, in with a new one.
 	lead := c.leader()
-	var lost uint64
-	for id := range c.peers {
-		if id != lead {
-			lost = id
-			break
-		}
-	}
+	lost := c.other(lead)
 	c.kill(lost)
 	if err := os.RemoveAll(filepath.Join(c.dir, fmt.Sprint(lost))); err != nil {
 		t.Fatal(err)

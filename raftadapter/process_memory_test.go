@@ -43,13 +43,7 @@ func TestProcessLargeValues(t *testing.T) {
 	r := testutil.Rand(seed)
 	c := newProcCluster(t, 3, childConfig{MemoryBudget: budget, LogWindow: window, Samples: os.Getenv("QUIVER_RAFT_MEMCSV")})
 	lead := c.leader()
-	var follower uint64
-	for id := range c.peers {
-		if id != lead {
-			follower = id
-			break
-		}
-	}
+	follower := c.other(lead)
 	c.kill(follower)
 	value := make([]byte, 2<<20)
 	for i := range value {

@@ -426,6 +426,17 @@ func (c *procCluster) leader() uint64 {
 	return 0
 }
 
+// other returns a member that is not id.
+func (c *procCluster) other(id uint64) uint64 {
+	for m := range c.peers {
+		if m != id {
+			return m
+		}
+	}
+	c.t.Fatal("a cluster of one")
+	return 0
+}
+
 // put proposes key=value through member id.
 func (c *procCluster) put(id uint64, key string, value []byte) error {
 	_, err := c.call(id, "POST", "/propose?key="+url.QueryEscape(key), strings.NewReader(string(value)))

@@ -1,0 +1,83 @@
+package server
+
+import (
+	"context"
+
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+)
+
+// kvServer is etcd's KV service.
+type kvServer struct {
+	pb.UnimplementedKVServer
+	s *Server
+}
+
+func (k *kvServer) Range(ctx context.Context, r *pb.RangeRequest) (*pb.RangeResponse, error) {
+	s := k.s
+	if len(r.Key) == 0 {
+		return nil, toGRPC(errEmptyKey)
+	}
+	if !r.Serializable {
+		rctx, cancel := context.WithTimeout(ctx, s.cfg.RequestTimeout)
+		err := s.node.ReadIndex(rctx)
+		cancel()
+		if err != nil {
+			return nil, s.raftError(rctx, err)
+		}
+	}
+	res, err := s.store.Range(r.Key, rangeEnd(r.RangeEnd), fetchOptions(r))
+	if err != nil {
+		return nil, toGRPC(err)
+	}
+	resp := rangeResponse(res, r)
+	resp.Header = s.header(res.Rev)
+	return resp, nil
+}
+
+func (k *kvServer) Put(ctx context.Context, r *pb.PutRequest) (*pb.PutResponse, error) {
+	v, err := k.s.propose(ctx, &pb.InternalRaftRequest{Put: r})
+	if err != nil {
+		return nil, err
+	}
+	resp := v.(*pb.PutResponse)
+	resp.Header = k.s.header(resp.Header.GetRevision())
+	return resp, nil
+}
+
+func (k *kvServer) DeleteRange(ctx context.Context, r *pb.DeleteRangeRequest) (*pb.DeleteRangeResponse, error) {
+	v, err := k.s.propose(ctx, &pb.InternalRaftRequest{DeleteRange: r})
+	if err != nil {
+		return nil, err
+	}
+	resp := v.(*pb.DeleteRangeResponse)
+	resp.Header = k.s.header(resp.Header.GetRevision())
+	return resp, nil
+}
+
+func (k *kvServer) Txn(ctx context.Context, r *pb.TxnRequest) (*pb.TxnResponse, error) {
+	v, err := k.s.propose(ctx, &pb.InternalRaftRequest{Txn: r})
+	if err != nil {
+		return nil, err
+	}
+	resp := v.(*pb.TxnResponse)
+	k.s.fillHeaders(resp)
+	return resp, nil
+}
+
+// fillHeaders gives every header of a transaction's response, nested ones
+// included, the member's fields.
+func (s *Server) fillHeaders(resp *pb.TxnResponse) {
+	resp.Header = s.header(resp.Header.GetRevision())
+	for _, op := range resp.Responses {
+		switch {
+		case op.GetResponseRange() != nil:
+			op.GetResponseRange().Header = resp.Header
+		case op.GetResponsePut() != nil:
+			op.GetResponsePut().Header = resp.Header
+		case op.GetResponseDeleteRange() != nil:
+			op.GetResponseDeleteRange().Header = resp.Header
+		case op.GetResponseTxn() != nil:
+			s.fillHeaders(op.GetResponseTxn())
+		}
+	}
+}

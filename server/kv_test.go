@@ -1,0 +1,234 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/quiverdb/quiver"
+	"github.com/quiverdb/quiver/internal/testutil"
+	"github.com/quiverdb/quiver/raftadapter"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+	"google.golang.org/grpc"
+)
+
+// testCluster is n members in one process: raft over the in-process
+// network, each member's gRPC on its own 127.0.0.1 port.
+type testCluster struct {
+	servers []*Server
+	addrs   []string
+}
+
+func newTestCluster(t *testing.T, n int) *testCluster {
+	t.Helper()
+	nw := raftadapter.NewNetwork(testutil.Seed(t))
+	dir := t.TempDir()
+	c := &testCluster{}
+	var peers []uint64
+	for i := 1; i <= n; i++ {
+		peers = append(peers, uint64(i))
+	}
+	for _, id := range peers {
+		db, err := quiver.Open(filepath.Join(dir, fmt.Sprintf("m%d.db", id)), 0o600, &quiver.Options{NoSync: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		s, err := New(Config{ID: id, ClusterID: 0x5eed, Peers: peers, DB: db, Transport: nw.Endpoint(id), TickInterval: 5 * time.Millisecond})
+		if err != nil {
+			t.Fatal(err)
+		}
+		nw.Attach(id, s.Node())
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		g := grpc.NewServer(s.GRPCOptions()...)
+		s.Register(g)
+		go g.Serve(ln)
+		t.Cleanup(func() {
+			g.Stop()
+			if err := s.Close(); err != nil {
+				t.Errorf("member %d: %v", id, err)
+			}
+			db.Close()
+		})
+		c.servers = append(c.servers, s)
+		c.addrs = append(c.addrs, ln.Addr().String())
+	}
+	return c
+}
+
+// client returns a clientv3 client of the members at addrs.
+func client(t *testing.T, addrs ...string) *clientv3.Client {
+	t.Helper()
+	cli, err := clientv3.New(clientv3.Config{Endpoints: addrs, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cli.Close() })
+	return cli
+}
+
+func ctx(t *testing.T) context.Context {
+	c, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	t.Cleanup(cancel)
+	return c
+}
+
+func must[T any](t *testing.T) func(T, error) T {
+	return func(v T, err error) T {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+}
+
+// kvs renders a get's keys and values.
+func kvs(r *clientv3.GetResponse) string {
+	var b strings.Builder
+	for _, kv := range r.Kvs {
+		fmt.Fprintf(&b, "%s=%s ", kv.Key, kv.Value)
+	}
+	return strings.TrimSpace(b.String())
+}
+
+// TestKV drives the KV service with etcd's own client: puts, gets with
+// every range option, deletes, transactions (nested too) and the errors
+// etcd gives, on a 3-member cluster, through every member.
+func TestKV(t *testing.T) {
+	c := newTestCluster(t, 3)
+	cli := client(t, c.addrs...)
+	kv := clientv3.NewKV(cli)
+	x := ctx(t)
+
+	put := must[*clientv3.PutResponse](t)
+	get := must[*clientv3.GetResponse](t)
+	r1 := put(kv.Put(x, "a", "1"))
+	put(kv.Put(x, "b", "2"))
+	put(kv.Put(x, "c", "3"))
+	r4 := put(kv.Put(x, "a", "4", clientv3.WithPrevKV()))
+	if r4.PrevKv == nil || string(r4.PrevKv.Value) != "1" || r4.Header.Revision != r1.Header.Revision+3 {
+		t.Fatalf("put with prev_kv: %+v (first put at %d)", r4, r1.Header.Revision)
+	}
+	if r4.Header.ClusterId != 0x5eed || r4.Header.MemberId == 0 || r4.Header.RaftTerm == 0 {
+		t.Fatalf("header %+v", r4.Header)
+	}
+
+	// Every member, linearizable and serializable.
+	for _, addr := range c.addrs {
+		one := clientv3.NewKV(client(t, addr))
+		if g := get(one.Get(x, "a")); kvs(g) != "a=4" || g.Header.Revision != r4.Header.Revision {
+			t.Fatalf("get a through %s: %s at %d", addr, kvs(g), g.Header.Revision)
+		}
+		deadline := time.Now().Add(5 * time.Second)
+		for kvs(get(one.Get(x, "a", clientv3.WithSerializable()))) != "a=4" {
+			if time.Now().After(deadline) {
+				t.Fatalf("a serializable get through %s never saw a=4", addr)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+
+	cases := []struct {
+		name string
+		key  string
+		opts []clientv3.OpOption
+		want string
+		more bool
+		cnt  int64
+	}{
+		{"prefix", "", []clientv3.OpOption{clientv3.WithPrefix()}, "a=4 b=2 c=3", false, 3},
+		{"from key", "b", []clientv3.OpOption{clientv3.WithFromKey()}, "b=2 c=3", false, 2},
+		{"range", "a", []clientv3.OpOption{clientv3.WithRange("c")}, "a=4 b=2", false, 2},
+		{"limit", "", []clientv3.OpOption{clientv3.WithPrefix(), clientv3.WithLimit(2)}, "a=4 b=2", true, 3},
+		{"at a revision", "a", []clientv3.OpOption{clientv3.WithRev(r1.Header.Revision)}, "a=1", false, 1},
+		{"sort by key descending", "", []clientv3.OpOption{clientv3.WithPrefix(), clientv3.WithSort(clientv3.SortByKey, clientv3.SortDescend)}, "c=3 b=2 a=4", false, 3},
+		{"sort by mod revision", "", []clientv3.OpOption{clientv3.WithPrefix(), clientv3.WithSort(clientv3.SortByModRevision, clientv3.SortAscend)}, "b=2 c=3 a=4", false, 3},
+		{"sort by value, limited", "", []clientv3.OpOption{clientv3.WithPrefix(), clientv3.WithSort(clientv3.SortByValue, clientv3.SortDescend), clientv3.WithLimit(1)}, "a=4", true, 3},
+		{"sort by version", "", []clientv3.OpOption{clientv3.WithPrefix(), clientv3.WithSort(clientv3.SortByVersion, clientv3.SortDescend), clientv3.WithLimit(1)}, "a=4", true, 3},
+		{"min mod revision", "", []clientv3.OpOption{clientv3.WithPrefix(), clientv3.WithMinModRev(r1.Header.Revision + 2)}, "a=4 c=3", false, 3},
+		{"max create revision", "", []clientv3.OpOption{clientv3.WithPrefix(), clientv3.WithMaxCreateRev(r1.Header.Revision + 1)}, "a=4 b=2", false, 3},
+		{"count only", "", []clientv3.OpOption{clientv3.WithPrefix(), clientv3.WithCountOnly()}, "", false, 3},
+		{"keys only", "b", []clientv3.OpOption{clientv3.WithKeysOnly()}, "b=", false, 1},
+		{"missing", "zz", nil, "", false, 0},
+	}
+	for _, tc := range cases {
+		g := get(kv.Get(x, tc.key, tc.opts...)) // "" with WithPrefix: every key
+		if kvs(g) != tc.want || g.More != tc.more || g.Count != tc.cnt {
+			t.Fatalf("%s: %q more %v count %d; want %q more %v count %d", tc.name, kvs(g), g.More, g.Count, tc.want, tc.more, tc.cnt)
+		}
+	}
+
+	// Put with ignore_value keeps the value; on a missing key it fails.
+	put(kv.Put(x, "b", "", clientv3.WithIgnoreValue()))
+	if g := get(kv.Get(x, "b")); kvs(g) != "b=2" || g.Kvs[0].Version != 2 {
+		t.Fatalf("after a put with ignore_value: %s version %d", kvs(g), g.Kvs[0].Version)
+	}
+	if _, err := kv.Put(x, "nope", "", clientv3.WithIgnoreValue()); !errors.Is(err, rpctypes.ErrKeyNotFound) {
+		t.Fatalf("ignore_value on a missing key: %v", err)
+	}
+
+	// Delete with prev_kv.
+	d, err := kv.Delete(x, "b", clientv3.WithRange("d"), clientv3.WithPrevKV())
+	if err != nil || d.Deleted != 2 || len(d.PrevKvs) != 2 || string(d.PrevKvs[1].Value) != "3" {
+		t.Fatalf("delete [b, d) with prev_kv: %+v, %v", d, err)
+	}
+
+	// Transactions: a compare-and-swap that holds, one that fails, and a
+	// nested one whose inner comparison sees the state before the outer.
+	tr, err := kv.Txn(x).If(clientv3.Compare(clientv3.Value("a"), "=", "4")).
+		Then(clientv3.OpPut("a", "5"), clientv3.OpGet("a")).Else(clientv3.OpGet("b")).Commit()
+	if err != nil || !tr.Succeeded || len(tr.Responses) != 2 || string(tr.Responses[1].GetResponseRange().Kvs[0].Value) != "5" {
+		t.Fatalf("txn that holds: %+v, %v", tr, err)
+	}
+	tr, err = kv.Txn(x).If(clientv3.Compare(clientv3.Version("a"), "=", 1)).Then(clientv3.OpPut("a", "x")).Else(clientv3.OpGet("a")).Commit()
+	if err != nil || tr.Succeeded || string(tr.Responses[0].GetResponseRange().Kvs[0].Value) != "5" {
+		t.Fatalf("txn that fails: %+v, %v", tr, err)
+	}
+	tr, err = kv.Txn(x).Then(
+		clientv3.OpPut("n", "1"),
+		clientv3.OpTxn([]clientv3.Cmp{clientv3.Compare(clientv3.CreateRevision("n"), "=", 0)},
+			[]clientv3.Op{clientv3.OpPut("m", "created")}, []clientv3.Op{clientv3.OpPut("m", "existed")}),
+	).Commit()
+	if err != nil || len(tr.Responses) != 2 || !tr.Responses[1].GetResponseTxn().Succeeded {
+		t.Fatalf("nested txn: %+v, %v", tr, err)
+	}
+	if g := get(kv.Get(x, "m")); kvs(g) != "m=created" || g.Kvs[0].ModRevision != tr.Header.Revision {
+		t.Fatalf("after the nested txn: %s", kvs(g))
+	}
+
+	// etcd's errors.
+	for _, e := range []struct {
+		name string
+		err  error
+		want error
+	}{
+		{"empty key", func() error { _, err := kv.Put(x, "", "v"); return err }(), rpctypes.ErrEmptyKey},
+		{"future revision", func() error { _, err := kv.Get(x, "a", clientv3.WithRev(1<<40)); return err }(), rpctypes.ErrFutureRev},
+		{"duplicate key", func() error {
+			_, err := kv.Txn(x).Then(clientv3.OpPut("d", "1"), clientv3.OpPut("d", "2")).Commit()
+			return err
+		}(), rpctypes.ErrDuplicateKey},
+		{"request too large", func() error { _, err := kv.Put(x, "big", strings.Repeat("v", DefaultMaxRequestBytes+1)); return err }(), rpctypes.ErrRequestTooLarge},
+		{"compact (not yet)", func() error { _, err := kv.Compact(x, 2); return err }(), nil},
+	} {
+		if e.want == nil {
+			if e.err == nil || !strings.Contains(e.err.Error(), "not implemented") && !strings.Contains(e.err.Error(), "Unimplemented") {
+				t.Fatalf("%s: %v, want Unimplemented", e.name, e.err)
+			}
+			continue
+		}
+		if !errors.Is(e.err, e.want) {
+			t.Fatalf("%s: %v, want %v", e.name, e.err, e.want)
+		}
+	}
+}

@@ -1,0 +1,246 @@
+package server
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/quiverdb/quiver"
+	"github.com/quiverdb/quiver/mvcc"
+	"github.com/quiverdb/quiver/raftadapter"
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"google.golang.org/protobuf/proto"
+)
+
+// ErrKeyNotFound: a put with ignore_value or ignore_lease on a key that
+// does not exist (etcd's "key not found").
+var ErrKeyNotFound = errors.New("server: key not found")
+
+// machine is the replicated state machine of a server: each log entry is
+// an etcd InternalRaftRequest (a Put, DeleteRange or Txn), applied to the
+// mvcc store inside the raft node's transaction (Store.TxnIn). The result
+// of an entry is its etcd response, or the error that refused it (the
+// same on every member: it depends only on the request and the replicated
+// state).
+type machine struct {
+	store *mvcc.Store
+}
+
+var (
+	_ raftadapter.StateMachine = (*machine)(nil)
+	_ raftadapter.Restorer     = (*machine)(nil)
+)
+
+func (m *machine) Apply(tx *quiver.Tx, ents []raftadapter.Entry) ([]any, error) {
+	res := make([]any, len(ents))
+	for i, e := range ents {
+		r := &pb.InternalRaftRequest{}
+		if err := proto.Unmarshal(e.Data, r); err != nil {
+			res[i] = fmt.Errorf("server: entry %d is not a request: %w", e.Index, err)
+			continue
+		}
+		out, err := m.apply(tx, r)
+		switch {
+		case err == nil:
+			res[i] = out
+		case refusal(err):
+			res[i] = err
+		default:
+			return nil, err // this member's own trouble: stop the node
+		}
+	}
+	return res, nil
+}
+
+func (m *machine) Restored(*quiver.DB) error { return m.store.Reload() }
+
+func (m *machine) apply(tx *quiver.Tx, r *pb.InternalRaftRequest) (proto.Message, error) {
+	switch {
+	case r.Put != nil:
+		resp, err := m.txn(tx, &pb.TxnRequest{Success: []*pb.RequestOp{{Request: &pb.RequestOp_RequestPut{RequestPut: r.Put}}}})
+		if err != nil {
+			return nil, err
+		}
+		put := resp.Responses[0].GetResponsePut()
+		put.Header = resp.Header
+		return put, nil
+	case r.DeleteRange != nil:
+		resp, err := m.txn(tx, &pb.TxnRequest{Success: []*pb.RequestOp{{Request: &pb.RequestOp_RequestDeleteRange{RequestDeleteRange: r.DeleteRange}}}})
+		if err != nil {
+			return nil, err
+		}
+		del := resp.Responses[0].GetResponseDeleteRange()
+		del.Header = resp.Header
+		return del, nil
+	case r.Txn != nil:
+		return m.txn(tx, r.Txn)
+	}
+	return nil, fmt.Errorf("%w: a request of no kind this server applies", errUnsupported)
+}
+
+// errUnsupported refuses a request of a kind not implemented yet.
+var errUnsupported = errors.New("server: unsupported request")
+
+// refusal reports whether err refuses a request for what it asks (so
+// every member gives the same), rather than for this member's trouble.
+func refusal(err error) bool {
+	for _, e := range []error{mvcc.ErrEmptyKey, mvcc.ErrInvalidRange, mvcc.ErrDuplicateKey, mvcc.ErrTooManyOps,
+		mvcc.ErrCompacted, mvcc.ErrFutureRev, quiver.ErrValueTooLarge, ErrKeyNotFound, errUnsupported} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	return false
+}
+
+// txn runs an etcd transaction as one mvcc change. etcd evaluates every
+// comparison on the chosen path, nested ones included, against the state
+// before the transaction; so does this: the comparisons first (each set a
+// Txn with conditions and no operations, which changes nothing), then the
+// chosen operations, flattened, as one Txn, whose results are folded back
+// into nested responses.
+func (m *machine) txn(tx *quiver.Tx, t *pb.TxnRequest) (*pb.TxnResponse, error) {
+	var ops []mvcc.Op
+	plan, err := m.choose(tx, t, &ops)
+	if err != nil {
+		return nil, err
+	}
+	res, err := m.store.TxnIn(tx, &mvcc.Txn{Then: ops})
+	if err != nil {
+		return nil, err
+	}
+	resp := plan.response(res)
+	resp.Header = &pb.ResponseHeader{Revision: res.Rev}
+	return resp, nil
+}
+
+// txnPlan is the chosen path of an etcd transaction: whether its
+// comparisons held, and for each of its operations where its flattened
+// mvcc operations start.
+type txnPlan struct {
+	succeeded bool
+	ops       []planOp
+}
+
+type planOp struct {
+	kind  string // "range", "put", "delete", "txn"
+	first int    // its first mvcc operation: the range, the prev_kv range, or the change
+	rng   *pb.RangeRequest
+	put   *pb.PutRequest
+	del   *pb.DeleteRangeRequest
+	txn   *txnPlan
+}
+
+// choose evaluates t's comparisons against the state before the
+// transaction and appends the chosen operations, flattened, to ops.
+func (m *machine) choose(tx *quiver.Tx, t *pb.TxnRequest, ops *[]mvcc.Op) (*txnPlan, error) {
+	cmps, err := compares(t.Compare)
+	if err != nil {
+		return nil, err
+	}
+	ok := true
+	if len(cmps) > 0 {
+		r, err := m.store.TxnIn(tx, &mvcc.Txn{If: cmps})
+		if err != nil {
+			return nil, err
+		}
+		ok = r.Succeeded
+	}
+	reqs := t.Success
+	if !ok {
+		reqs = t.Failure
+	}
+	plan := &txnPlan{succeeded: ok}
+	for _, req := range reqs {
+		po := planOp{first: len(*ops)}
+		switch {
+		case req.GetRequestRange() != nil:
+			rr := req.GetRequestRange()
+			po.kind, po.rng = "range", rr
+			*ops = append(*ops, mvcc.OpRange(rr.Key, rangeEnd(rr.RangeEnd), fetchOptions(rr)))
+		case req.GetRequestPut() != nil:
+			p := req.GetRequestPut()
+			po.kind, po.put = "put", p
+			if p.PrevKv {
+				*ops = append(*ops, mvcc.OpRange(p.Key, nil, mvcc.RangeOptions{}))
+			}
+			value, lease := p.Value, p.Lease
+			if p.IgnoreValue || p.IgnoreLease {
+				// The key's value or lease as of the state before: read
+				// it now (the same on every member).
+				cur, err := m.store.TxnIn(tx, &mvcc.Txn{Then: []mvcc.Op{mvcc.OpRange(p.Key, nil, mvcc.RangeOptions{})}})
+				if err != nil {
+					return nil, err
+				}
+				kvs := cur.Results[0].Range.KVs
+				if len(kvs) == 0 {
+					return nil, fmt.Errorf("%w: %q", ErrKeyNotFound, p.Key)
+				}
+				if p.IgnoreValue {
+					value = kvs[0].Value
+				}
+				if p.IgnoreLease {
+					lease = kvs[0].Lease
+				}
+			}
+			*ops = append(*ops, mvcc.OpPut(p.Key, value, lease))
+		case req.GetRequestDeleteRange() != nil:
+			d := req.GetRequestDeleteRange()
+			po.kind, po.del = "delete", d
+			if d.PrevKv {
+				*ops = append(*ops, mvcc.OpRange(d.Key, rangeEnd(d.RangeEnd), mvcc.RangeOptions{}))
+			}
+			*ops = append(*ops, mvcc.OpDelete(d.Key, rangeEnd(d.RangeEnd)))
+		case req.GetRequestTxn() != nil:
+			po.kind = "txn"
+			sub, err := m.choose(tx, req.GetRequestTxn(), ops)
+			if err != nil {
+				return nil, err
+			}
+			po.txn = sub
+		default:
+			return nil, fmt.Errorf("%w: an empty request in a transaction", mvcc.ErrEmptyKey)
+		}
+		plan.ops = append(plan.ops, po)
+	}
+	return plan, nil
+}
+
+// response folds the results of the flattened operations into the
+// nested etcd response.
+func (p *txnPlan) response(res *mvcc.TxnResult) *pb.TxnResponse {
+	resp := &pb.TxnResponse{Succeeded: p.succeeded}
+	for _, po := range p.ops {
+		i := po.first
+		switch po.kind {
+		case "range":
+			rr := rangeResponse(res.Results[i].Range, po.rng)
+			rr.Header = &pb.ResponseHeader{Revision: res.Rev}
+			resp.Responses = append(resp.Responses, &pb.ResponseOp{Response: &pb.ResponseOp_ResponseRange{ResponseRange: rr}})
+		case "put":
+			out := &pb.PutResponse{Header: &pb.ResponseHeader{Revision: res.Rev}}
+			if po.put.PrevKv {
+				if kvs := res.Results[i].Range.KVs; len(kvs) > 0 {
+					out.PrevKv = kvOf(kvs[0], false)
+				}
+			}
+			resp.Responses = append(resp.Responses, &pb.ResponseOp{Response: &pb.ResponseOp_ResponsePut{ResponsePut: out}})
+		case "delete":
+			out := &pb.DeleteRangeResponse{Header: &pb.ResponseHeader{Revision: res.Rev}}
+			if po.del.PrevKv {
+				for _, kv := range res.Results[i].Range.KVs {
+					out.PrevKvs = append(out.PrevKvs, kvOf(kv, false))
+				}
+				i++
+			}
+			out.Deleted = res.Results[i].Deleted
+			resp.Responses = append(resp.Responses, &pb.ResponseOp{Response: &pb.ResponseOp_ResponseDeleteRange{ResponseDeleteRange: out}})
+		case "txn":
+			sub := po.txn.response(res)
+			sub.Header = &pb.ResponseHeader{Revision: res.Rev}
+			resp.Responses = append(resp.Responses, &pb.ResponseOp{Response: &pb.ResponseOp_ResponseTxn{ResponseTxn: sub}})
+		}
+	}
+	return resp
+}
+
+var errEmptyKey = mvcc.ErrEmptyKey

@@ -1,0 +1,191 @@
+// Package server is quiver's replicated key/value server with etcd's v3
+// API: a raftadapter node replicating an mvcc store, served over gRPC with
+// the services of go.etcd.io/etcd/api/v3/etcdserverpb, so that etcd's
+// clients (clientv3, etcdctl) work against it unchanged.
+//
+// Every change is one raft entry, an etcd InternalRaftRequest, applied to
+// the mvcc store in the raft node's engine transaction (exactly once, with
+// the applied index). Reads are linearizable by default (raft's ReadIndex,
+// then the member's store) or serializable (the member's store as it is).
+//
+// Implemented so far: the KV service's Range (every option), Put (prev_kv,
+// ignore_value, ignore_lease), DeleteRange (prev_kv) and Txn (nested).
+// Other services and KV's Compact answer Unimplemented.
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"time"
+
+	"github.com/quiverdb/quiver"
+	"github.com/quiverdb/quiver/mvcc"
+	"github.com/quiverdb/quiver/raftadapter"
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	"go.etcd.io/raft/v3"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+)
+
+// DefaultMaxRequestBytes is etcd's default largest request (1.5 MiB).
+const DefaultMaxRequestBytes = 3 << 19
+
+// Config configures a Server.
+type Config struct {
+	// ID is the member's raft id; ClusterID names the cluster in every
+	// response header.
+	ID, ClusterID uint64
+	// Peers are the members of a new cluster (see raftadapter.Config);
+	// Join starts a member added to a running one.
+	Peers []uint64
+	Join  bool
+	// DB holds the raft log and the store; the server does not close it.
+	DB *quiver.DB
+	// Transport carries raft messages; attach Server.Node to it.
+	Transport raftadapter.Transport
+	// MemoryBudget, LogWindow and TickInterval are the node's (see
+	// raftadapter.Config).
+	MemoryBudget int
+	LogWindow    int64
+	TickInterval time.Duration
+	// MaxRequestBytes bounds a request (default DefaultMaxRequestBytes).
+	MaxRequestBytes int
+	// RequestTimeout bounds how long a request waits for raft (default 5 s).
+	RequestTimeout time.Duration
+	// Logger receives raft's log; nil discards it.
+	Logger raft.Logger
+}
+
+// Server is one member of a cluster.
+type Server struct {
+	cfg   Config
+	store *mvcc.Store
+	node  *raftadapter.Node
+}
+
+// New opens the store in cfg.DB and starts the member's raft node.
+func New(cfg Config) (*Server, error) {
+	if cfg.MaxRequestBytes <= 0 {
+		cfg.MaxRequestBytes = DefaultMaxRequestBytes
+	}
+	if cfg.RequestTimeout <= 0 {
+		cfg.RequestTimeout = 5 * time.Second
+	}
+	store, err := mvcc.Open(cfg.DB, nil)
+	if err != nil {
+		return nil, err
+	}
+	node, err := raftadapter.StartNode(raftadapter.Config{
+		ID: cfg.ID, Peers: cfg.Peers, Join: cfg.Join, DB: cfg.DB, StateMachine: &machine{store: store},
+		Transport: cfg.Transport, MemoryBudget: cfg.MemoryBudget, LogWindow: cfg.LogWindow,
+		TickInterval: cfg.TickInterval, Logger: cfg.Logger,
+	})
+	if err != nil {
+		store.Close()
+		return nil, err
+	}
+	return &Server{cfg: cfg, store: store, node: node}, nil
+}
+
+// Node returns the member's raft node, to attach to its transport.
+func (s *Server) Node() *raftadapter.Node { return s.node }
+
+// GRPCOptions are the options the member's gRPC server needs: messages up
+// to MaxRequestBytes and some room for their envelope (so that a request
+// just over the limit gets etcd's error, not the transport's), answers of
+// any size.
+func (s *Server) GRPCOptions() []grpc.ServerOption {
+	return []grpc.ServerOption{grpc.MaxRecvMsgSize(s.cfg.MaxRequestBytes + 512<<10), grpc.MaxSendMsgSize(math.MaxInt32)}
+}
+
+// Register registers the server's services on g.
+func (s *Server) Register(g *grpc.Server) {
+	pb.RegisterKVServer(g, &kvServer{s: s})
+}
+
+// Close stops the node and closes the store; the database stays open.
+func (s *Server) Close() error {
+	err := s.node.Stop()
+	if cerr := s.store.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// header is the response header of this member at revision rev.
+func (s *Server) header(rev int64) *pb.ResponseHeader {
+	return &pb.ResponseHeader{ClusterId: s.cfg.ClusterID, MemberId: s.cfg.ID, Revision: rev, RaftTerm: s.node.Status().GetTerm()}
+}
+
+// propose replicates r and returns the response it got when applied.
+func (s *Server) propose(ctx context.Context, r *pb.InternalRaftRequest) (proto.Message, error) {
+	data, err := proto.Marshal(r)
+	if err != nil {
+		return nil, toGRPC(err)
+	}
+	if len(data) > s.cfg.MaxRequestBytes {
+		return nil, rpctypes.ErrGRPCRequestTooLarge
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.RequestTimeout)
+	defer cancel()
+	v, err := s.node.Propose(ctx, data)
+	if err != nil {
+		return nil, s.raftError(ctx, err)
+	}
+	switch v := v.(type) {
+	case error:
+		return nil, toGRPC(v)
+	case proto.Message:
+		return v, nil
+	}
+	return nil, status.Errorf(codes.Internal, "server: the entry was applied with no response (%T)", v)
+}
+
+// raftError is the etcd error of a proposal or read that raft did not
+// complete.
+func (s *Server) raftError(ctx context.Context, err error) error {
+	switch {
+	case errors.Is(err, raftadapter.ErrStopped):
+		return rpctypes.ErrGRPCStopped
+	case errors.Is(err, context.Canceled):
+		return status.FromContextError(err).Err()
+	case errors.Is(err, context.DeadlineExceeded):
+		if s.node.Status().Lead == raft.None {
+			return rpctypes.ErrGRPCNoLeader
+		}
+		return rpctypes.ErrGRPCTimeout
+	}
+	return toGRPC(err)
+}
+
+// toGRPC maps the store's refusals to etcd's errors.
+func toGRPC(err error) error {
+	for _, m := range []struct {
+		err  error
+		grpc error
+	}{
+		{mvcc.ErrEmptyKey, rpctypes.ErrGRPCEmptyKey},
+		{mvcc.ErrCompacted, rpctypes.ErrGRPCCompacted},
+		{mvcc.ErrFutureRev, rpctypes.ErrGRPCFutureRev},
+		{mvcc.ErrDuplicateKey, rpctypes.ErrGRPCDuplicateKey},
+		{mvcc.ErrTooManyOps, rpctypes.ErrGRPCTooManyOps},
+		{ErrKeyNotFound, rpctypes.ErrGRPCKeyNotFound},
+		{quiver.ErrValueTooLarge, rpctypes.ErrGRPCRequestTooLarge},
+	} {
+		if errors.Is(err, m.err) {
+			return m.grpc
+		}
+	}
+	switch {
+	case errors.Is(err, mvcc.ErrInvalidRange):
+		return status.Error(codes.InvalidArgument, err.Error())
+	case errors.Is(err, errUnsupported):
+		return status.Error(codes.Unimplemented, err.Error())
+	}
+	return status.Error(codes.Unknown, fmt.Sprintf("etcdserver: %v", err))
+}

@@ -113,6 +113,7 @@ ascii-encoded or hex).`,
 		newPageCommand(),
 		newPagesCommand(),
 		newPutCommand(),
+		newServeCommand(),
 		newStatsCommand(),
 		newVersionCommand(),
 	)

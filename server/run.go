@@ -1,0 +1,238 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/cespare/xxhash/v2"
+	"github.com/quiverdb/quiver"
+	"github.com/quiverdb/quiver/raftadapter"
+	"google.golang.org/grpc"
+)
+
+// MemberConfig is a member as `quiver serve` runs it, with etcd's settings
+// under etcd's names.
+type MemberConfig struct {
+	Name    string // --name
+	DataDir string // --data-dir: the member's database is DataDir/member.db
+
+	ListenClientURLs         []string // --listen-client-urls
+	AdvertiseClientURLs      []string // --advertise-client-urls
+	ListenPeerURLs           []string // --listen-peer-urls
+	InitialAdvertisePeerURLs []string // --initial-advertise-peer-urls
+
+	InitialCluster      string // --initial-cluster: name=peerURL,...
+	InitialClusterState string // --initial-cluster-state: new or existing
+	InitialClusterToken string // --initial-cluster-token
+
+	MaxRequestBytes int // --max-request-bytes
+
+	// Ready, if set, is called once the member listens, with the addresses
+	// of its client and peer listeners.
+	Ready func(client, peer []string)
+}
+
+// DefaultMemberConfig is what `quiver serve` runs with no flags: one
+// member, data in ./default.quiver, listening on 127.0.0.1 only.
+func DefaultMemberConfig() MemberConfig {
+	return MemberConfig{
+		Name:                     "default",
+		DataDir:                  "default.quiver",
+		ListenClientURLs:         []string{"http://127.0.0.1:2379"},
+		AdvertiseClientURLs:      []string{"http://127.0.0.1:2379"},
+		ListenPeerURLs:           []string{"http://127.0.0.1:2380"},
+		InitialAdvertisePeerURLs: []string{"http://127.0.0.1:2380"},
+		InitialCluster:           "default=http://127.0.0.1:2380",
+		InitialClusterState:      "new",
+		InitialClusterToken:      "quiver-cluster",
+		MaxRequestBytes:          DefaultMaxRequestBytes,
+	}
+}
+
+// clusterMember is one entry of --initial-cluster.
+type clusterMember struct {
+	name string
+	id   uint64
+	peer string // host:port
+}
+
+// memberID is the raft id of member name in the cluster of token: the
+// same on every member, never 0.
+func memberID(token, name string) uint64 {
+	return max(xxhash.Sum64String(token+"\x00"+name), 1)
+}
+
+// parseCluster parses --initial-cluster.
+func parseCluster(spec, token string) ([]clusterMember, uint64, error) {
+	var ms []clusterMember
+	seen := map[string]bool{}
+	for _, part := range strings.Split(spec, ",") {
+		name, u, ok := strings.Cut(strings.TrimSpace(part), "=")
+		if !ok || name == "" {
+			return nil, 0, fmt.Errorf("--initial-cluster: %q is not name=peer-url", part)
+		}
+		if seen[name] {
+			return nil, 0, fmt.Errorf("--initial-cluster: member %q is named twice", name)
+		}
+		seen[name] = true
+		host, err := hostPort(u)
+		if err != nil {
+			return nil, 0, fmt.Errorf("--initial-cluster: member %q: %w", name, err)
+		}
+		ms = append(ms, clusterMember{name: name, id: memberID(token, name), peer: host})
+	}
+	names := make([]string, 0, len(ms))
+	for _, m := range ms {
+		names = append(names, m.name+"="+m.peer)
+	}
+	slices.Sort(names)
+	return ms, max(xxhash.Sum64String(token+"\x00"+strings.Join(names, ",")), 1), nil
+}
+
+// hostPort is the host:port of an http:// URL (https needs TLS, not here
+// yet).
+func hostPort(raw string) (string, error) {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "", err
+	}
+	if u.Scheme != "http" {
+		return "", fmt.Errorf("URL %q: only http:// is served for now (TLS is to come)", raw)
+	}
+	if u.Port() == "" {
+		return "", fmt.Errorf("URL %q has no port", raw)
+	}
+	return u.Host, nil
+}
+
+// Run runs a member until ctx ends, then stops it gracefully: the client
+// listeners close, requests in flight end, the raft node stops and the
+// database is closed.
+func Run(ctx context.Context, cfg MemberConfig) error {
+	if cfg.Name == "" || cfg.DataDir == "" {
+		return errors.New("--name and --data-dir must not be empty")
+	}
+	if cfg.InitialClusterState != "new" && cfg.InitialClusterState != "existing" {
+		return fmt.Errorf("--initial-cluster-state %q: want new or existing", cfg.InitialClusterState)
+	}
+	members, clusterID, err := parseCluster(cfg.InitialCluster, cfg.InitialClusterToken)
+	if err != nil {
+		return err
+	}
+	var self *clusterMember
+	var ids []uint64
+	peers := map[uint64]string{}
+	for i, m := range members {
+		ids = append(ids, m.id)
+		if m.name == cfg.Name {
+			self = &members[i]
+		} else {
+			peers[m.id] = m.peer
+		}
+	}
+	if self == nil {
+		return fmt.Errorf("--name %q is not in --initial-cluster %q", cfg.Name, cfg.InitialCluster)
+	}
+	if len(cfg.ListenPeerURLs) == 0 || len(cfg.ListenClientURLs) == 0 {
+		return errors.New("--listen-peer-urls and --listen-client-urls must not be empty")
+	}
+	peerListen, err := hostPort(cfg.ListenPeerURLs[0])
+	if err != nil {
+		return fmt.Errorf("--listen-peer-urls: %w", err)
+	}
+	var clientListen []string
+	for _, u := range cfg.ListenClientURLs {
+		h, err := hostPort(u)
+		if err != nil {
+			return fmt.Errorf("--listen-client-urls: %w", err)
+		}
+		clientListen = append(clientListen, h)
+	}
+
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return err
+	}
+	db, err := quiver.Open(filepath.Join(cfg.DataDir, "member.db"), 0o600, &quiver.Options{Timeout: 5 * time.Second})
+	if err != nil {
+		return fmt.Errorf("opening the data: %w", err)
+	}
+	defer db.Close()
+	tr, err := raftadapter.NewTCPTransport(raftadapter.TCPConfig{ID: self.id, ClusterID: clusterID, Listen: peerListen, Peers: peers})
+	if err != nil {
+		return fmt.Errorf("listening for peers: %w", err)
+	}
+	defer tr.Close()
+	scfg := Config{ID: self.id, ClusterID: clusterID, Peers: ids, DB: db, Transport: tr, MaxRequestBytes: cfg.MaxRequestBytes}
+	if cfg.InitialClusterState == "existing" {
+		scfg.Peers, scfg.Join = nil, true
+	}
+	srv, err := New(scfg)
+	if err != nil {
+		return fmt.Errorf("%w", err)
+	}
+	defer srv.Close()
+	tr.Attach(srv.Node())
+
+	g := grpc.NewServer(srv.GRPCOptions()...)
+	srv.Register(g)
+	defer g.Stop()
+	hs := &http.Server{Handler: srv.httpHandler(g), ReadHeaderTimeout: 10 * time.Second}
+	hs.Protocols = new(http.Protocols)
+	hs.Protocols.SetHTTP1(true)
+	hs.Protocols.SetUnencryptedHTTP2(true) // gRPC without TLS
+	var addrs []string
+	errc := make(chan error, len(clientListen))
+	for _, h := range clientListen {
+		ln, err := net.Listen("tcp", h)
+		if err != nil {
+			return fmt.Errorf("listening for clients: %w", err)
+		}
+		addrs = append(addrs, ln.Addr().String())
+		go func() { errc <- hs.Serve(ln) }()
+	}
+	if cfg.Ready != nil {
+		cfg.Ready(addrs, []string{tr.Addr()})
+	}
+	select {
+	case <-ctx.Done():
+	case err := <-errc:
+		if !errors.Is(err, http.ErrServerClosed) {
+			return fmt.Errorf("serving clients: %w", err)
+		}
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_ = hs.Shutdown(sctx)
+	return nil
+}
+
+// httpHandler routes gRPC to g and serves /health on the same port, as
+// etcd's client port does.
+func (s *Server) httpHandler(g *grpc.Server) http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/health", func(w http.ResponseWriter, r *http.Request) {
+		healthy := s.node.Status().Lead != 0
+		w.Header().Set("Content-Type", "application/json")
+		if !healthy {
+			w.WriteHeader(http.StatusServiceUnavailable)
+		}
+		_ = json.NewEncoder(w).Encode(map[string]string{"health": fmt.Sprint(healthy), "reason": map[bool]string{true: "", false: "no leader"}[healthy]})
+	})
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.ProtoMajor == 2 && strings.HasPrefix(r.Header.Get("Content-Type"), "application/grpc") {
+			g.ServeHTTP(w, r)
+			return
+		}
+		mux.ServeHTTP(w, r)
+	})
+}

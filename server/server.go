@@ -9,8 +9,10 @@
 // then the member's store) or serializable (the member's store as it is).
 //
 // Implemented so far: the KV service's Range (every option), Put (prev_kv,
-// ignore_value, ignore_lease), DeleteRange (prev_kv) and Txn (nested).
-// Other services and KV's Compact answer Unimplemented.
+// ignore_value, ignore_lease), DeleteRange (prev_kv) and Txn (nested); the
+// Watch service (start revision, prev_kv, filters, progress notifications
+// and requests, fragments, cancel). Other services and KV's Compact answer
+// Unimplemented.
 package server
 
 import (
@@ -57,6 +59,9 @@ type Config struct {
 	MaxRequestBytes int
 	// RequestTimeout bounds how long a request waits for raft (default 5 s).
 	RequestTimeout time.Duration
+	// ProgressNotifyInterval is how often watchers that asked for it get a
+	// progress notification (default DefaultProgressNotifyInterval).
+	ProgressNotifyInterval time.Duration
 	// Logger receives raft's log; nil discards it.
 	Logger raft.Logger
 }
@@ -75,6 +80,9 @@ func New(cfg Config) (*Server, error) {
 	}
 	if cfg.RequestTimeout <= 0 {
 		cfg.RequestTimeout = 5 * time.Second
+	}
+	if cfg.ProgressNotifyInterval <= 0 {
+		cfg.ProgressNotifyInterval = DefaultProgressNotifyInterval
 	}
 	store, err := mvcc.Open(cfg.DB, nil)
 	if err != nil {
@@ -106,6 +114,7 @@ func (s *Server) GRPCOptions() []grpc.ServerOption {
 // Register registers the server's services on g.
 func (s *Server) Register(g *grpc.Server) {
 	pb.RegisterKVServer(g, &kvServer{s: s})
+	pb.RegisterWatchServer(g, &watchServer{s: s})
 }
 
 // Close stops the node and closes the store; the database stays open.

@@ -154,3 +154,60 @@ func (h *hub) resync(rev int64) {
 	}
 	h.poke()
 }
+
+// CompactIn compacts the store at revision rev inside tx, a write
+// transaction the caller commits (the replicated mode): the compaction is
+// recorded in tx and the index compacted at once, so that later TxnIn
+// calls see it; the deletion of the old revisions starts when tx commits,
+// in the background as Compact's. The returned channel is closed when that
+// deletion is done (or the store closed). Its errors are Compact's:
+// ErrCompacted at or below the last compaction, ErrFutureRev above the
+// store's revision; like TxnIn's, they are the same on every replica.
+func (s *Store) CompactIn(tx *quiver.Tx, rev int64) (<-chan struct{}, error) {
+	if !tx.Writable() {
+		return nil, errors.New("mvcc: CompactIn needs a write transaction")
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.applyTx != nil && s.applyTx != tx {
+		s.failed = errTxnInRolledBack
+	}
+	if err := s.writable(); err != nil {
+		return nil, err
+	}
+	s.index.mu.RLock()
+	compacted := s.index.compacted
+	s.index.mu.RUnlock()
+	switch {
+	case rev <= compacted:
+		return nil, fmt.Errorf("%w: %d (compacted at %d)", ErrCompacted, rev, compacted)
+	case rev > s.rev:
+		return nil, fmt.Errorf("%w: %d (current %d)", ErrFutureRev, rev, s.rev)
+	}
+	meta := tx.Bucket(metaBucket)
+	if meta == nil {
+		return nil, fmt.Errorf("mvcc: bucket %q is missing: %w", metaBucket, quiver.ErrCorrupt)
+	}
+	if err := putInt(meta, metaScheduled, rev); err != nil {
+		s.failed = err
+		return nil, fmt.Errorf("%w: %w", ErrFailed, err)
+	}
+	s.replicated = true
+	s.index.mu.Lock()
+	s.index.compacted = rev
+	s.index.mu.Unlock()
+	s.index.compact(rev)
+	if s.applyTx == nil {
+		s.applyTx = tx
+		tx.OnCommit(s.txnInCommitted)
+	}
+	done := make(chan struct{})
+	tx.OnCommit(func() {
+		ch := s.compactor.schedule(compacted, rev)
+		go func() {
+			<-ch
+			close(done)
+		}()
+	})
+	return done, nil
+}

@@ -144,3 +144,51 @@ func TestReloadAfterRestore(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// CompactIn compacts inside the caller's transaction: reads below the
+// revision fail once it commits, the old revisions are deleted, and the
+// hash at the revision is the one a store compacted with Compact gives.
+func TestCompactIn(t *testing.T) {
+	s, db := openTest(t, "", nil)
+	ref, _ := openTest(t, "", nil)
+	for i := 0; i < 20; i++ {
+		k, v := []byte{'k', byte('0' + i%4)}, []byte{byte(i)}
+		must[int64](t)(ref.Put(k, v, 0))
+		ok(t, db.Update(func(tx *quiver.Tx) error {
+			_, err := s.TxnIn(tx, &Txn{Then: []Op{OpPut(k, v, 0)}})
+			return err
+		}))
+	}
+	var done <-chan struct{}
+	ok(t, db.Update(func(tx *quiver.Tx) error {
+		var err error
+		if _, err = s.CompactIn(tx, 100); !errors.Is(err, ErrFutureRev) {
+			t.Errorf("CompactIn past the revision: %v", err)
+		}
+		done, err = s.CompactIn(tx, 15)
+		return err
+	}))
+	<-done
+	<-must[<-chan struct{}](t)(ref.Compact(15))
+	if _, err := s.Range([]byte("k0"), nil, RangeOptions{Rev: 10}); !errors.Is(err, ErrCompacted) {
+		t.Fatalf("a read below the compaction: %v", err)
+	}
+	h1, c1, err1 := s.HashKV(0)
+	h2, c2, err2 := ref.HashKV(0)
+	if err1 != nil || err2 != nil || h1 != h2 || c1 != c2 {
+		t.Fatalf("HashKV after CompactIn %08x at %d (%v), after Compact %08x at %d (%v)", h1, c1, err1, h2, c2, err2)
+	}
+	ok(t, db.Update(func(tx *quiver.Tx) error {
+		if _, err := s.CompactIn(tx, 15); !errors.Is(err, ErrCompacted) {
+			t.Errorf("CompactIn at the same revision again: %v", err)
+		}
+		return nil
+	}))
+}
+
+func ok(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}

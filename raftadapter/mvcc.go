@@ -15,9 +15,10 @@ import (
 // no writes of its own. Propose's result for an entry is its
 // *mvcc.TxnResult, or the error that refused it (an invalid or undecodable
 // Txn, a revision out of range): the same on every member, and nothing
-// changed. Any other error stops the node. The store is compacted only
-// through the log (Store.Compact refuses on a replicated store), so every
-// member has the same compaction.
+// changed. Any other error stops the node. Store.Compact refuses on a
+// replicated store: compaction must go through the log too (Store.CompactIn
+// in the apply of an entry of one's own, as package server does), so that
+// every member compacts at the same revision.
 type MVCCMachine struct {
 	Store *mvcc.Store
 }

@@ -81,3 +81,19 @@ func (s *Server) fillHeaders(resp *pb.TxnResponse) {
 		}
 	}
 }
+
+func (k *kvServer) Compact(ctx context.Context, r *pb.CompactionRequest) (*pb.CompactionResponse, error) {
+	v, err := k.s.propose(ctx, &pb.InternalRaftRequest{Compaction: r})
+	if err != nil {
+		return nil, err
+	}
+	if r.Physical {
+		// Once the old revisions are gone from this member's file.
+		select {
+		case <-v.(compacted).done:
+		case <-ctx.Done():
+			return nil, k.s.raftError(ctx, ctx.Err())
+		}
+	}
+	return &pb.CompactionResponse{Header: k.s.header(k.s.store.Rev())}, nil
+}

@@ -219,16 +219,50 @@ func TestKV(t *testing.T) {
 			return err
 		}(), rpctypes.ErrDuplicateKey},
 		{"request too large", func() error { _, err := kv.Put(x, "big", strings.Repeat("v", DefaultMaxRequestBytes+1)); return err }(), rpctypes.ErrRequestTooLarge},
-		{"compact (not yet)", func() error { _, err := kv.Compact(x, 2); return err }(), nil},
 	} {
-		if e.want == nil {
-			if e.err == nil || !strings.Contains(e.err.Error(), "not implemented") && !strings.Contains(e.err.Error(), "Unimplemented") {
-				t.Fatalf("%s: %v, want Unimplemented", e.name, e.err)
-			}
-			continue
-		}
 		if !errors.Is(e.err, e.want) {
 			t.Fatalf("%s: %v, want %v", e.name, e.err, e.want)
 		}
+	}
+}
+
+// TestCompact: a compaction through the log: reads below it fail with
+// etcd's error on every member, a second one at or below it too, a
+// physical one returns once the old revisions are gone, and a watch from
+// below it gets the compacted response.
+func TestCompact(t *testing.T) {
+	c := newTestCluster(t, 3)
+	cli := client(t, c.addrs...)
+	x := ctx(t)
+	var last *clientv3.PutResponse
+	for i := 0; i < 10; i++ {
+		last = must[*clientv3.PutResponse](t)(cli.Put(x, "k", fmt.Sprint(i)))
+	}
+	at := last.Header.Revision - 3
+	if _, err := cli.Compact(x, at, clientv3.WithCompactPhysical()); err != nil {
+		t.Fatal(err)
+	}
+	for _, addr := range c.addrs {
+		one := client(t, addr)
+		if _, err := one.Get(x, "k", clientv3.WithRev(at-1)); !errors.Is(err, rpctypes.ErrCompacted) {
+			t.Fatalf("a read below the compaction through %s: %v", addr, err)
+		}
+		if g := must[*clientv3.GetResponse](t)(one.Get(x, "k", clientv3.WithRev(at))); kvs(g) != "k=6" {
+			t.Fatalf("a read at the compaction through %s: %s", addr, kvs(g))
+		}
+	}
+	if _, err := cli.Compact(x, at); !errors.Is(err, rpctypes.ErrCompacted) {
+		t.Fatalf("compacting again at %d: %v", at, err)
+	}
+	if _, err := cli.Compact(x, last.Header.Revision+100); !errors.Is(err, rpctypes.ErrFutureRev) {
+		t.Fatalf("compacting past the revision: %v", err)
+	}
+	select {
+	case r := <-cli.Watch(x, "k", clientv3.WithRev(at-2)):
+		if r.CompactRevision != at || !errors.Is(r.Err(), rpctypes.ErrCompacted) {
+			t.Fatalf("a watch from below the compaction: %+v, %v", r, r.Err())
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no answer to a watch from below the compaction")
 	}
 }

@@ -53,8 +53,20 @@ func (m *machine) Apply(tx *quiver.Tx, ents []raftadapter.Entry) ([]any, error) 
 
 func (m *machine) Restored(*quiver.DB) error { return m.store.Reload() }
 
-func (m *machine) apply(tx *quiver.Tx, r *pb.InternalRaftRequest) (proto.Message, error) {
+// compacted is the result of a compaction: the deletion of the old
+// revisions goes on after the entry's commit; done closes when it ends.
+type compacted struct {
+	done <-chan struct{}
+}
+
+func (m *machine) apply(tx *quiver.Tx, r *pb.InternalRaftRequest) (any, error) {
 	switch {
+	case r.Compaction != nil:
+		done, err := m.store.CompactIn(tx, r.Compaction.Revision)
+		if err != nil {
+			return nil, err
+		}
+		return compacted{done: done}, nil
 	case r.Put != nil:
 		resp, err := m.txn(tx, &pb.TxnRequest{Success: []*pb.RequestOp{{Request: &pb.RequestOp_RequestPut{RequestPut: r.Put}}}})
 		if err != nil {

@@ -9,10 +9,10 @@
 // then the member's store) or serializable (the member's store as it is).
 //
 // Implemented so far: the KV service's Range (every option), Put (prev_kv,
-// ignore_value, ignore_lease), DeleteRange (prev_kv) and Txn (nested); the
+// ignore_value, ignore_lease), DeleteRange (prev_kv), Txn (nested) and
+// Compact (physical too); the
 // Watch service (start revision, prev_kv, filters, progress notifications
-// and requests, fragments, cancel). Other services and KV's Compact answer
-// Unimplemented.
+// and requests, fragments, cancel). Other services answer Unimplemented.
 package server
 
 import (
@@ -131,8 +131,9 @@ func (s *Server) header(rev int64) *pb.ResponseHeader {
 	return &pb.ResponseHeader{ClusterId: s.cfg.ClusterID, MemberId: s.cfg.ID, Revision: rev, RaftTerm: s.node.Status().GetTerm()}
 }
 
-// propose replicates r and returns the response it got when applied.
-func (s *Server) propose(ctx context.Context, r *pb.InternalRaftRequest) (proto.Message, error) {
+// propose replicates r and returns what applying it gave: an etcd
+// response, or compacted.
+func (s *Server) propose(ctx context.Context, r *pb.InternalRaftRequest) (any, error) {
 	data, err := proto.Marshal(r)
 	if err != nil {
 		return nil, toGRPC(err)
@@ -149,7 +150,7 @@ func (s *Server) propose(ctx context.Context, r *pb.InternalRaftRequest) (proto.
 	switch v := v.(type) {
 	case error:
 		return nil, toGRPC(v)
-	case proto.Message:
+	case proto.Message, compacted:
 		return v, nil
 	}
 	return nil, status.Errorf(codes.Internal, "server: the entry was applied with no response (%T)", v)

@@ -12,7 +12,9 @@
 // ignore_value, ignore_lease), DeleteRange (prev_kv), Txn (nested) and
 // Compact (physical too); the
 // Watch service (start revision, prev_kv, filters, progress notifications
-// and requests, fragments, cancel). Other services answer Unimplemented.
+// and requests, fragments, cancel); Maintenance's Status, Hash, HashKV,
+// Defragment (online), Snapshot (streamed, with etcd's sha256) and Alarm's
+// list. Other services answer Unimplemented.
 package server
 
 import (
@@ -115,6 +117,7 @@ func (s *Server) GRPCOptions() []grpc.ServerOption {
 func (s *Server) Register(g *grpc.Server) {
 	pb.RegisterKVServer(g, &kvServer{s: s})
 	pb.RegisterWatchServer(g, &watchServer{s: s})
+	pb.RegisterMaintenanceServer(g, &maintenanceServer{s: s})
 }
 
 // Close stops the node and closes the store; the database stays open.

@@ -1,0 +1,158 @@
+package server
+
+import (
+	"context"
+	"crypto/sha256"
+	"hash/crc32"
+	"io"
+
+	"github.com/quiverdb/quiver"
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+)
+
+// APIVersion is the etcd API version the server speaks, reported where
+// etcd reports its own version (clients gate features on it).
+const APIVersion = "3.7.0"
+
+// maintenanceServer is etcd's Maintenance service.
+type maintenanceServer struct {
+	pb.UnimplementedMaintenanceServer
+	s *Server
+}
+
+func (m *maintenanceServer) Status(ctx context.Context, _ *pb.StatusRequest) (*pb.StatusResponse, error) {
+	s := m.s
+	st := s.node.Status()
+	resp := &pb.StatusResponse{
+		Header:           s.header(s.store.Rev()),
+		Version:          APIVersion,
+		StorageVersion:   APIVersion,
+		Leader:           st.Lead,
+		RaftIndex:        st.GetCommit(),
+		RaftTerm:         st.GetTerm(),
+		RaftAppliedIndex: s.node.Applied(),
+	}
+	err := s.cfg.DB.View(func(tx *quiver.Tx) error {
+		resp.DbSize = tx.Size()
+		resp.DbSizeInUse = tx.Size() - int64(s.cfg.DB.Stats().FreeAlloc)
+		return nil
+	})
+	if err != nil {
+		return nil, toGRPC(err)
+	}
+	_, cs, _ := s.node.Storage().InitialState()
+	for _, id := range cs.GetLearners() {
+		if id == s.cfg.ID {
+			resp.IsLearner = true
+		}
+	}
+	if st.Lead == 0 {
+		resp.Errors = append(resp.Errors, "etcdserver: no leader")
+	}
+	return resp, nil
+}
+
+func (m *maintenanceServer) HashKV(_ context.Context, r *pb.HashKVRequest) (*pb.HashKVResponse, error) {
+	s := m.s
+	rev := s.store.Rev()
+	h, compactRev, err := s.store.HashKV(r.Revision)
+	if err != nil {
+		return nil, toGRPC(err)
+	}
+	hashRev := r.Revision
+	if hashRev <= 0 {
+		hashRev = rev
+	}
+	return &pb.HashKVResponse{Header: s.header(rev), Hash: h, CompactRevision: compactRev, HashRevision: hashRev}, nil
+}
+
+// Hash hashes the member's data: every bucket but the raft log's, whose
+// contents differ between members by design.
+func (m *maintenanceServer) Hash(context.Context, *pb.HashRequest) (*pb.HashResponse, error) {
+	s := m.s
+	h := crc32.New(crc32.MakeTable(crc32.Castagnoli))
+	var rev int64
+	err := s.cfg.DB.View(func(tx *quiver.Tx) error {
+		rev = s.store.Rev()
+		return tx.ForEach(func(name []byte, b *quiver.Bucket) error {
+			if string(name) == "raftadapter" {
+				return nil
+			}
+			_, _ = h.Write(name)
+			return b.ForEach(func(k, v []byte) error {
+				_, _ = h.Write(k)
+				_, _ = h.Write(v)
+				return nil
+			})
+		})
+	})
+	if err != nil {
+		return nil, toGRPC(err)
+	}
+	return &pb.HashResponse{Header: s.header(rev), Hash: h.Sum32()}, nil
+}
+
+// Defragment compacts the member's file online (DB.Compact): reads and
+// writes go on meanwhile.
+func (m *maintenanceServer) Defragment(ctx context.Context, _ *pb.DefragmentRequest) (*pb.DefragmentResponse, error) {
+	if _, err := m.s.cfg.DB.Compact(ctx, nil); err != nil {
+		return nil, status.Errorf(codes.Internal, "etcdserver: defragment: %v", err)
+	}
+	return &pb.DefragmentResponse{Header: m.s.header(m.s.store.Rev())}, nil
+}
+
+// Snapshot streams a consistent copy of the member's database (a read
+// transaction's Tx.WriteTo) followed by its sha256, as etcd does, so that
+// etcdctl snapshot save verifies it.
+func (m *maintenanceServer) Snapshot(_ *pb.SnapshotRequest, stream grpc.ServerStreamingServer[pb.SnapshotResponse]) error {
+	s := m.s
+	tx, err := s.cfg.DB.Begin(false)
+	if err != nil {
+		return toGRPC(err)
+	}
+	defer tx.Rollback()
+	total := tx.Size()
+	pr, pw := io.Pipe()
+	go func() {
+		_, err := tx.WriteTo(pw)
+		pw.CloseWithError(err)
+	}()
+	defer pr.Close()
+	h := sha256.New()
+	buf := make([]byte, 32<<10)
+	sent := int64(0)
+	first := true
+	for {
+		n, err := io.ReadFull(pr, buf)
+		if n > 0 {
+			_, _ = h.Write(buf[:n])
+			sent += int64(n)
+			resp := &pb.SnapshotResponse{Header: s.header(s.store.Rev()), RemainingBytes: uint64(max(total-sent, 0)) + sha256.Size, Blob: append([]byte(nil), buf[:n]...)}
+			if first {
+				resp.Version, first = APIVersion, false
+			}
+			if err := stream.Send(resp); err != nil {
+				return err
+			}
+		}
+		if err == io.EOF || err == io.ErrUnexpectedEOF {
+			break
+		}
+		if err != nil {
+			return status.Errorf(codes.Internal, "etcdserver: snapshot: %v", err)
+		}
+	}
+	return stream.Send(&pb.SnapshotResponse{Header: s.header(s.store.Rev()), Blob: h.Sum(nil)})
+}
+
+// Alarm lists the alarms: none are raised yet (the space quota is not
+// enforced).
+func (m *maintenanceServer) Alarm(_ context.Context, r *pb.AlarmRequest) (*pb.AlarmResponse, error) {
+	if r.Action != pb.AlarmRequest_GET {
+		return nil, status.Error(codes.Unimplemented, "etcdserver: alarms cannot be raised or cleared yet")
+	}
+	return &pb.AlarmResponse{Header: m.s.header(m.s.store.Rev())}, nil
+}

@@ -63,6 +63,7 @@ func DefaultMemberConfig() MemberConfig {
 type clusterMember struct {
 	name string
 	id   uint64
+	url  string // its peer URL
 	peer string // host:port
 }
 
@@ -89,7 +90,7 @@ func parseCluster(spec, token string) ([]clusterMember, uint64, error) {
 		if err != nil {
 			return nil, 0, fmt.Errorf("--initial-cluster: member %q: %w", name, err)
 		}
-		ms = append(ms, clusterMember{name: name, id: memberID(token, name), peer: host})
+		ms = append(ms, clusterMember{name: name, id: memberID(token, name), url: u, peer: host})
 	}
 	names := make([]string, 0, len(ms))
 	for _, m := range ms {
@@ -172,7 +173,12 @@ func Run(ctx context.Context, cfg MemberConfig) error {
 		return fmt.Errorf("listening for peers: %w", err)
 	}
 	defer tr.Close()
-	scfg := Config{ID: self.id, ClusterID: clusterID, Peers: ids, DB: db, Transport: tr, MaxRequestBytes: cfg.MaxRequestBytes}
+	infos := map[uint64]MemberInfo{}
+	for _, m := range members {
+		infos[m.id] = MemberInfo{Name: m.name, PeerURLs: []string{m.url}}
+	}
+	infos[self.id] = MemberInfo{Name: self.name, PeerURLs: cfg.InitialAdvertisePeerURLs, ClientURLs: cfg.AdvertiseClientURLs}
+	scfg := Config{ID: self.id, ClusterID: clusterID, Peers: ids, DB: db, Transport: tr, MaxRequestBytes: cfg.MaxRequestBytes, Members: infos}
 	if cfg.InitialClusterState == "existing" {
 		scfg.Peers, scfg.Join = nil, true
 	}

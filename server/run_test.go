@@ -97,6 +97,15 @@ func TestRun(t *testing.T) {
 			t.Fatalf("%s /health: %d %v", n, r.StatusCode, h)
 		}
 	}
+	ml := must[*clientv3.MemberListResponse](t)(cli.MemberList(x))
+	if len(ml.Members) != 3 {
+		t.Fatalf("member list: %v", ml.Members)
+	}
+	for _, m := range ml.Members {
+		if m.ID != memberID("quiver-cluster", m.Name) || len(m.PeerURLs) != 1 || m.PeerURLs[0] != "http://"+peer[m.Name] {
+			t.Fatalf("member %+v", m)
+		}
+	}
 	cli.Close()
 	stop()
 

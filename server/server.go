@@ -14,7 +14,8 @@
 // Watch service (start revision, prev_kv, filters, progress notifications
 // and requests, fragments, cancel); Maintenance's Status, Hash, HashKV,
 // Defragment (online), Snapshot (streamed, with etcd's sha256) and Alarm's
-// list. Other services answer Unimplemented.
+// list; Cluster's MemberList. Other services and calls answer
+// Unimplemented.
 package server
 
 import (
@@ -66,6 +67,8 @@ type Config struct {
 	ProgressNotifyInterval time.Duration
 	// Logger receives raft's log; nil discards it.
 	Logger raft.Logger
+	// Members names the members (by raft id) for the Cluster service.
+	Members map[uint64]MemberInfo
 }
 
 // Server is one member of a cluster.
@@ -118,6 +121,7 @@ func (s *Server) Register(g *grpc.Server) {
 	pb.RegisterKVServer(g, &kvServer{s: s})
 	pb.RegisterWatchServer(g, &watchServer{s: s})
 	pb.RegisterMaintenanceServer(g, &maintenanceServer{s: s})
+	pb.RegisterClusterServer(g, &clusterServer{s: s})
 }
 
 // Close stops the node and closes the store; the database stays open.

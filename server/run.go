@@ -39,7 +39,7 @@ type MemberConfig struct {
 
 	// Ready, if set, is called once the member listens, with the addresses
 	// of its client and peer listeners.
-	Ready func(client, peer []string)
+	Ready func(client, peer []string) `json:"-"`
 }
 
 // DefaultMemberConfig is what `quiver serve` runs with no flags: one

@@ -1,0 +1,228 @@
+package server
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/quiverdb/quiver/internal/testutil"
+	clientv3 "go.etcd.io/etcd/client/v3"
+)
+
+// TestServeChild is a member run by TestServeKilled in a child process,
+// as `quiver serve` runs it; on its own it does nothing.
+func TestServeChild(t *testing.T) {
+	raw := os.Getenv("QUIVER_SERVE_CHILD")
+	if raw == "" {
+		t.Skip("run by TestServeKilled")
+	}
+	var cfg MemberConfig
+	if err := json.Unmarshal([]byte(raw), &cfg); err != nil {
+		t.Fatal(err)
+	}
+	cfg.Ready = func(client, _ []string) { fmt.Printf("READY %s\n", client[0]) }
+	if err := Run(context.Background(), cfg); err != nil {
+		fmt.Fprintln(os.Stderr, "member:", err)
+		os.Exit(1)
+	}
+}
+
+// TestServeKilled: three members in their own processes (the server as
+// `quiver serve` runs it) take puts from clientv3 clients through every
+// member while members are killed with SIGKILL, by their pid, and
+// restarted, the leader at least once; every acknowledged put reads back
+// through a linearizable get afterwards, and the members agree on HashKV.
+// QUIVER_KILL_CYCLES sets the cycles (default 3, 1 with -short).
+func TestServeKilled(t *testing.T) {
+	cycles := testutil.KillCycles(3)
+	if testing.Short() {
+		cycles = 1
+	}
+	seed := testutil.Seed(t)
+	r := testutil.Rand(seed)
+	dir := t.TempDir()
+	names := []string{"m1", "m2", "m3"}
+	peer, clientAddr := map[string]string{}, map[string]string{}
+	var cluster []string
+	for _, n := range names {
+		peer[n], clientAddr[n] = freePort(t), freePort(t)
+		cluster = append(cluster, n+"=http://"+peer[n])
+	}
+	var mu sync.Mutex
+	procs := map[string]*exec.Cmd{}
+	start := func(n string) {
+		cfg := DefaultMemberConfig()
+		cfg.Name, cfg.DataDir = n, filepath.Join(dir, n)
+		cfg.ListenClientURLs = []string{"http://" + clientAddr[n]}
+		cfg.AdvertiseClientURLs = cfg.ListenClientURLs
+		cfg.ListenPeerURLs = []string{"http://" + peer[n]}
+		cfg.InitialAdvertisePeerURLs = cfg.ListenPeerURLs
+		cfg.InitialCluster = strings.Join(cluster, ",")
+		raw, _ := json.Marshal(cfg)
+		cmd := exec.Command(os.Args[0], "-test.run=^TestServeChild$", "-test.count=1")
+		cmd.Env = append(os.Environ(), "QUIVER_SERVE_CHILD="+string(raw))
+		cmd.Stderr = os.Stderr
+		out, err := cmd.StdoutPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		ready := make(chan bool, 1)
+		go func() {
+			sc := bufio.NewScanner(out)
+			for sc.Scan() {
+				if strings.HasPrefix(sc.Text(), "READY ") {
+					ready <- true
+				}
+			}
+			close(ready)
+		}()
+		select {
+		case ok := <-ready:
+			if !ok {
+				_ = cmd.Wait()
+				t.Fatalf("member %s exited before it served", n)
+			}
+		case <-time.After(30 * time.Second):
+			_ = cmd.Process.Kill()
+			_ = cmd.Wait()
+			t.Fatalf("member %s did not serve in 30 s", n)
+		}
+		mu.Lock()
+		procs[n] = cmd
+		mu.Unlock()
+	}
+	kill := func(n string) {
+		mu.Lock()
+		cmd := procs[n]
+		delete(procs, n)
+		mu.Unlock()
+		if cmd != nil {
+			_ = syscall.Kill(cmd.Process.Pid, syscall.SIGKILL)
+			_ = cmd.Wait()
+		}
+	}
+	t.Cleanup(func() {
+		for _, n := range names {
+			kill(n)
+		}
+	})
+	for _, n := range names {
+		start(n)
+	}
+	var all []string
+	for _, n := range names {
+		all = append(all, clientAddr[n])
+	}
+	cli := client(t, all...)
+	leader := func() string {
+		deadline := time.Now().Add(30 * time.Second)
+		for time.Now().Before(deadline) {
+			for _, n := range names {
+				c, cancel := context.WithTimeout(context.Background(), time.Second)
+				st, err := cli.Status(c, clientAddr[n])
+				cancel()
+				if err == nil && st.Leader == st.Header.MemberId {
+					return n
+				}
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		t.Fatal("no leader in 30 s")
+		return ""
+	}
+
+	acked := map[string]string{}
+	var amu sync.Mutex
+	for cycle := 0; cycle < cycles; cycle++ {
+		stop := make(chan struct{})
+		var wg sync.WaitGroup
+		for g := 0; g < 4; g++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				one := client(t, clientAddr[names[g%3]])
+				for i := 0; i < 100000; i++ {
+					select {
+					case <-stop:
+						return
+					default:
+					}
+					k := fmt.Sprintf("c%d/g%d/%d", cycle, g, i)
+					c, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+					_, err := one.Put(c, k, k)
+					cancel()
+					if err == nil {
+						amu.Lock()
+						acked[k] = k
+						amu.Unlock()
+					}
+				}
+			}()
+		}
+		// Kill the leader in the first cycle, anyone after.
+		victim := names[r.IntN(3)]
+		if cycle == 0 {
+			victim = leader()
+		}
+		time.Sleep(time.Duration(200+r.IntN(400)) * time.Millisecond)
+		kill(victim)
+		time.Sleep(time.Duration(200+r.IntN(400)) * time.Millisecond)
+		start(victim)
+		time.Sleep(300 * time.Millisecond)
+		close(stop)
+		wg.Wait()
+		t.Logf("cycle %d: killed %s; %d puts acknowledged so far", cycle, victim, len(acked))
+	}
+
+	// Every acknowledged put is there, read linearizably through any member.
+	x := ctx(t)
+	i := 0
+	for k, v := range acked {
+		i++
+		one := clientv3.NewKV(cli)
+		var g *clientv3.GetResponse
+		var err error
+		for attempt := 0; attempt < 20; attempt++ {
+			if g, err = one.Get(x, k); err == nil {
+				break
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		if err != nil || len(g.Kvs) != 1 || string(g.Kvs[0].Value) != v {
+			t.Fatalf("acknowledged put %s is missing after the kills: %v, %v", k, g, err)
+		}
+	}
+	// The members agree on the contents at one revision.
+	rev := must[*clientv3.GetResponse](t)(cli.Get(x, "c0/")).Header.Revision
+	var hash uint32
+	for _, n := range names {
+		var h *clientv3.HashKVResponse
+		var err error
+		for attempt := 0; attempt < 50; attempt++ {
+			if h, err = cli.HashKV(x, clientAddr[n], rev); err == nil {
+				break
+			}
+			time.Sleep(100 * time.Millisecond) // a member still catching up
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if hash != 0 && h.Hash != hash {
+			t.Fatalf("member %s: HashKV %08x at %d, another %08x", n, h.Hash, rev, hash)
+		}
+		hash = h.Hash
+	}
+	t.Logf("%d acknowledged puts all present; HashKV %08x at revision %d on every member", len(acked), hash, rev)
+}

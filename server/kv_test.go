@@ -7,6 +7,7 @@ import (
 	"net"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -24,9 +25,10 @@ import (
 type testCluster struct {
 	servers []*Server
 	addrs   []string
+	stops   []func() // stop member i (once)
 }
 
-func newTestCluster(t *testing.T, n int) *testCluster {
+func newTestCluster(t *testing.T, n int, set ...func(*Config)) *testCluster {
 	t.Helper()
 	nw := raftadapter.NewNetwork(testutil.Seed(t))
 	dir := t.TempDir()
@@ -40,7 +42,11 @@ func newTestCluster(t *testing.T, n int) *testCluster {
 		if err != nil {
 			t.Fatal(err)
 		}
-		s, err := New(Config{ID: id, ClusterID: 0x5eed, Peers: peers, DB: db, Transport: nw.Endpoint(id), TickInterval: 5 * time.Millisecond})
+		cfg := Config{ID: id, ClusterID: 0x5eed, Peers: peers, DB: db, Transport: nw.Endpoint(id), TickInterval: 5 * time.Millisecond}
+		for _, f := range set {
+			f(&cfg)
+		}
+		s, err := New(cfg)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -52,13 +58,19 @@ func newTestCluster(t *testing.T, n int) *testCluster {
 		g := grpc.NewServer(s.GRPCOptions()...)
 		s.Register(g)
 		go g.Serve(ln)
-		t.Cleanup(func() {
-			g.Stop()
-			if err := s.Close(); err != nil {
-				t.Errorf("member %d: %v", id, err)
-			}
-			db.Close()
-		})
+		var once sync.Once
+		stop := func() {
+			once.Do(func() {
+				nw.Detach(id)
+				g.Stop()
+				if err := s.Close(); err != nil {
+					t.Errorf("member %d: %v", id, err)
+				}
+				db.Close()
+			})
+		}
+		t.Cleanup(stop)
+		c.stops = append(c.stops, stop)
 		c.servers = append(c.servers, s)
 		c.addrs = append(c.addrs, ln.Addr().String())
 	}

@@ -22,7 +22,9 @@ var ErrKeyNotFound = errors.New("server: key not found")
 // same on every member: it depends only on the request and the replicated
 // state).
 type machine struct {
-	store *mvcc.Store
+	db     *quiver.DB
+	store  *mvcc.Store
+	lessor *lessor
 }
 
 var (
@@ -51,7 +53,12 @@ func (m *machine) Apply(tx *quiver.Tx, ents []raftadapter.Entry) ([]any, error) 
 	return res, nil
 }
 
-func (m *machine) Restored(*quiver.DB) error { return m.store.Reload() }
+func (m *machine) Restored(*quiver.DB) error {
+	if err := m.store.Reload(); err != nil {
+		return err
+	}
+	return m.lessor.load(m.db, m.store)
+}
 
 // compacted is the result of a compaction: the deletion of the old
 // revisions goes on after the entry's commit; done closes when it ends.
@@ -61,6 +68,30 @@ type compacted struct {
 
 func (m *machine) apply(tx *quiver.Tx, r *pb.InternalRaftRequest) (any, error) {
 	switch {
+	case r.LeaseGrant != nil:
+		return m.lessor.grant(tx, r.LeaseGrant)
+	case r.LeaseRevoke != nil:
+		keys, ok := m.lessor.revokeKeys(r.LeaseRevoke.ID)
+		if !ok {
+			return nil, ErrLeaseNotFound
+		}
+		var ops []mvcc.Op
+		for _, k := range keys {
+			ops = append(ops, mvcc.OpDelete([]byte(k), nil))
+		}
+		res, err := m.store.TxnIn(tx, &mvcc.Txn{Then: ops})
+		if err != nil {
+			return nil, err
+		}
+		if err := m.lessor.remove(tx, r.LeaseRevoke.ID); err != nil {
+			return nil, err
+		}
+		return &pb.LeaseRevokeResponse{Header: &pb.ResponseHeader{Revision: res.Rev}}, nil
+	case r.LeaseCheckpoint != nil:
+		if err := m.lessor.checkpoint(tx, r.LeaseCheckpoint); err != nil {
+			return nil, err
+		}
+		return &pb.LeaseCheckpointResponse{}, nil
 	case r.Compaction != nil:
 		done, err := m.store.CompactIn(tx, r.Compaction.Revision)
 		if err != nil {
@@ -96,7 +127,8 @@ var errUnsupported = errors.New("server: unsupported request")
 // every member gives the same), rather than for this member's trouble.
 func refusal(err error) bool {
 	for _, e := range []error{mvcc.ErrEmptyKey, mvcc.ErrInvalidRange, mvcc.ErrDuplicateKey, mvcc.ErrTooManyOps,
-		mvcc.ErrCompacted, mvcc.ErrFutureRev, quiver.ErrValueTooLarge, ErrKeyNotFound, errUnsupported} {
+		mvcc.ErrCompacted, mvcc.ErrFutureRev, quiver.ErrValueTooLarge, ErrKeyNotFound, errUnsupported,
+		ErrLeaseNotFound, ErrLeaseExist} {
 		if errors.Is(err, e) {
 			return true
 		}
@@ -120,6 +152,7 @@ func (m *machine) txn(tx *quiver.Tx, t *pb.TxnRequest) (*pb.TxnResponse, error) 
 	if err != nil {
 		return nil, err
 	}
+	plan.attach(m.lessor, res)
 	resp := plan.response(res)
 	resp.Header = &pb.ResponseHeader{Revision: res.Rev}
 	return resp, nil
@@ -136,6 +169,7 @@ type txnPlan struct {
 type planOp struct {
 	kind  string // "range", "put", "delete", "txn"
 	first int    // its first mvcc operation: the range, the prev_kv range, or the change
+	lease int64  // a put's lease, as written
 	rng   *pb.RangeRequest
 	put   *pb.PutRequest
 	del   *pb.DeleteRangeRequest
@@ -194,13 +228,17 @@ func (m *machine) choose(tx *quiver.Tx, t *pb.TxnRequest, ops *[]mvcc.Op) (*txnP
 					lease = kvs[0].Lease
 				}
 			}
+			if lease != 0 && !m.lessor.exists(lease) {
+				return nil, fmt.Errorf("%w: %x", ErrLeaseNotFound, lease)
+			}
+			po.lease = lease
 			*ops = append(*ops, mvcc.OpPut(p.Key, value, lease))
 		case req.GetRequestDeleteRange() != nil:
 			d := req.GetRequestDeleteRange()
 			po.kind, po.del = "delete", d
-			if d.PrevKv {
-				*ops = append(*ops, mvcc.OpRange(d.Key, rangeEnd(d.RangeEnd), mvcc.RangeOptions{}))
-			}
+			// The keys it deletes first (their values too for prev_kv),
+			// so that their leases let go of them.
+			*ops = append(*ops, mvcc.OpRange(d.Key, rangeEnd(d.RangeEnd), mvcc.RangeOptions{KeysOnly: !d.PrevKv}))
 			*ops = append(*ops, mvcc.OpDelete(d.Key, rangeEnd(d.RangeEnd)))
 		case req.GetRequestTxn() != nil:
 			po.kind = "txn"
@@ -215,6 +253,23 @@ func (m *machine) choose(tx *quiver.Tx, t *pb.TxnRequest, ops *[]mvcc.Op) (*txnP
 		plan.ops = append(plan.ops, po)
 	}
 	return plan, nil
+}
+
+// attach records in l the keys the transaction's puts gave a lease and
+// the keys its deletes took from theirs.
+func (p *txnPlan) attach(l *lessor, res *mvcc.TxnResult) {
+	for _, po := range p.ops {
+		switch po.kind {
+		case "put":
+			l.attach(string(po.put.Key), po.lease)
+		case "delete":
+			for _, kv := range res.Results[po.first].Range.KVs {
+				l.attach(string(kv.Key), 0)
+			}
+		case "txn":
+			po.txn.attach(l, res)
+		}
+	}
 }
 
 // response folds the results of the flattened operations into the
@@ -242,9 +297,8 @@ func (p *txnPlan) response(res *mvcc.TxnResult) *pb.TxnResponse {
 				for _, kv := range res.Results[i].Range.KVs {
 					out.PrevKvs = append(out.PrevKvs, kvOf(kv, false))
 				}
-				i++
 			}
-			out.Deleted = res.Results[i].Deleted
+			out.Deleted = res.Results[i+1].Deleted
 			resp.Responses = append(resp.Responses, &pb.ResponseOp{Response: &pb.ResponseOp_ResponseDeleteRange{ResponseDeleteRange: out}})
 		case "txn":
 			sub := po.txn.response(res)

@@ -14,7 +14,9 @@
 // Watch service (start revision, prev_kv, filters, progress notifications
 // and requests, fragments, cancel); Maintenance's Status, Hash, HashKV,
 // Defragment (online), Snapshot (streamed, with etcd's sha256) and Alarm's
-// list; Cluster's MemberList. Other services and calls answer
+// list; Cluster's MemberList; Lease (Grant, Revoke, KeepAlive, TimeToLive
+// with keys, Leases: expiry decided by the leader and revoked through the
+// log, remaining TTLs checkpointed). Other services and calls answer
 // Unimplemented.
 package server
 
@@ -69,13 +71,23 @@ type Config struct {
 	Logger raft.Logger
 	// Members names the members (by raft id) for the Cluster service.
 	Members map[uint64]MemberInfo
+	// LeaseCheckpointInterval is how often the leader records every
+	// lease's remaining TTL through the log (default
+	// DefaultLeaseCheckpointInterval), so that a new leader keeps it.
+	LeaseCheckpointInterval time.Duration
 }
+
+// DefaultLeaseCheckpointInterval is etcd's default.
+const DefaultLeaseCheckpointInterval = 5 * time.Minute
 
 // Server is one member of a cluster.
 type Server struct {
-	cfg   Config
-	store *mvcc.Store
-	node  *raftadapter.Node
+	cfg    Config
+	store  *mvcc.Store
+	node   *raftadapter.Node
+	lessor *lessor
+	stop   chan struct{}
+	done   chan struct{}
 }
 
 // New opens the store in cfg.DB and starts the member's raft node.
@@ -89,12 +101,20 @@ func New(cfg Config) (*Server, error) {
 	if cfg.ProgressNotifyInterval <= 0 {
 		cfg.ProgressNotifyInterval = DefaultProgressNotifyInterval
 	}
+	if cfg.LeaseCheckpointInterval <= 0 {
+		cfg.LeaseCheckpointInterval = DefaultLeaseCheckpointInterval
+	}
 	store, err := mvcc.Open(cfg.DB, nil)
 	if err != nil {
 		return nil, err
 	}
+	ls := newLessor()
+	if err := ls.load(cfg.DB, store); err != nil {
+		store.Close()
+		return nil, err
+	}
 	node, err := raftadapter.StartNode(raftadapter.Config{
-		ID: cfg.ID, Peers: cfg.Peers, Join: cfg.Join, DB: cfg.DB, StateMachine: &machine{store: store},
+		ID: cfg.ID, Peers: cfg.Peers, Join: cfg.Join, DB: cfg.DB, StateMachine: &machine{db: cfg.DB, store: store, lessor: ls},
 		Transport: cfg.Transport, MemoryBudget: cfg.MemoryBudget, LogWindow: cfg.LogWindow,
 		TickInterval: cfg.TickInterval, Logger: cfg.Logger,
 	})
@@ -102,7 +122,9 @@ func New(cfg Config) (*Server, error) {
 		store.Close()
 		return nil, err
 	}
-	return &Server{cfg: cfg, store: store, node: node}, nil
+	s := &Server{cfg: cfg, store: store, node: node, lessor: ls, stop: make(chan struct{}), done: make(chan struct{})}
+	go s.leaseLoop()
+	return s, nil
 }
 
 // Node returns the member's raft node, to attach to its transport.
@@ -122,10 +144,17 @@ func (s *Server) Register(g *grpc.Server) {
 	pb.RegisterWatchServer(g, &watchServer{s: s})
 	pb.RegisterMaintenanceServer(g, &maintenanceServer{s: s})
 	pb.RegisterClusterServer(g, &clusterServer{s: s})
+	pb.RegisterLeaseServer(g, &leaseServer{s: s})
 }
 
 // Close stops the node and closes the store; the database stays open.
 func (s *Server) Close() error {
+	select {
+	case <-s.stop:
+	default:
+		close(s.stop)
+	}
+	<-s.done
 	err := s.node.Stop()
 	if cerr := s.store.Close(); err == nil {
 		err = cerr
@@ -192,6 +221,8 @@ func toGRPC(err error) error {
 		{mvcc.ErrDuplicateKey, rpctypes.ErrGRPCDuplicateKey},
 		{mvcc.ErrTooManyOps, rpctypes.ErrGRPCTooManyOps},
 		{ErrKeyNotFound, rpctypes.ErrGRPCKeyNotFound},
+		{ErrLeaseNotFound, rpctypes.ErrGRPCLeaseNotFound},
+		{ErrLeaseExist, rpctypes.ErrGRPCLeaseExist},
 		{quiver.ErrValueTooLarge, rpctypes.ErrGRPCRequestTooLarge},
 	} {
 		if errors.Is(err, m.err) {

@@ -1,0 +1,140 @@
+package server
+
+import (
+	"context"
+	"math/rand/v2"
+	"time"
+
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.etcd.io/raft/v3"
+)
+
+// leaseLoop is the leader's side of leases: it follows leadership,
+// revokes expired leases through the log and checkpoints remaining TTLs.
+func (s *Server) leaseLoop() {
+	defer close(s.done)
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	lastCheckpoint := time.Now()
+	revoking := map[int64]bool{}
+	results := make(chan int64, 64)
+	for {
+		select {
+		case <-s.stop:
+			return
+		case id := <-results:
+			delete(revoking, id)
+			continue
+		case <-tick.C:
+		}
+		st := s.node.Status()
+		leading := st.RaftState == raft.StateLeader
+		s.lessor.setLeading(leading)
+		if !leading {
+			continue
+		}
+		for _, id := range s.lessor.expired(time.Now(), 64) {
+			if revoking[id] || len(revoking) >= 16 {
+				continue
+			}
+			revoking[id] = true
+			go func() {
+				ctx, cancel := context.WithTimeout(context.Background(), s.cfg.RequestTimeout)
+				defer cancel()
+				_, _ = s.propose(ctx, &pb.InternalRaftRequest{LeaseRevoke: &pb.LeaseRevokeRequest{ID: id}})
+				select {
+				case results <- id:
+				case <-s.stop:
+				}
+			}()
+		}
+		if time.Since(lastCheckpoint) >= s.cfg.LeaseCheckpointInterval {
+			lastCheckpoint = time.Now()
+			if cps := s.lessor.remainings(); len(cps) > 0 {
+				go func() {
+					ctx, cancel := context.WithTimeout(context.Background(), s.cfg.RequestTimeout)
+					defer cancel()
+					_, _ = s.propose(ctx, &pb.InternalRaftRequest{LeaseCheckpoint: &pb.LeaseCheckpointRequest{Checkpoints: cps}})
+				}()
+			}
+		}
+	}
+}
+
+// leaseServer is etcd's Lease service.
+type leaseServer struct {
+	pb.UnimplementedLeaseServer
+	s *Server
+}
+
+func (l *leaseServer) LeaseGrant(ctx context.Context, r *pb.LeaseGrantRequest) (*pb.LeaseGrantResponse, error) {
+	req := &pb.LeaseGrantRequest{TTL: r.TTL, ID: r.ID}
+	for req.ID == 0 || l.s.lessor.exists(req.ID) && r.ID == 0 {
+		req.ID = rand.Int64N(1<<62) + 1 // the proposer picks, so every member applies the same
+	}
+	v, err := l.s.propose(ctx, &pb.InternalRaftRequest{LeaseGrant: req})
+	if err != nil {
+		return nil, err
+	}
+	resp := v.(*pb.LeaseGrantResponse)
+	resp.Header = l.s.header(l.s.store.Rev())
+	return resp, nil
+}
+
+func (l *leaseServer) LeaseRevoke(ctx context.Context, r *pb.LeaseRevokeRequest) (*pb.LeaseRevokeResponse, error) {
+	v, err := l.s.propose(ctx, &pb.InternalRaftRequest{LeaseRevoke: r})
+	if err != nil {
+		return nil, err
+	}
+	resp := v.(*pb.LeaseRevokeResponse)
+	resp.Header = l.s.header(resp.Header.GetRevision())
+	return resp, nil
+}
+
+// LeaseKeepAlive renews leases: on the leader at once, on a follower
+// through the log (a checkpoint of the full TTL, which the leader applies
+// as a renewal). A lease that does not exist gets TTL 0, as in etcd.
+func (l *leaseServer) LeaseKeepAlive(stream pb.Lease_LeaseKeepAliveServer) error {
+	s := l.s
+	for {
+		r, err := stream.Recv()
+		if err != nil {
+			return err
+		}
+		ttl, leading := s.lessor.renew(r.ID)
+		if !leading {
+			if t, _, _, ok := s.lessor.status(r.ID, false); ok {
+				ttl = t
+				_, err := s.propose(stream.Context(), &pb.InternalRaftRequest{LeaseCheckpoint: &pb.LeaseCheckpointRequest{
+					Checkpoints: []*pb.LeaseCheckpoint{{ID: r.ID, Remaining_TTL: t}}}})
+				if err != nil {
+					return err
+				}
+			}
+		}
+		if err := stream.Send(&pb.LeaseKeepAliveResponse{Header: s.header(s.store.Rev()), ID: r.ID, TTL: ttl}); err != nil {
+			return err
+		}
+	}
+}
+
+// LeaseTimeToLive answers from this member: the leader's deadline, or on a
+// follower the last checkpoint (at most the TTL). An unknown lease has TTL
+// -1, as in etcd.
+func (l *leaseServer) LeaseTimeToLive(_ context.Context, r *pb.LeaseTimeToLiveRequest) (*pb.LeaseTimeToLiveResponse, error) {
+	s := l.s
+	ttl, remaining, keys, ok := s.lessor.status(r.ID, r.Keys)
+	if !ok {
+		return &pb.LeaseTimeToLiveResponse{Header: s.header(s.store.Rev()), ID: r.ID, TTL: -1}, nil
+	}
+	return &pb.LeaseTimeToLiveResponse{Header: s.header(s.store.Rev()), ID: r.ID, TTL: remaining, GrantedTTL: ttl, Keys: keys}, nil
+}
+
+func (l *leaseServer) LeaseLeases(context.Context, *pb.LeaseLeasesRequest) (*pb.LeaseLeasesResponse, error) {
+	s := l.s
+	resp := &pb.LeaseLeasesResponse{Header: s.header(s.store.Rev())}
+	for _, id := range s.lessor.ids() {
+		resp.Leases = append(resp.Leases, &pb.LeaseStatus{ID: id})
+	}
+	return resp, nil
+}

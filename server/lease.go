@@ -27,13 +27,21 @@ var (
 	// ErrLeaseNotFound and ErrLeaseExist are etcd's.
 	ErrLeaseNotFound = errors.New("server: requested lease not found")
 	ErrLeaseExist    = errors.New("server: lease already exists")
+	// ErrLeaseTTLTooLarge: a TTL above etcd's largest (9e9 s).
+	ErrLeaseTTLTooLarge = errors.New("server: too large lease TTL")
 )
 
 var leaseBucket = []byte("server.leases") // 8-byte id -> 8-byte TTL | 8-byte remaining TTL (0: none)
 
 // minLeaseTTL is the shortest TTL granted, in seconds: a lease must
-// outlive a leader election.
-const minLeaseTTL = 2
+// outlive a leader election; maxLeaseTTL etcd's longest.
+const (
+	minLeaseTTL = 2
+	maxLeaseTTL = 9_000_000_000
+)
+
+// checkpointBatch bounds the leases of one checkpoint entry.
+const checkpointBatch = 1000
 
 // lease is one lease in memory.
 type lease struct {
@@ -120,6 +128,9 @@ func (l *lessor) grant(tx *quiver.Tx, r *pb.LeaseGrantRequest) (*pb.LeaseGrantRe
 	if r.ID <= 0 {
 		return nil, fmt.Errorf("%w: lease id %d", errUnsupported, r.ID)
 	}
+	if r.TTL > maxLeaseTTL {
+		return nil, ErrLeaseTTLTooLarge
+	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.leases[r.ID] != nil {
@@ -147,13 +158,14 @@ func (l *lessor) checkpoint(tx *quiver.Tx, r *pb.LeaseCheckpointRequest) error {
 		if ls == nil {
 			continue // revoked meanwhile
 		}
-		ls.remaining = min(max(c.Remaining_TTL, 1), ls.ttl)
+		// 0 clears the checkpoint: the lease was renewed since.
+		ls.remaining = min(max(c.Remaining_TTL, 0), ls.ttl)
 		if err := putLease(tx, ls); err != nil {
 			return err
 		}
 		// The leader's own checkpoints restate its deadline; a
 		// follower's keep-alive (the full TTL) moves it later.
-		if next := now.Add(time.Duration(ls.remaining) * time.Second); l.leading && next.After(ls.expiry.Add(time.Second)) {
+		if next := now.Add(time.Duration(ls.remaining) * time.Second); l.leading && ls.remaining > 0 && next.After(ls.expiry.Add(time.Second)) {
 			ls.expiry = next
 		}
 	}
@@ -257,19 +269,20 @@ func (l *lessor) expired(now time.Time, n int) []int64 {
 }
 
 // renew extends lease id on the leader; it returns the TTL, 0 if the lease
-// does not exist, and false if this member does not lead.
-func (l *lessor) renew(id int64) (int64, bool) {
+// does not exist, whether this member leads, and whether a checkpoint of
+// the lease must be cleared (so that a new leader does not count from it).
+func (l *lessor) renew(id int64) (ttl int64, leading, clear bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if !l.leading {
-		return 0, false
+		return 0, false, false
 	}
 	ls := l.leases[id]
 	if ls == nil {
-		return 0, true
+		return 0, true, false
 	}
 	ls.expiry = time.Now().Add(time.Duration(ls.ttl) * time.Second)
-	return ls.ttl, true
+	return ls.ttl, true, ls.remaining > 0
 }
 
 // status returns lease id's granted TTL, its remaining TTL (the leader's

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	"go.etcd.io/raft/v3"
 )
 
@@ -50,11 +51,14 @@ func (s *Server) leaseLoop() {
 		}
 		if time.Since(lastCheckpoint) >= s.cfg.LeaseCheckpointInterval {
 			lastCheckpoint = time.Now()
-			if cps := s.lessor.remainings(); len(cps) > 0 {
+			cps := s.lessor.remainings()
+			for len(cps) > 0 {
+				batch := cps[:min(len(cps), checkpointBatch)]
+				cps = cps[len(batch):]
 				go func() {
 					ctx, cancel := context.WithTimeout(context.Background(), s.cfg.RequestTimeout)
 					defer cancel()
-					_, _ = s.propose(ctx, &pb.InternalRaftRequest{LeaseCheckpoint: &pb.LeaseCheckpointRequest{Checkpoints: cps}})
+					_, _ = s.propose(ctx, &pb.InternalRaftRequest{LeaseCheckpoint: &pb.LeaseCheckpointRequest{Checkpoints: batch}})
 				}()
 			}
 		}
@@ -68,6 +72,9 @@ type leaseServer struct {
 }
 
 func (l *leaseServer) LeaseGrant(ctx context.Context, r *pb.LeaseGrantRequest) (*pb.LeaseGrantResponse, error) {
+	if r.TTL > maxLeaseTTL {
+		return nil, rpctypes.ErrGRPCLeaseTTLTooLarge
+	}
 	req := &pb.LeaseGrantRequest{TTL: r.TTL, ID: r.ID}
 	for req.ID == 0 || l.s.lessor.exists(req.ID) && r.ID == 0 {
 		req.ID = rand.Int64N(1<<62) + 1 // the proposer picks, so every member applies the same
@@ -96,20 +103,38 @@ func (l *leaseServer) LeaseRevoke(ctx context.Context, r *pb.LeaseRevokeRequest)
 // as a renewal). A lease that does not exist gets TTL 0, as in etcd.
 func (l *leaseServer) LeaseKeepAlive(stream pb.Lease_LeaseKeepAliveServer) error {
 	s := l.s
+	ctx := stream.Context()
 	for {
 		r, err := stream.Recv()
 		if err != nil {
 			return err
 		}
-		ttl, leading := s.lessor.renew(r.ID)
-		if !leading {
+		// ReadIndex first: this member has applied every grant and revoke
+		// before the request, and a leader knows it still leads.
+		rctx, cancel := context.WithTimeout(ctx, s.cfg.RequestTimeout)
+		err = s.node.ReadIndex(rctx)
+		cancel()
+		if err != nil {
+			return s.raftError(rctx, err)
+		}
+		ttl, leading, clear := s.lessor.renew(r.ID)
+		checkpoint := int64(-1) // none
+		switch {
+		case leading && clear:
+			checkpoint = 0 // a new leader must not count from an old checkpoint
+		case !leading:
 			if t, _, _, ok := s.lessor.status(r.ID, false); ok {
-				ttl = t
-				_, err := s.propose(stream.Context(), &pb.InternalRaftRequest{LeaseCheckpoint: &pb.LeaseCheckpointRequest{
-					Checkpoints: []*pb.LeaseCheckpoint{{ID: r.ID, Remaining_TTL: t}}}})
-				if err != nil {
-					return err
-				}
+				ttl, checkpoint = t, t // renewed by the leader when applied
+			}
+		}
+		if checkpoint >= 0 {
+			_, err := s.propose(ctx, &pb.InternalRaftRequest{LeaseCheckpoint: &pb.LeaseCheckpointRequest{
+				Checkpoints: []*pb.LeaseCheckpoint{{ID: r.ID, Remaining_TTL: checkpoint}}}})
+			if err != nil {
+				return err
+			}
+			if !s.lessor.exists(r.ID) {
+				ttl = 0 // revoked before the renewal
 			}
 		}
 		if err := stream.Send(&pb.LeaseKeepAliveResponse{Header: s.header(s.store.Rev()), ID: r.ID, TTL: ttl}); err != nil {
@@ -121,8 +146,14 @@ func (l *leaseServer) LeaseKeepAlive(stream pb.Lease_LeaseKeepAliveServer) error
 // LeaseTimeToLive answers from this member: the leader's deadline, or on a
 // follower the last checkpoint (at most the TTL). An unknown lease has TTL
 // -1, as in etcd.
-func (l *leaseServer) LeaseTimeToLive(_ context.Context, r *pb.LeaseTimeToLiveRequest) (*pb.LeaseTimeToLiveResponse, error) {
+func (l *leaseServer) LeaseTimeToLive(ctx context.Context, r *pb.LeaseTimeToLiveRequest) (*pb.LeaseTimeToLiveResponse, error) {
 	s := l.s
+	rctx, cancel := context.WithTimeout(ctx, s.cfg.RequestTimeout)
+	err := s.node.ReadIndex(rctx)
+	cancel()
+	if err != nil {
+		return nil, s.raftError(rctx, err)
+	}
 	ttl, remaining, keys, ok := s.lessor.status(r.ID, r.Keys)
 	if !ok {
 		return &pb.LeaseTimeToLiveResponse{Header: s.header(s.store.Rev()), ID: r.ID, TTL: -1}, nil

@@ -69,6 +69,12 @@ func TestLease(t *testing.T) {
 	if _, err := cli.Revoke(x, g.ID); !errors.Is(err, rpctypes.ErrLeaseNotFound) {
 		t.Fatalf("revoking twice: %v", err)
 	}
+	if _, err := cli.Grant(x, 1e10); !errors.Is(err, rpctypes.ErrLeaseTTLTooLarge) {
+		t.Fatalf("a TTL of 1e10 s: %v", err)
+	}
+	if ka, err := cli.KeepAliveOnce(x, g.ID); !errors.Is(err, rpctypes.ErrLeaseNotFound) {
+		t.Fatalf("keep-alive of a revoked lease: %+v, %v", ka, err)
+	}
 	fixed := must[*clientv3.LeaseGrantResponse](t)(cli.Lease.Grant(x, 3))
 	if _, err := cli.Do(x, clientv3.OpPut("d", "1", clientv3.WithLease(fixed.ID))); err != nil {
 		t.Fatal(err)

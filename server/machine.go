@@ -120,15 +120,25 @@ func (m *machine) apply(tx *quiver.Tx, r *pb.InternalRaftRequest) (any, error) {
 	return nil, fmt.Errorf("%w: a request of no kind this server applies", errUnsupported)
 }
 
+// errValueProvided and errLeaseProvided refuse a put that ignores its
+// value or lease and gives one, as etcd does.
+var (
+	errValueProvided = errors.New("server: value is provided")
+	errLeaseProvided = errors.New("server: lease is provided")
+)
+
 // errUnsupported refuses a request of a kind not implemented yet.
 var errUnsupported = errors.New("server: unsupported request")
 
 // refusal reports whether err refuses a request for what it asks (so
 // every member gives the same), rather than for this member's trouble.
 func refusal(err error) bool {
+	if errors.Is(err, mvcc.ErrFailed) {
+		return false // the engine's, whatever it wraps
+	}
 	for _, e := range []error{mvcc.ErrEmptyKey, mvcc.ErrInvalidRange, mvcc.ErrDuplicateKey, mvcc.ErrTooManyOps,
 		mvcc.ErrCompacted, mvcc.ErrFutureRev, quiver.ErrValueTooLarge, ErrKeyNotFound, errUnsupported,
-		ErrLeaseNotFound, ErrLeaseExist} {
+		ErrLeaseNotFound, ErrLeaseExist, ErrLeaseTTLTooLarge, errValueProvided, errLeaseProvided} {
 		if errors.Is(err, e) {
 			return true
 		}
@@ -208,6 +218,12 @@ func (m *machine) choose(tx *quiver.Tx, t *pb.TxnRequest, ops *[]mvcc.Op) (*txnP
 			po.kind, po.put = "put", p
 			if p.PrevKv {
 				*ops = append(*ops, mvcc.OpRange(p.Key, nil, mvcc.RangeOptions{}))
+			}
+			if p.IgnoreValue && len(p.Value) != 0 {
+				return nil, errValueProvided
+			}
+			if p.IgnoreLease && p.Lease != 0 {
+				return nil, errLeaseProvided
 			}
 			value, lease := p.Value, p.Lease
 			if p.IgnoreValue || p.IgnoreLease {

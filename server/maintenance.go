@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"crypto/sha256"
+	"errors"
 	"hash/crc32"
 	"io"
 
@@ -116,11 +117,18 @@ func (m *maintenanceServer) Snapshot(_ *pb.SnapshotRequest, stream grpc.ServerSt
 	defer tx.Rollback()
 	total := tx.Size()
 	pr, pw := io.Pipe()
+	written := make(chan struct{})
 	go func() {
+		defer close(written)
 		_, err := tx.WriteTo(pw)
 		pw.CloseWithError(err)
 	}()
-	defer pr.Close()
+	// Before the transaction ends (deferred above, so after this): stop
+	// the writer and wait for it, whatever ended the stream.
+	defer func() {
+		pr.CloseWithError(errors.New("etcdserver: snapshot stream ended"))
+		<-written
+	}()
 	h := sha256.New()
 	buf := make([]byte, 32<<10)
 	sent := int64(0)

@@ -196,6 +196,7 @@ func Run(ctx context.Context, cfg MemberConfig) error {
 	hs.Protocols = new(http.Protocols)
 	hs.Protocols.SetHTTP1(true)
 	hs.Protocols.SetUnencryptedHTTP2(true) // gRPC without TLS
+	defer hs.Close()
 	var addrs []string
 	errc := make(chan error, len(clientListen))
 	for _, h := range clientListen {
@@ -216,7 +217,9 @@ func Run(ctx context.Context, cfg MemberConfig) error {
 			return fmt.Errorf("serving clients: %w", err)
 		}
 	}
-	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	// Requests in flight get a moment to end; streams (watches, lease
+	// keep-alives) never do, and are cut by the deferred Close.
+	sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	_ = hs.Shutdown(sctx)
 	return nil

@@ -223,6 +223,9 @@ func toGRPC(err error) error {
 		{ErrKeyNotFound, rpctypes.ErrGRPCKeyNotFound},
 		{ErrLeaseNotFound, rpctypes.ErrGRPCLeaseNotFound},
 		{ErrLeaseExist, rpctypes.ErrGRPCLeaseExist},
+		{ErrLeaseTTLTooLarge, rpctypes.ErrGRPCLeaseTTLTooLarge},
+		{errValueProvided, rpctypes.ErrGRPCValueProvided},
+		{errLeaseProvided, rpctypes.ErrGRPCLeaseProvided},
 		{quiver.ErrValueTooLarge, rpctypes.ErrGRPCRequestTooLarge},
 	} {
 		if errors.Is(err, m.err) {

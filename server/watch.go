@@ -93,7 +93,15 @@ func (w *watchServer) Watch(stream pb.Watch_WatchServer) error {
 					return send(&pb.WatchResponse{WatchId: clientID, Created: true, Canceled: true, CancelReason: reason})
 				}
 				if _, taken := byClient[clientID]; taken {
-					if err := fail(fmt.Sprintf("watch id %d is in use", clientID)); err != nil {
+					// Not under the live watcher's id: the client would
+					// take it as that one's end.
+					if err := send(&pb.WatchResponse{WatchId: -1, Created: true, Canceled: true, CancelReason: fmt.Sprintf("watch id %d is in use", clientID)}); err != nil {
+						return err
+					}
+					continue
+				}
+				if cr.StartRevision < 0 {
+					if err := fail(fmt.Sprintf("start revision %d is negative", cr.StartRevision)); err != nil {
 						return err
 					}
 					continue
@@ -131,10 +139,17 @@ func (w *watchServer) Watch(stream pb.Watch_WatchServer) error {
 					return err
 				}
 			case req.GetProgressRequest() != nil:
-				// etcd's answer to a progress request of the stream: the
-				// revision every watcher of it has seen (-1: all of them).
-				if err := send(&pb.WatchResponse{WatchId: -1}); err != nil {
-					return err
+				// Each synced watcher gets a progress notification through
+				// the stream's channel, after the events it has been sent
+				// (a watcher still catching up gets its events instead);
+				// a stream without watchers, etcd's answer at once.
+				if len(watchers) == 0 {
+					if err := send(&pb.WatchResponse{WatchId: -1}); err != nil {
+						return err
+					}
+				}
+				for id := range watchers {
+					ws.RequestProgress(id)
 				}
 			}
 		case r, ok := <-ws.Chan():

@@ -231,7 +231,10 @@ func TestKV(t *testing.T) {
 			return err
 		}(), rpctypes.ErrDuplicateKey},
 		{"ignore_value with a value", func() error { _, err := kv.Put(x, "a", "v", clientv3.WithIgnoreValue()); return err }(), rpctypes.ErrValueProvided},
-		{"ignore_lease with a lease", func() error { _, err := kv.Put(x, "a", "", clientv3.WithIgnoreLease(), clientv3.WithLease(7)); return err }(), rpctypes.ErrLeaseProvided},
+		{"ignore_lease with a lease", func() error {
+			_, err := kv.Put(x, "a", "", clientv3.WithIgnoreLease(), clientv3.WithLease(7))
+			return err
+		}(), rpctypes.ErrLeaseProvided},
 		{"request too large", func() error { _, err := kv.Put(x, "big", strings.Repeat("v", DefaultMaxRequestBytes+1)); return err }(), rpctypes.ErrRequestTooLarge},
 	} {
 		if !errors.Is(e.err, e.want) {

@@ -10,11 +10,18 @@ import (
 	"go.etcd.io/etcd/api/v3/mvccpb"
 )
 
-// rangeEnd is etcd's range end as mvcc takes it: none is the key alone,
-// "\x00" every key from the key on (mvcc reads it the same way).
-func rangeEnd(end []byte) []byte {
-	if len(end) == 0 {
+// rangeEnd is etcd's range end of key as mvcc takes it: none is the key
+// alone, "\x00" every key from the key on (mvcc reads it the same way), and
+// an end below the key an empty range, as etcd answers it (mvcc would
+// refuse it).
+func rangeEnd(key, end []byte) []byte {
+	switch {
+	case len(end) == 0:
 		return nil
+	case len(end) == 1 && end[0] == 0:
+		return end
+	case bytes.Compare(end, key) < 0:
+		return key // [key, key): nothing
 	}
 	return end
 }
@@ -39,7 +46,9 @@ func filtered(r *pb.RangeRequest) bool {
 // fetchOptions is what to read from the store for r: everything when r
 // sorts or filters (the limit applies after), else r's limit.
 func fetchOptions(r *pb.RangeRequest) mvcc.RangeOptions {
-	ro := mvcc.RangeOptions{Rev: r.Revision, CountOnly: r.CountOnly, KeysOnly: r.KeysOnly}
+	// Sorting by value needs the values, even for keys only.
+	byValue := sortOrder(r) != pb.RangeRequest_NONE && r.SortTarget == pb.RangeRequest_VALUE
+	ro := mvcc.RangeOptions{Rev: r.Revision, CountOnly: r.CountOnly, KeysOnly: r.KeysOnly && !byValue}
 	if sortOrder(r) == pb.RangeRequest_NONE && !filtered(r) && r.Limit > 0 {
 		ro.Limit = r.Limit
 	}
@@ -113,7 +122,7 @@ func kvOf(kv mvcc.KeyValue, keysOnly bool) *mvccpb.KeyValue {
 func compares(cs []*pb.Compare) ([]mvcc.Compare, error) {
 	out := make([]mvcc.Compare, 0, len(cs))
 	for _, c := range cs {
-		mc := mvcc.Compare{Key: c.Key, RangeEnd: rangeEnd(c.RangeEnd)}
+		mc := mvcc.Compare{Key: c.Key, RangeEnd: rangeEnd(c.Key, c.RangeEnd)}
 		switch c.Result {
 		case pb.Compare_EQUAL:
 			mc.Result = mvcc.Equal

@@ -25,7 +25,7 @@ func (k *kvServer) Range(ctx context.Context, r *pb.RangeRequest) (*pb.RangeResp
 			return nil, s.raftError(rctx, err)
 		}
 	}
-	res, err := s.store.Range(r.Key, rangeEnd(r.RangeEnd), fetchOptions(r))
+	res, err := s.store.Range(r.Key, rangeEnd(r.Key, r.RangeEnd), fetchOptions(r))
 	if err != nil {
 		return nil, toGRPC(err)
 	}

@@ -171,7 +171,9 @@ func TestKV(t *testing.T) {
 		{"max create revision", "", []clientv3.OpOption{clientv3.WithPrefix(), clientv3.WithMaxCreateRev(r1.Header.Revision + 1)}, "a=4 b=2", false, 3},
 		{"count only", "", []clientv3.OpOption{clientv3.WithPrefix(), clientv3.WithCountOnly()}, "", false, 3},
 		{"keys only", "b", []clientv3.OpOption{clientv3.WithKeysOnly()}, "b=", false, 1},
+		{"keys only, sorted by value", "", []clientv3.OpOption{clientv3.WithPrefix(), clientv3.WithKeysOnly(), clientv3.WithSort(clientv3.SortByValue, clientv3.SortAscend)}, "b= c= a=", false, 3},
 		{"missing", "zz", nil, "", false, 0},
+		{"end below the key", "c", []clientv3.OpOption{clientv3.WithRange("a")}, "", false, 0},
 	}
 	for _, tc := range cases {
 		g := get(kv.Get(x, tc.key, tc.opts...)) // "" with WithPrefix: every key

@@ -212,7 +212,7 @@ func (m *machine) choose(tx *quiver.Tx, t *pb.TxnRequest, ops *[]mvcc.Op) (*txnP
 		case req.GetRequestRange() != nil:
 			rr := req.GetRequestRange()
 			po.kind, po.rng = "range", rr
-			*ops = append(*ops, mvcc.OpRange(rr.Key, rangeEnd(rr.RangeEnd), fetchOptions(rr)))
+			*ops = append(*ops, mvcc.OpRange(rr.Key, rangeEnd(rr.Key, rr.RangeEnd), fetchOptions(rr)))
 		case req.GetRequestPut() != nil:
 			p := req.GetRequestPut()
 			po.kind, po.put = "put", p
@@ -254,8 +254,8 @@ func (m *machine) choose(tx *quiver.Tx, t *pb.TxnRequest, ops *[]mvcc.Op) (*txnP
 			po.kind, po.del = "delete", d
 			// The keys it deletes first (their values too for prev_kv),
 			// so that their leases let go of them.
-			*ops = append(*ops, mvcc.OpRange(d.Key, rangeEnd(d.RangeEnd), mvcc.RangeOptions{KeysOnly: !d.PrevKv}))
-			*ops = append(*ops, mvcc.OpDelete(d.Key, rangeEnd(d.RangeEnd)))
+			*ops = append(*ops, mvcc.OpRange(d.Key, rangeEnd(d.Key, d.RangeEnd), mvcc.RangeOptions{KeysOnly: !d.PrevKv}))
+			*ops = append(*ops, mvcc.OpDelete(d.Key, rangeEnd(d.Key, d.RangeEnd)))
 		case req.GetRequestTxn() != nil:
 			po.kind = "txn"
 			sub, err := m.choose(tx, req.GetRequestTxn(), ops)

@@ -106,7 +106,7 @@ func (w *watchServer) Watch(stream pb.Watch_WatchServer) error {
 					}
 					continue
 				}
-				id, err := ws.Watch(cr.Key, rangeEnd(cr.RangeEnd), cr.StartRevision)
+				id, err := ws.Watch(cr.Key, rangeEnd(cr.Key, cr.RangeEnd), cr.StartRevision)
 				if err != nil {
 					if err := fail(toGRPC(err).Error()); err != nil {
 						return err

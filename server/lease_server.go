@@ -18,13 +18,26 @@ func (s *Server) leaseLoop() {
 	defer tick.Stop()
 	lastCheckpoint := time.Now()
 	revoking := map[int64]bool{}
-	results := make(chan int64, 64)
+	// A revoke that failed (no leader for a while, or refused: a lease
+	// with more keys than one transaction takes) is tried again later,
+	// not at every tick.
+	backoff := map[int64]time.Time{}
+	type outcome struct {
+		id  int64
+		err error
+	}
+	results := make(chan outcome, 64)
 	for {
 		select {
 		case <-s.stop:
 			return
-		case id := <-results:
-			delete(revoking, id)
+		case o := <-results:
+			delete(revoking, o.id)
+			if o.err != nil {
+				backoff[o.id] = time.Now().Add(10 * time.Second)
+			} else {
+				delete(backoff, o.id)
+			}
 			continue
 		case <-tick.C:
 		}
@@ -34,17 +47,18 @@ func (s *Server) leaseLoop() {
 		if !leading {
 			continue
 		}
-		for _, id := range s.lessor.expired(time.Now(), 64) {
-			if revoking[id] || len(revoking) >= 16 {
+		now := time.Now()
+		for _, id := range s.lessor.expired(now, 64) {
+			if revoking[id] || len(revoking) >= 16 || now.Before(backoff[id]) {
 				continue
 			}
 			revoking[id] = true
 			go func() {
 				ctx, cancel := context.WithTimeout(context.Background(), s.cfg.RequestTimeout)
 				defer cancel()
-				_, _ = s.propose(ctx, &pb.InternalRaftRequest{LeaseRevoke: &pb.LeaseRevokeRequest{ID: id}})
+				_, err := s.propose(ctx, &pb.InternalRaftRequest{LeaseRevoke: &pb.LeaseRevokeRequest{ID: id}})
 				select {
-				case results <- id:
+				case results <- outcome{id, err}:
 				case <-s.stop:
 				}
 			}()

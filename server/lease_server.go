@@ -17,6 +17,7 @@ func (s *Server) leaseLoop() {
 	tick := time.NewTicker(100 * time.Millisecond)
 	defer tick.Stop()
 	lastCheckpoint := time.Now()
+	var lead uint64
 	revoking := map[int64]bool{}
 	// A revoke that failed (no leader for a while, or refused: a lease
 	// with more keys than one transaction takes) is tried again later,
@@ -42,6 +43,10 @@ func (s *Server) leaseLoop() {
 		case <-tick.C:
 		}
 		st := s.node.Status()
+		if st.Lead != lead && st.Lead != raft.None {
+			s.metrics.leaderChanges.Inc()
+		}
+		lead = st.Lead
 		leading := st.RaftState == raft.StateLeader
 		s.lessor.setLeading(leading)
 		if !leading {

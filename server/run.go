@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/cespare/xxhash/v2"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/quiverdb/quiver"
 	"github.com/quiverdb/quiver/raftadapter"
 	"google.golang.org/grpc"
@@ -163,7 +164,8 @@ func Run(ctx context.Context, cfg MemberConfig) error {
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return err
 	}
-	db, err := quiver.Open(filepath.Join(cfg.DataDir, "member.db"), 0o600, &quiver.Options{Timeout: 5 * time.Second})
+	fsync := NewFsyncTimer()
+	db, err := quiver.Open(filepath.Join(cfg.DataDir, "member.db"), 0o600, &quiver.Options{Timeout: 5 * time.Second, OpenFile: fsync.OpenFile})
 	if err != nil {
 		return fmt.Errorf("opening the data: %w", err)
 	}
@@ -178,7 +180,7 @@ func Run(ctx context.Context, cfg MemberConfig) error {
 		infos[m.id] = MemberInfo{Name: m.name, PeerURLs: []string{m.url}}
 	}
 	infos[self.id] = MemberInfo{Name: self.name, PeerURLs: cfg.InitialAdvertisePeerURLs, ClientURLs: cfg.AdvertiseClientURLs}
-	scfg := Config{ID: self.id, ClusterID: clusterID, Peers: ids, DB: db, Transport: tr, MaxRequestBytes: cfg.MaxRequestBytes, Members: infos}
+	scfg := Config{ID: self.id, ClusterID: clusterID, Peers: ids, DB: db, Transport: tr, MaxRequestBytes: cfg.MaxRequestBytes, Members: infos, FsyncTimer: fsync}
 	if cfg.InitialClusterState == "existing" {
 		scfg.Peers, scfg.Join = nil, true
 	}
@@ -225,10 +227,11 @@ func Run(ctx context.Context, cfg MemberConfig) error {
 	return nil
 }
 
-// httpHandler routes gRPC to g and serves /health on the same port, as
-// etcd's client port does.
+// httpHandler routes gRPC to g and serves /health and /metrics on the
+// same port, as etcd's client port does.
 func (s *Server) httpHandler(g *grpc.Server) http.Handler {
 	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(s.metrics.reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("/health", func(w http.ResponseWriter, r *http.Request) {
 		healthy := s.node.Status().Lead != 0
 		w.Header().Set("Content-Type", "application/json")

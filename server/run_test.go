@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"encoding/json"
+	"io"
 	"net"
 	"net/http"
 	"path/filepath"
@@ -95,6 +96,17 @@ func TestRun(t *testing.T) {
 		r.Body.Close()
 		if r.StatusCode != http.StatusOK || h["health"] != "true" {
 			t.Fatalf("%s /health: %d %v", n, r.StatusCode, h)
+		}
+	}
+	r, err := http.Get("http://" + clientAddr["m1"] + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(r.Body)
+	r.Body.Close()
+	for _, want := range []string{"etcd_server_has_leader 1", "etcd_disk_backend_commit_duration_seconds_count", "etcd_server_proposals_applied_total", "quiver_freelist_free_pages"} {
+		if !strings.Contains(string(body), want) {
+			t.Fatalf("/metrics has no %q:\n%s", want, body)
 		}
 	}
 	ml := must[*clientv3.MemberListResponse](t)(cli.MemberList(x))

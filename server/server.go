@@ -16,8 +16,8 @@
 // Defragment (online), Snapshot (streamed, with etcd's sha256) and Alarm's
 // list; Cluster's MemberList; Lease (Grant, Revoke, KeepAlive, TimeToLive
 // with keys, Leases: expiry decided by the leader and revoked through the
-// log, remaining TTLs checkpointed). Other services and calls answer
-// Unimplemented.
+// log, remaining TTLs checkpointed); Prometheus metrics. Other services
+// and calls answer Unimplemented.
 package server
 
 import (
@@ -27,6 +27,7 @@ import (
 	"math"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/quiverdb/quiver"
 	"github.com/quiverdb/quiver/mvcc"
 	"github.com/quiverdb/quiver/raftadapter"
@@ -71,6 +72,10 @@ type Config struct {
 	Logger raft.Logger
 	// Members names the members (by raft id) for the Cluster service.
 	Members map[uint64]MemberInfo
+	// FsyncTimer, if set, is the timer DB was opened with
+	// (Options.OpenFile: FsyncTimer.OpenFile); its histogram joins the
+	// metrics.
+	FsyncTimer *FsyncTimer
 	// LeaseCheckpointInterval is how often the leader records every
 	// lease's remaining TTL through the log (default
 	// DefaultLeaseCheckpointInterval), so that a new leader keeps it.
@@ -82,12 +87,13 @@ const DefaultLeaseCheckpointInterval = 5 * time.Minute
 
 // Server is one member of a cluster.
 type Server struct {
-	cfg    Config
-	store  *mvcc.Store
-	node   *raftadapter.Node
-	lessor *lessor
-	stop   chan struct{}
-	done   chan struct{}
+	cfg     Config
+	store   *mvcc.Store
+	node    *raftadapter.Node
+	lessor  *lessor
+	metrics *metrics
+	stop    chan struct{}
+	done    chan struct{}
 }
 
 // New opens the store in cfg.DB and starts the member's raft node.
@@ -123,9 +129,17 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{cfg: cfg, store: store, node: node, lessor: ls, stop: make(chan struct{}), done: make(chan struct{})}
+	s.metrics = newMetrics(s)
+	if cfg.FsyncTimer != nil {
+		s.metrics.reg.MustRegister(cfg.FsyncTimer.hist)
+	}
 	go s.leaseLoop()
 	return s, nil
 }
+
+// Metrics returns the member's Prometheus metrics (Run serves them on
+// /metrics).
+func (s *Server) Metrics() *prometheus.Registry { return s.metrics.reg }
 
 // Node returns the member's raft node, to attach to its transport.
 func (s *Server) Node() *raftadapter.Node { return s.node }
@@ -181,6 +195,7 @@ func (s *Server) propose(ctx context.Context, r *pb.InternalRaftRequest) (any, e
 	defer cancel()
 	v, err := s.node.Propose(ctx, data)
 	if err != nil {
+		s.metrics.failed.Inc()
 		return nil, s.raftError(ctx, err)
 	}
 	switch v := v.(type) {

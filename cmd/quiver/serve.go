@@ -25,8 +25,9 @@ Its flags are etcd's, for the same settings. With none, it runs a cluster of
 one, with its data in ./default.quiver, listening on 127.0.0.1:2379 (clients)
 and 127.0.0.1:2380 (peers) only.
 
-Served so far: KV (Range, Put, DeleteRange, Txn) and /health on the client
-port. Other services answer Unimplemented. It stops gracefully on SIGTERM or
+Served so far: KV, Watch, Lease, Maintenance, Cluster's MemberList, and
+/health and /metrics (Prometheus) on the client port; see the README's "Run a
+cluster". Other calls answer Unimplemented. It stops gracefully on SIGTERM or
 SIGINT.
 
 --quota-backend-bytes and --snapshot-count are accepted for etcd's command

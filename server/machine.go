@@ -25,6 +25,7 @@ type machine struct {
 	db     *quiver.DB
 	store  *mvcc.Store
 	lessor *lessor
+	attrs  *attributes
 }
 
 var (
@@ -57,7 +58,10 @@ func (m *machine) Restored(*quiver.DB) error {
 	if err := m.store.Reload(); err != nil {
 		return err
 	}
-	return m.lessor.load(m.db, m.store)
+	if err := m.lessor.load(m.db, m.store); err != nil {
+		return err
+	}
+	return m.attrs.load(m.db)
 }
 
 // compacted is the result of a compaction: the deletion of the old
@@ -68,6 +72,11 @@ type compacted struct {
 
 func (m *machine) apply(tx *quiver.Tx, r *pb.InternalRaftRequest) (any, error) {
 	switch {
+	case r.ClusterMemberAttrSet != nil:
+		if err := m.attrs.set(tx, r.ClusterMemberAttrSet); err != nil {
+			return nil, err
+		}
+		return r.ClusterMemberAttrSet, nil // nothing more to answer
 	case r.LeaseGrant != nil:
 		return m.lessor.grant(tx, r.LeaseGrant)
 	case r.LeaseRevoke != nil:

@@ -118,6 +118,22 @@ func TestRun(t *testing.T) {
 			t.Fatalf("member %+v", m)
 		}
 	}
+	// Every member's client URLs, as each published them through the log.
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		ml = must[*clientv3.MemberListResponse](t)(clientv3.NewCluster(client(t, clientAddr["m2"])).MemberList(x))
+		n := 0
+		for _, m := range ml.Members {
+			if len(m.ClientURLs) == 1 && m.ClientURLs[0] == "http://"+clientAddr[m.Name] {
+				n++
+			}
+		}
+		if n == 3 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("member list without every member's client URL: %v", ml.Members)
+		}
+	}
 	cli.Close()
 	stop()
 

@@ -91,6 +91,7 @@ type Server struct {
 	store   *mvcc.Store
 	node    *raftadapter.Node
 	lessor  *lessor
+	attrs   *attributes
 	metrics *metrics
 	stop    chan struct{}
 	done    chan struct{}
@@ -119,8 +120,13 @@ func New(cfg Config) (*Server, error) {
 		store.Close()
 		return nil, err
 	}
+	attrs := &attributes{}
+	if err := attrs.load(cfg.DB); err != nil {
+		store.Close()
+		return nil, err
+	}
 	node, err := raftadapter.StartNode(raftadapter.Config{
-		ID: cfg.ID, Peers: cfg.Peers, Join: cfg.Join, DB: cfg.DB, StateMachine: &machine{db: cfg.DB, store: store, lessor: ls},
+		ID: cfg.ID, Peers: cfg.Peers, Join: cfg.Join, DB: cfg.DB, StateMachine: &machine{db: cfg.DB, store: store, lessor: ls, attrs: attrs},
 		Transport: cfg.Transport, MemoryBudget: cfg.MemoryBudget, LogWindow: cfg.LogWindow,
 		TickInterval: cfg.TickInterval, Logger: cfg.Logger,
 	})
@@ -128,12 +134,13 @@ func New(cfg Config) (*Server, error) {
 		store.Close()
 		return nil, err
 	}
-	s := &Server{cfg: cfg, store: store, node: node, lessor: ls, stop: make(chan struct{}), done: make(chan struct{})}
+	s := &Server{cfg: cfg, store: store, node: node, lessor: ls, attrs: attrs, stop: make(chan struct{}), done: make(chan struct{})}
 	s.metrics = newMetrics(s)
 	if cfg.FsyncTimer != nil {
 		s.metrics.reg.MustRegister(cfg.FsyncTimer.hist)
 	}
 	go s.leaseLoop()
+	go s.publish()
 	return s, nil
 }
 

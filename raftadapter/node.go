@@ -54,6 +54,15 @@ type Transport interface {
 	SendSnapshot(ctx context.Context, m *pb.Message, image io.Reader) error
 }
 
+// ConfChanger is implemented by a state machine that keeps its own record
+// of the membership (names, addresses): ConfChanged is called in the
+// transaction that applies a configuration change raft made, with the
+// context its proposer gave ProposeConfChange and the configuration after
+// it. A change raft refused is not reported.
+type ConfChanger interface {
+	ConfChanged(tx *quiver.Tx, cc *pb.ConfChangeV2, context []byte, cs *pb.ConfState) error
+}
+
 // Restorer is implemented by a state machine that keeps state in memory
 // beside the database (an index, counters): Restored is called after a
 // snapshot from the leader replaced the database's contents, before any
@@ -361,11 +370,13 @@ func (n *Node) Propose(ctx context.Context, data []byte) (any, error) {
 // is applied on this node. The transport must already reach a new member.
 // raft takes one change at a time: a change proposed while another is
 // pending is dropped by raft, and this call then fails when ctx ends.
-// cc.Context is the node's own (it identifies the proposal).
+// cc.Context reaches a state machine that is a ConfChanger, with the
+// change, on every member.
 func (n *Node) ProposeConfChange(ctx context.Context, cc *pb.ConfChangeV2) error {
 	id := n.nextID.Add(1)
 	cc = proto.Clone(cc).(*pb.ConfChangeV2)
-	cc.Context = binary.BigEndian.AppendUint64(binary.BigEndian.AppendUint64(nil, n.cfg.ID), id)
+	// The proposal's header goes first, the caller's context after it.
+	cc.Context = append(binary.BigEndian.AppendUint64(binary.BigEndian.AppendUint64(nil, n.cfg.ID), id), cc.Context...)
 	_, err := n.wait(ctx, proposal{id: id, cc: cc})
 	return err
 }
@@ -698,8 +709,21 @@ func (n *Node) handleReady(rd raft.Ready) error {
 				cerr := checkConfChange(w.state.conf, cc)
 				if cerr != nil {
 					n.cfg.Logger.Warningf("node %d: entry %d: %v", n.cfg.ID, e.GetIndex(), cerr)
-				} else if err := w.SetConfState(n.rn.ApplyConfChange(cc)); err != nil {
-					return err
+				} else {
+					cs := n.rn.ApplyConfChange(cc)
+					if err := w.SetConfState(cs); err != nil {
+						return err
+					}
+					if cg, ok := n.cfg.StateMachine.(ConfChanger); ok {
+						v2 := cc.AsV2()
+						var userCtx []byte
+						if len(v2.GetContext()) >= entryPrefix {
+							userCtx = v2.GetContext()[entryPrefix:]
+						}
+						if err := cg.ConfChanged(tx, v2, userCtx, cs); err != nil {
+							return err
+						}
+					}
 				}
 				if v2, ok := cc.(*pb.ConfChangeV2); ok {
 					if id := n.proposalID(v2.GetContext()); id != 0 {

@@ -23,6 +23,10 @@ import (
 // testCluster is n members in one process: raft over the in-process
 // network, each member's gRPC on its own 127.0.0.1 port.
 type testCluster struct {
+	t       *testing.T
+	nw      *raftadapter.Network
+	dir     string
+	set     []func(*Config)
 	servers []*Server
 	addrs   []string
 	stops   []func() // stop member i (once)
@@ -30,51 +34,58 @@ type testCluster struct {
 
 func newTestCluster(t *testing.T, n int, set ...func(*Config)) *testCluster {
 	t.Helper()
-	nw := raftadapter.NewNetwork(testutil.Seed(t))
-	dir := t.TempDir()
-	c := &testCluster{}
+	c := &testCluster{t: t, nw: raftadapter.NewNetwork(testutil.Seed(t)), dir: t.TempDir(), set: set}
 	var peers []uint64
 	for i := 1; i <= n; i++ {
 		peers = append(peers, uint64(i))
 	}
 	for _, id := range peers {
-		db, err := quiver.Open(filepath.Join(dir, fmt.Sprintf("m%d.db", id)), 0o600, &quiver.Options{NoSync: true})
-		if err != nil {
-			t.Fatal(err)
-		}
-		cfg := Config{ID: id, ClusterID: 0x5eed, Peers: peers, DB: db, Transport: nw.Endpoint(id), TickInterval: 5 * time.Millisecond}
-		for _, f := range set {
-			f(&cfg)
-		}
-		s, err := New(cfg)
-		if err != nil {
-			t.Fatal(err)
-		}
-		nw.Attach(id, s.Node())
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		g := grpc.NewServer(s.GRPCOptions()...)
-		s.Register(g)
-		go g.Serve(ln)
-		var once sync.Once
-		stop := func() {
-			once.Do(func() {
-				nw.Detach(id)
-				g.Stop()
-				if err := s.Close(); err != nil {
-					t.Errorf("member %d: %v", id, err)
-				}
-				db.Close()
-			})
-		}
-		t.Cleanup(stop)
-		c.stops = append(c.stops, stop)
-		c.servers = append(c.servers, s)
-		c.addrs = append(c.addrs, ln.Addr().String())
+		c.add(id, peers)
 	}
 	return c
+}
+
+// add starts member id of a new cluster of peers, or, with no peers, a
+// member joining a running one; it returns its index.
+func (c *testCluster) add(id uint64, peers []uint64) int {
+	t := c.t
+	t.Helper()
+	db, err := quiver.Open(filepath.Join(c.dir, fmt.Sprintf("m%d.db", id)), 0o600, &quiver.Options{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := Config{ID: id, ClusterID: 0x5eed, Peers: peers, Join: len(peers) == 0, DB: db, Transport: c.nw.Endpoint(id), TickInterval: 5 * time.Millisecond, ClusterToken: "test"}
+	for _, f := range c.set {
+		f(&cfg)
+	}
+	s, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.nw.Attach(id, s.Node())
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := grpc.NewServer(s.GRPCOptions()...)
+	s.Register(g)
+	go g.Serve(ln)
+	var once sync.Once
+	stop := func() {
+		once.Do(func() {
+			c.nw.Detach(id)
+			g.Stop()
+			if err := s.Close(); err != nil {
+				t.Errorf("member %d: %v", id, err)
+			}
+			db.Close()
+		})
+	}
+	t.Cleanup(stop)
+	c.stops = append(c.stops, stop)
+	c.servers = append(c.servers, s)
+	c.addrs = append(c.addrs, ln.Addr().String())
+	return len(c.servers) - 1
 }
 
 // client returns a clientv3 client of the members at addrs.

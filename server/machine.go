@@ -8,6 +8,7 @@ import (
 	"github.com/quiverdb/quiver/mvcc"
 	"github.com/quiverdb/quiver/raftadapter"
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	rpb "go.etcd.io/raft/v3/raftpb"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -22,10 +23,53 @@ var ErrKeyNotFound = errors.New("server: key not found")
 // same on every member: it depends only on the request and the replicated
 // state).
 type machine struct {
-	db     *quiver.DB
-	store  *mvcc.Store
-	lessor *lessor
-	attrs  *attributes
+	db      *quiver.DB
+	store   *mvcc.Store
+	lessor  *lessor
+	members *registry
+	// onPeer, if set, is told of a member's peer URLs (nil: removed) once
+	// the change that gave them has committed.
+	onPeer func(id uint64, peerURLs []string)
+}
+
+var _ raftadapter.ConfChanger = (*machine)(nil)
+
+// ConfChanged records what a configuration change says of its members:
+// the peer URLs (from the proposer's context, an etcd Member), the learner
+// flag, a removal.
+func (m *machine) ConfChanged(tx *quiver.Tx, cc *rpb.ConfChangeV2, context []byte, _ *rpb.ConfState) error {
+	info := &pb.Member{}
+	if len(context) > 0 {
+		if err := proto.Unmarshal(context, info); err != nil {
+			info = &pb.Member{} // not ours: no URLs to record
+		}
+	}
+	for _, c := range cc.GetChanges() {
+		id := c.GetNodeId()
+		var urls []string
+		err := m.members.update(tx, id, func(rec *pb.Member) *pb.Member {
+			switch c.GetType() {
+			case rpb.ConfChangeType_ConfChangeRemoveNode:
+				return nil
+			case rpb.ConfChangeType_ConfChangeAddLearnerNode:
+				rec.IsLearner = true
+			case rpb.ConfChangeType_ConfChangeAddNode:
+				rec.IsLearner = false
+			}
+			if info.ID == id && len(info.PeerURLs) > 0 {
+				rec.PeerURLs = info.PeerURLs
+			}
+			urls = rec.PeerURLs
+			return rec
+		})
+		if err != nil {
+			return err
+		}
+		if m.onPeer != nil && (urls != nil || c.GetType() == rpb.ConfChangeType_ConfChangeRemoveNode) {
+			tx.OnCommit(func() { m.onPeer(id, urls) })
+		}
+	}
+	return nil
 }
 
 var (
@@ -61,7 +105,30 @@ func (m *machine) Restored(*quiver.DB) error {
 	if err := m.lessor.load(m.db, m.store); err != nil {
 		return err
 	}
-	return m.attrs.load(m.db)
+	if err := m.members.load(m.db); err != nil {
+		return err
+	}
+	m.announcePeers()
+	return nil
+}
+
+// announcePeers tells onPeer every member's peer URLs the record holds
+// (after a start or a snapshot: no change will).
+func (m *machine) announcePeers() {
+	if m.onPeer == nil {
+		return
+	}
+	m.members.mu.Lock()
+	recs := make([]*pb.Member, 0, len(m.members.m))
+	for _, r := range m.members.m {
+		recs = append(recs, r)
+	}
+	m.members.mu.Unlock()
+	for _, r := range recs {
+		if len(r.PeerURLs) > 0 {
+			m.onPeer(r.ID, r.PeerURLs)
+		}
+	}
 }
 
 // compacted is the result of a compaction: the deletion of the old
@@ -73,7 +140,7 @@ type compacted struct {
 func (m *machine) apply(tx *quiver.Tx, r *pb.InternalRaftRequest) (any, error) {
 	switch {
 	case r.ClusterMemberAttrSet != nil:
-		if err := m.attrs.set(tx, r.ClusterMemberAttrSet); err != nil {
+		if err := m.members.setAttributes(tx, r.ClusterMemberAttrSet); err != nil {
 			return nil, err
 		}
 		return r.ClusterMemberAttrSet, nil // nothing more to answer

@@ -10,7 +10,6 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"time"
 
@@ -93,12 +92,10 @@ func parseCluster(spec, token string) ([]clusterMember, uint64, error) {
 		}
 		ms = append(ms, clusterMember{name: name, id: memberID(token, name), url: u, peer: host})
 	}
-	names := make([]string, 0, len(ms))
-	for _, m := range ms {
-		names = append(names, m.name+"="+m.peer)
-	}
-	slices.Sort(names)
-	return ms, max(xxhash.Sum64String(token+"\x00"+strings.Join(names, ",")), 1), nil
+	// The cluster's id derives from the token alone, so that a member
+	// added later (whose --initial-cluster names more members) has the
+	// same; give each cluster its own token, as etcd asks.
+	return ms, max(xxhash.Sum64String("cluster\x00"+token), 1), nil
 }
 
 // hostPort is the host:port of an http:// URL (https needs TLS, not here
@@ -145,6 +142,15 @@ func Run(ctx context.Context, cfg MemberConfig) error {
 	if self == nil {
 		return fmt.Errorf("--name %q is not in --initial-cluster %q", cfg.Name, cfg.InitialCluster)
 	}
+	if cfg.InitialClusterState == "existing" {
+		// A member added through the Cluster service: its id derives
+		// from its peer URL, as MemberAdd derived it.
+		if len(cfg.InitialAdvertisePeerURLs) == 0 {
+			return errors.New("--initial-advertise-peer-urls must not be empty")
+		}
+		self.id = memberIDOf(cfg.InitialClusterToken, cfg.InitialAdvertisePeerURLs[0])
+		delete(peers, self.id)
+	}
 	if len(cfg.ListenPeerURLs) == 0 || len(cfg.ListenClientURLs) == 0 {
 		return errors.New("--listen-peer-urls and --listen-client-urls must not be empty")
 	}
@@ -180,7 +186,19 @@ func Run(ctx context.Context, cfg MemberConfig) error {
 		infos[m.id] = MemberInfo{Name: m.name, PeerURLs: []string{m.url}}
 	}
 	infos[self.id] = MemberInfo{Name: self.name, PeerURLs: cfg.InitialAdvertisePeerURLs, ClientURLs: cfg.AdvertiseClientURLs}
-	scfg := Config{ID: self.id, ClusterID: clusterID, Peers: ids, DB: db, Transport: tr, MaxRequestBytes: cfg.MaxRequestBytes, Members: infos, FsyncTimer: fsync}
+	scfg := Config{ID: self.id, ClusterID: clusterID, Peers: ids, DB: db, Transport: tr, MaxRequestBytes: cfg.MaxRequestBytes, Members: infos, FsyncTimer: fsync,
+		ClusterToken: cfg.InitialClusterToken,
+		OnPeer: func(id uint64, urls []string) {
+			switch {
+			case id == self.id:
+			case urls == nil:
+				tr.RemovePeer(id)
+			default:
+				if h, err := hostPort(urls[0]); err == nil {
+					tr.AddPeer(id, h)
+				}
+			}
+		}}
 	if cfg.InitialClusterState == "existing" {
 		scfg.Peers, scfg.Join = nil, true
 	}

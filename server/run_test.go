@@ -151,6 +151,48 @@ func TestRun(t *testing.T) {
 	if err != nil || kvs(g) != "k=v1" || g.Kvs[0].ModRevision != resp.Header.Revision {
 		t.Fatalf("after a restart: %v, %v", g, err)
 	}
+
+	// A fourth member, added through the Cluster service and started as
+	// `quiver serve --initial-cluster-state existing`: the others learn
+	// its address from the change, it catches up and serves.
+	p4, c4 := freePort(t), freePort(t)
+	add := must[*clientv3.MemberAddResponse](t)(cli.MemberAdd(x, []string{"http://" + p4}))
+	cfg := DefaultMemberConfig()
+	cfg.Name, cfg.DataDir = "m4", filepath.Join(dir, "m4")
+	cfg.ListenClientURLs = []string{"http://" + c4}
+	cfg.AdvertiseClientURLs = cfg.ListenClientURLs
+	cfg.ListenPeerURLs = []string{"http://" + p4}
+	cfg.InitialAdvertisePeerURLs = cfg.ListenPeerURLs
+	cfg.InitialCluster = strings.Join(append(cluster, "m4=http://"+p4), ",")
+	cfg.InitialClusterState = "existing"
+	ctx4, cancel4 := context.WithCancel(context.Background())
+	done4 := make(chan error, 1)
+	go func() { done4 <- Run(ctx4, cfg) }()
+	defer func() {
+		cancel4()
+		if err := <-done4; err != nil {
+			t.Errorf("member 4: %v", err)
+		}
+	}()
+	one := client(t, c4)
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		if g, err = one.Get(x, "k"); err == nil && kvs(g) == "k=v1" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the added member did not catch up: %v, %v", g, err)
+		}
+	}
+	ml = must[*clientv3.MemberListResponse](t)(one.MemberList(x))
+	var found bool
+	for _, m := range ml.Members {
+		if m.ID == add.Member.ID {
+			found = true
+		}
+	}
+	if len(ml.Members) != 4 || !found {
+		t.Fatalf("member list after the add: %v", ml.Members)
+	}
 }
 
 // TestRunRefusesBadSettings: settings that cannot work give an error

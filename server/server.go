@@ -14,7 +14,7 @@
 // Watch service (start revision, prev_kv, filters, progress notifications
 // and requests, fragments, cancel); Maintenance's Status, Hash, HashKV,
 // Defragment (online), Snapshot (streamed, with etcd's sha256) and Alarm's
-// list; Cluster's MemberList; Lease (Grant, Revoke, KeepAlive, TimeToLive
+// list; Cluster (list, add, remove, promote, update); Lease (Grant, Revoke, KeepAlive, TimeToLive
 // with keys, Leases: expiry decided by the leader and revoked through the
 // log, remaining TTLs checkpointed); Prometheus metrics. Other services
 // and calls answer Unimplemented.
@@ -72,6 +72,13 @@ type Config struct {
 	Logger raft.Logger
 	// Members names the members (by raft id) for the Cluster service.
 	Members map[uint64]MemberInfo
+	// ClusterToken is the cluster's token: the id of a member added
+	// through the Cluster service derives from it and its peer URL.
+	ClusterToken string
+	// OnPeer, if set, is told the peer URLs of a member (nil: it was
+	// removed) when a configuration change gives them, and of every member
+	// known at start and after a snapshot: the transport's address book.
+	OnPeer func(id uint64, peerURLs []string)
 	// FsyncTimer, if set, is the timer DB was opened with
 	// (Options.OpenFile: FsyncTimer.OpenFile); its histogram joins the
 	// metrics.
@@ -91,7 +98,7 @@ type Server struct {
 	store   *mvcc.Store
 	node    *raftadapter.Node
 	lessor  *lessor
-	attrs   *attributes
+	members *registry
 	metrics *metrics
 	stop    chan struct{}
 	done    chan struct{}
@@ -120,13 +127,15 @@ func New(cfg Config) (*Server, error) {
 		store.Close()
 		return nil, err
 	}
-	attrs := &attributes{}
-	if err := attrs.load(cfg.DB); err != nil {
+	members := &registry{}
+	if err := members.load(cfg.DB); err != nil {
 		store.Close()
 		return nil, err
 	}
+	mach := &machine{db: cfg.DB, store: store, lessor: ls, members: members, onPeer: cfg.OnPeer}
+	mach.announcePeers()
 	node, err := raftadapter.StartNode(raftadapter.Config{
-		ID: cfg.ID, Peers: cfg.Peers, Join: cfg.Join, DB: cfg.DB, StateMachine: &machine{db: cfg.DB, store: store, lessor: ls, attrs: attrs},
+		ID: cfg.ID, Peers: cfg.Peers, Join: cfg.Join, DB: cfg.DB, StateMachine: mach,
 		Transport: cfg.Transport, MemoryBudget: cfg.MemoryBudget, LogWindow: cfg.LogWindow,
 		TickInterval: cfg.TickInterval, Logger: cfg.Logger,
 	})
@@ -134,7 +143,7 @@ func New(cfg Config) (*Server, error) {
 		store.Close()
 		return nil, err
 	}
-	s := &Server{cfg: cfg, store: store, node: node, lessor: ls, attrs: attrs, stop: make(chan struct{}), done: make(chan struct{})}
+	s := &Server{cfg: cfg, store: store, node: node, lessor: ls, members: members, stop: make(chan struct{}), done: make(chan struct{})}
 	s.metrics = newMetrics(s)
 	if cfg.FsyncTimer != nil {
 		s.metrics.reg.MustRegister(cfg.FsyncTimer.hist)

@@ -25,7 +25,7 @@ Its flags are etcd's, for the same settings. With none, it runs a cluster of
 one, with its data in ./default.quiver, listening on 127.0.0.1:2379 (clients)
 and 127.0.0.1:2380 (peers) only.
 
-Served so far: KV, Watch, Lease, Maintenance, Cluster's MemberList, and
+Served so far: KV, Watch, Lease, Maintenance, Cluster, and
 /health and /metrics (Prometheus) on the client port; see the README's "Run a
 cluster". Other calls answer Unimplemented. It stops gracefully on SIGTERM or
 SIGINT.
@@ -75,7 +75,7 @@ lines: the quota is not enforced yet, and quiver compacts its raft log by size
 	f.StringVar(&peerURLs, "listen-peer-urls", strings.Join(cfg.ListenPeerURLs, ","), "URL to serve peers on")
 	f.StringVar(&advPeerURLs, "initial-advertise-peer-urls", strings.Join(cfg.InitialAdvertisePeerURLs, ","), "peer URLs to tell others")
 	f.StringVar(&cfg.InitialCluster, "initial-cluster", cfg.InitialCluster, "the first members: name=peer-url,...")
-	f.StringVar(&cfg.InitialClusterState, "initial-cluster-state", cfg.InitialClusterState, "new (bootstrap the cluster) or existing (join a running one)")
+	f.StringVar(&cfg.InitialClusterState, "initial-cluster-state", cfg.InitialClusterState, "new (bootstrap the cluster) or existing (join a running one, after etcdctl member add)")
 	f.StringVar(&cfg.InitialClusterToken, "initial-cluster-token", cfg.InitialClusterToken, "the cluster's token: member and cluster ids derive from it")
 	f.IntVar(&cfg.MaxRequestBytes, "max-request-bytes", cfg.MaxRequestBytes, "the largest request a client may send")
 	f.Int64Var(&quota, "quota-backend-bytes", 0, "accepted for etcd's command lines; not enforced yet")

@@ -35,10 +35,9 @@ const stagedImageSuffix = ".snap-"
 // stagedSnapshot is a received snapshot: the message and its image, staged
 // and verified in a file, waiting for the node's loop.
 type stagedSnapshot struct {
-	m         *pb.Message
-	path      string
-	installed bool
-	done      chan error
+	m    *pb.Message
+	path string
+	done chan error
 }
 
 // finish removes the staged image and tells StepSnapshot how it ended.
@@ -270,7 +269,6 @@ func (n *Node) install(rd raft.Ready) error {
 	}); err != nil {
 		return fmt.Errorf("raftadapter: installing snapshot %d: %w", meta.GetIndex(), err)
 	}
-	st.installed = true
 	n.installed.Add(1)
 	if err := n.storage.reload(); err != nil {
 		return err

@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 
+	"github.com/quiverdb/quiver/mvcc"
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 )
 
@@ -15,7 +16,7 @@ type kvServer struct {
 func (k *kvServer) Range(ctx context.Context, r *pb.RangeRequest) (*pb.RangeResponse, error) {
 	s := k.s
 	if len(r.Key) == 0 {
-		return nil, toGRPC(errEmptyKey)
+		return nil, toGRPC(mvcc.ErrEmptyKey)
 	}
 	if !r.Serializable {
 		rctx, cancel := context.WithTimeout(ctx, s.cfg.RequestTimeout)

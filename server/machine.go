@@ -400,5 +400,3 @@ func (p *txnPlan) response(res *mvcc.TxnResult) *pb.TxnResponse {
 	}
 	return resp
 }
-
-var errEmptyKey = mvcc.ErrEmptyKey

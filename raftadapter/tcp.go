@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -74,6 +75,11 @@ type TCPConfig struct {
 	SnapshotTimeout time.Duration
 	// Logger receives the transport's errors; nil discards them.
 	Logger raft.Logger
+	// TLS, if set, secures every connection both ways: the listener
+	// serves with it (set ClientAuth and ClientCAs to demand a peer's
+	// certificate) and dials use it as a client (RootCAs verify the
+	// peer; ServerName defaults to the host dialed).
+	TLS *tls.Config
 }
 
 // TCPTransport is the Transport of a real cluster: raft messages over TCP.
@@ -144,6 +150,9 @@ func NewTCPTransport(cfg TCPConfig) (*TCPTransport, error) {
 	if err != nil {
 		return nil, err
 	}
+	if cfg.TLS != nil {
+		ln = tls.NewListener(ln, cfg.TLS)
+	}
 	t := &TCPTransport{cfg: cfg, ln: ln, peers: map[uint64]*peer{}, conns: map[net.Conn]struct{}{}}
 	for id, addr := range cfg.Peers {
 		t.AddPeer(id, addr)
@@ -151,6 +160,24 @@ func NewTCPTransport(cfg TCPConfig) (*TCPTransport, error) {
 	t.wg.Add(1)
 	go t.accept()
 	return t, nil
+}
+
+// dial connects to a peer, with TLS if the transport has it.
+func (t *TCPTransport) dial(ctx context.Context, addr string) (net.Conn, error) {
+	d := net.Dialer{Timeout: t.cfg.DialTimeout}
+	if t.cfg.TLS == nil {
+		return d.DialContext(ctx, "tcp", addr)
+	}
+	cfg := t.cfg.TLS.Clone()
+	if cfg.ServerName == "" {
+		host, _, err := net.SplitHostPort(addr)
+		if err != nil {
+			return nil, err
+		}
+		cfg.ServerName = host
+	}
+	td := tls.Dialer{NetDialer: &d, Config: cfg}
+	return td.DialContext(ctx, "tcp", addr)
 }
 
 // Addr returns the address the transport listens on.
@@ -266,7 +293,9 @@ func (t *TCPTransport) sendLoop(p *peer) {
 		default:
 		}
 		if conn == nil {
-			c, err := net.DialTimeout("tcp", p.addr, t.cfg.DialTimeout)
+			ctx, cancel := context.WithTimeout(context.Background(), t.cfg.DialTimeout)
+			c, err := t.dial(ctx, p.addr)
+			cancel()
 			if err != nil {
 				// Drop the message; raft resends. Back off a little so a
 				// dead peer costs no busy loop.

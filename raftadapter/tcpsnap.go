@@ -29,8 +29,7 @@ func (t *TCPTransport) SendSnapshot(ctx context.Context, m *pb.Message, image io
 	if p == nil {
 		return fmt.Errorf("raftadapter: no address for node %d", to)
 	}
-	d := net.Dialer{Timeout: t.cfg.DialTimeout}
-	c, err := d.DialContext(ctx, "tcp", p.addr)
+	c, err := t.dial(ctx, p.addr)
 	if err != nil {
 		return fmt.Errorf("raftadapter: snapshot to %d: %w", to, err)
 	}

@@ -27,6 +27,7 @@ type machine struct {
 	store   *mvcc.Store
 	lessor  *lessor
 	members *registry
+	alarms  *alarmSet
 	// onPeer, if set, is told of a member's peer URLs (nil: removed) once
 	// the change that gave them has committed.
 	onPeer func(id uint64, peerURLs []string)
@@ -108,6 +109,9 @@ func (m *machine) Restored(*quiver.DB) error {
 	if err := m.members.load(m.db); err != nil {
 		return err
 	}
+	if err := m.alarms.load(m.db); err != nil {
+		return err
+	}
 	m.announcePeers()
 	return nil
 }
@@ -138,7 +142,12 @@ type compacted struct {
 }
 
 func (m *machine) apply(tx *quiver.Tx, r *pb.InternalRaftRequest) (any, error) {
+	if err := m.capped(r); err != nil {
+		return nil, err
+	}
 	switch {
+	case r.Alarm != nil:
+		return m.alarms.apply(tx, r.Alarm)
 	case r.ClusterMemberAttrSet != nil:
 		if err := m.members.setAttributes(tx, r.ClusterMemberAttrSet); err != nil {
 			return nil, err
@@ -214,7 +223,7 @@ func refusal(err error) bool {
 	}
 	for _, e := range []error{mvcc.ErrEmptyKey, mvcc.ErrInvalidRange, mvcc.ErrDuplicateKey, mvcc.ErrTooManyOps,
 		mvcc.ErrCompacted, mvcc.ErrFutureRev, quiver.ErrValueTooLarge, ErrKeyNotFound, errUnsupported,
-		ErrLeaseNotFound, ErrLeaseExist, ErrLeaseTTLTooLarge, errValueProvided, errLeaseProvided} {
+		ErrLeaseNotFound, ErrLeaseExist, ErrLeaseTTLTooLarge, errValueProvided, errLeaseProvided, ErrNoSpace} {
 		if errors.Is(err, e) {
 			return true
 		}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"errors"
+	"fmt"
 	"hash/crc32"
 	"io"
 
@@ -52,6 +53,9 @@ func (m *maintenanceServer) Status(ctx context.Context, _ *pb.StatusRequest) (*p
 	}
 	if st.Lead == 0 {
 		resp.Errors = append(resp.Errors, "etcdserver: no leader")
+	}
+	for _, a := range s.alarms.list(pb.AlarmType_NONE) {
+		resp.Errors = append(resp.Errors, fmt.Sprintf("memberID:%d alarm:%v", a.MemberID, a.Alarm))
 	}
 	return resp, nil
 }
@@ -156,11 +160,25 @@ func (m *maintenanceServer) Snapshot(_ *pb.SnapshotRequest, stream grpc.ServerSt
 	return stream.Send(&pb.SnapshotResponse{Header: s.header(s.store.Rev()), Blob: h.Sum(nil)})
 }
 
-// Alarm lists the alarms: none are raised yet (the space quota is not
-// enforced).
-func (m *maintenanceServer) Alarm(_ context.Context, r *pb.AlarmRequest) (*pb.AlarmResponse, error) {
-	if r.Action != pb.AlarmRequest_GET {
-		return nil, status.Error(codes.Unimplemented, "etcdserver: alarms cannot be raised or cleared yet")
+// Alarm lists the raised alarms (GET: as this member applied them), or
+// raises or clears one through the log. Clearing NOSPACE lets writes in
+// again; if the space is still short, the next write raises it again.
+func (m *maintenanceServer) Alarm(ctx context.Context, r *pb.AlarmRequest) (*pb.AlarmResponse, error) {
+	s := m.s
+	switch r.Action {
+	case pb.AlarmRequest_GET:
+		return &pb.AlarmResponse{Header: s.header(s.store.Rev()), Alarms: s.alarms.list(r.Alarm)}, nil
+	case pb.AlarmRequest_ACTIVATE, pb.AlarmRequest_DEACTIVATE:
+		if _, ok := pb.AlarmType_name[int32(r.Alarm)]; !ok {
+			return nil, status.Errorf(codes.InvalidArgument, "etcdserver: unknown alarm type %d", r.Alarm)
+		}
+		v, err := s.propose(ctx, &pb.InternalRaftRequest{Alarm: r})
+		if err != nil {
+			return nil, err
+		}
+		resp := v.(*pb.AlarmResponse)
+		resp.Header = s.header(s.store.Rev())
+		return resp, nil
 	}
-	return &pb.AlarmResponse{Header: m.s.header(m.s.store.Rev())}, nil
+	return nil, status.Errorf(codes.InvalidArgument, "etcdserver: unknown alarm action %d", r.Action)
 }

@@ -3,15 +3,22 @@ package server
 import (
 	"bytes"
 	"crypto/sha256"
+	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/quiverdb/quiver"
 	"github.com/quiverdb/quiver/mvcc"
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/client/v3/snapshot"
 	"go.uber.org/zap"
+	"google.golang.org/protobuf/proto"
 )
 
 // TestMaintenance: Status names the leader and indexes on every member;
@@ -85,5 +92,109 @@ func TestMaintenance(t *testing.T) {
 	defer s.Close()
 	if res, err := s.Range([]byte("k"), mvcc.Prefix([]byte("k")), mvcc.RangeOptions{CountOnly: true}); err != nil || res.Count != 20 {
 		t.Fatalf("the snapshot holds %v keys (%v)", res, err)
+	}
+}
+
+// TestQuota: writes that would take the space in use past the quota are
+// refused with etcd's NOSPACE error and raise the alarm on every member;
+// while it is raised, puts, transactions with a put and lease grants are
+// refused (by the proposer and, for what reaches the log, by every
+// member's apply), reads, deletes and compactions go on; once space is
+// freed and the alarm cleared, writes go on.
+func TestQuota(t *testing.T) {
+	const quota = 2 << 20
+	c := newTestCluster(t, 3, func(cfg *Config) { cfg.QuotaBackendBytes = quota; cfg.LogWindow = 64 << 10 })
+	cli := client(t, c.addrs...)
+	x := ctx(t)
+	val := strings.Repeat("v", 32<<10)
+	refused := -1
+	for i := 0; i < 200; i++ {
+		_, err := cli.Put(x, fmt.Sprintf("k%03d", i), val)
+		if errors.Is(err, rpctypes.ErrNoSpace) {
+			refused = i
+			break
+		}
+		if err != nil {
+			t.Fatalf("put %d: %v", i, err)
+		}
+	}
+	if refused < 0 {
+		t.Fatalf("200 puts of 32 KiB under a %d-byte quota were all taken", quota)
+	}
+	t.Logf("put %d refused for space", refused)
+	var alarms *clientv3.AlarmResponse
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		alarms = must[*clientv3.AlarmResponse](t)(cli.AlarmList(x))
+		if len(alarms.Alarms) > 0 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if len(alarms.Alarms) != 1 || alarms.Alarms[0].Alarm != pb.AlarmType_NOSPACE {
+		t.Fatalf("alarms after the refusal: %v", alarms.Alarms)
+	}
+	for i, addr := range c.addrs {
+		// Each member applied the alarm by the time it answers a
+		// linearizable read.
+		must[*clientv3.GetResponse](t)(client(t, addr).Get(x, "k000"))
+		st := must[*clientv3.StatusResponse](t)(cli.Status(x, addr))
+		if len(st.Errors) != 1 || !strings.Contains(st.Errors[0], "alarm:NOSPACE") {
+			t.Fatalf("member %d's status errors: %q", i, st.Errors)
+		}
+		if !c.servers[i].alarms.raised(pb.AlarmType_NOSPACE) {
+			t.Fatalf("member %d has not applied the alarm", i)
+		}
+	}
+
+	// Refused while raised: a small put, a transaction with a put on its
+	// other path, a lease grant.
+	if _, err := cli.Put(x, "small", "v"); !errors.Is(err, rpctypes.ErrNoSpace) {
+		t.Fatalf("small put under the alarm: %v", err)
+	}
+	_, err := cli.Txn(x).If(clientv3.Compare(clientv3.Version("nope"), "=", 1)).Then(clientv3.OpPut("a", "b")).Commit()
+	if !errors.Is(err, rpctypes.ErrNoSpace) {
+		t.Fatalf("txn with a put under the alarm: %v", err)
+	}
+	if _, err := cli.Grant(x, 60); !errors.Is(err, rpctypes.ErrNoSpace) {
+		t.Fatalf("lease grant under the alarm: %v", err)
+	}
+	// A put that reaches the log anyway (proposed by a member that had not
+	// applied the alarm yet) is refused by every member's apply.
+	data := must[[]byte](t)(proto.Marshal(&pb.InternalRaftRequest{Put: &pb.PutRequest{Key: []byte("late"), Value: []byte("v")}}))
+	if v, err := c.servers[0].Node().Propose(x, data); err != nil || !errors.Is(v.(error), ErrNoSpace) {
+		t.Fatalf("a put in the log under the alarm gave %v, %v", v, err)
+	}
+	if g := must[*clientv3.GetResponse](t)(cli.Get(x, "late")); g.Count != 0 {
+		t.Fatal("the put in the log under the alarm was applied")
+	}
+
+	// Reads, deletes and compaction go on; the freed space lets writes in
+	// once the alarm is cleared.
+	if g := must[*clientv3.GetResponse](t)(cli.Get(x, "k", clientv3.WithPrefix(), clientv3.WithCountOnly())); g.Count != int64(refused) {
+		t.Fatalf("%d keys under the alarm, want %d", g.Count, refused)
+	}
+	del := must[*clientv3.DeleteResponse](t)(cli.Delete(x, "k", clientv3.WithPrefix()))
+	must[*clientv3.CompactResponse](t)(cli.Compact(x, del.Header.Revision, clientv3.WithCompactPhysical()))
+	// A member's freed pages become free once no reader needs them: a few
+	// more commits (reads through the log do not commit; lease-free
+	// deletes of nothing do).
+	for i := 0; i < 3; i++ {
+		must[*clientv3.DeleteResponse](t)(cli.Delete(x, "nothing"))
+	}
+	for _, a := range alarms.Alarms {
+		if _, err := cli.AlarmDisarm(x, (*clientv3.AlarmMember)(a)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := must[*clientv3.AlarmResponse](t)(cli.AlarmList(x)); len(got.Alarms) != 0 {
+		t.Fatalf("alarms after the disarm: %v", got.Alarms)
+	}
+	for i := 0; i < 10; i++ {
+		if _, err := cli.Put(x, fmt.Sprintf("after%d", i), val); err != nil {
+			t.Fatalf("put %d after freeing space and clearing the alarm: %v (in use %d of %d)", i, err, c.servers[0].sizeInUse(), quota)
+		}
+	}
+	if st := must[*clientv3.StatusResponse](t)(cli.Status(x, c.addrs[0])); len(st.Errors) != 0 {
+		t.Fatalf("status errors after the disarm: %q", st.Errors)
 	}
 }

@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -35,7 +36,14 @@ type MemberConfig struct {
 	InitialClusterState string // --initial-cluster-state: new or existing
 	InitialClusterToken string // --initial-cluster-token
 
-	MaxRequestBytes int // --max-request-bytes
+	MaxRequestBytes   int   // --max-request-bytes
+	QuotaBackendBytes int64 // --quota-backend-bytes (0: DefaultQuotaBackendBytes)
+
+	// ClientTLS serves clients over TLS (--cert-file, --key-file,
+	// --trusted-ca-file, --client-cert-auth): the https:// client URLs;
+	// PeerTLS secures the raft transport (the --peer-* ones), whose URLs
+	// are then all https://.
+	ClientTLS, PeerTLS TLSInfo
 
 	// Ready, if set, is called once the member listens, with the addresses
 	// of its client and peer listeners.
@@ -98,20 +106,29 @@ func parseCluster(spec, token string) ([]clusterMember, uint64, error) {
 	return ms, max(xxhash.Sum64String("cluster\x00"+token), 1), nil
 }
 
-// hostPort is the host:port of an http:// URL (https needs TLS, not here
-// yet).
+// hostPort is the host:port of an http:// or https:// URL.
 func hostPort(raw string) (string, error) {
 	u, err := url.Parse(raw)
 	if err != nil {
 		return "", err
 	}
-	if u.Scheme != "http" {
-		return "", fmt.Errorf("URL %q: only http:// is served for now (TLS is to come)", raw)
+	if u.Scheme != "http" && u.Scheme != "https" {
+		return "", fmt.Errorf("URL %q: %w", raw, errScheme)
 	}
 	if u.Port() == "" {
 		return "", fmt.Errorf("URL %q has no port", raw)
 	}
 	return u.Host, nil
+}
+
+// isHTTPS reports whether raw is an https:// URL (and checks it as
+// hostPort does).
+func isHTTPS(raw string) (bool, error) {
+	if _, err := hostPort(raw); err != nil {
+		return false, err
+	}
+	u, _ := url.Parse(raw)
+	return u.Scheme == "https", nil
 }
 
 // Run runs a member until ctx ends, then stops it gracefully: the client
@@ -167,6 +184,42 @@ func Run(ctx context.Context, cfg MemberConfig) error {
 		clientListen = append(clientListen, h)
 	}
 
+	var clientTLS, peerTLS *tls.Config
+	if !cfg.ClientTLS.Empty() {
+		if clientTLS, err = cfg.ClientTLS.config(""); err != nil {
+			return err
+		}
+	} else if cfg.ClientTLS.TrustedCAFile != "" || cfg.ClientTLS.ClientCertAuth {
+		return errors.New("--trusted-ca-file and --client-cert-auth need --cert-file and --key-file")
+	}
+	if !cfg.PeerTLS.Empty() {
+		if peerTLS, err = cfg.PeerTLS.config("peer-"); err != nil {
+			return err
+		}
+	} else if cfg.PeerTLS.TrustedCAFile != "" || cfg.PeerTLS.ClientCertAuth {
+		return errors.New("--peer-trusted-ca-file and --peer-client-cert-auth need --peer-cert-file and --peer-key-file")
+	}
+	// Each client URL chooses TLS by its scheme; the peers' all use it
+	// or none do.
+	for _, u := range cfg.ListenClientURLs {
+		if https, _ := isHTTPS(u); https && clientTLS == nil {
+			return fmt.Errorf("--listen-client-urls: %s is https:// but --cert-file and --key-file are not given", u)
+		}
+	}
+	if err := schemeTLS(cfg.ListenPeerURLs, peerTLS != nil, "--listen-peer-urls"); err != nil {
+		return err
+	}
+	if err := schemeTLS(cfg.InitialAdvertisePeerURLs, peerTLS != nil, "--initial-advertise-peer-urls"); err != nil {
+		return err
+	}
+	var peerList []string
+	for _, m := range members {
+		peerList = append(peerList, m.url)
+	}
+	if err := schemeTLS(peerList, peerTLS != nil, "--initial-cluster"); err != nil {
+		return err
+	}
+
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return err
 	}
@@ -176,7 +229,7 @@ func Run(ctx context.Context, cfg MemberConfig) error {
 		return fmt.Errorf("opening the data: %w", err)
 	}
 	defer db.Close()
-	tr, err := raftadapter.NewTCPTransport(raftadapter.TCPConfig{ID: self.id, ClusterID: clusterID, Listen: peerListen, Peers: peers})
+	tr, err := raftadapter.NewTCPTransport(raftadapter.TCPConfig{ID: self.id, ClusterID: clusterID, Listen: peerListen, Peers: peers, TLS: peerTLS})
 	if err != nil {
 		return fmt.Errorf("listening for peers: %w", err)
 	}
@@ -186,7 +239,7 @@ func Run(ctx context.Context, cfg MemberConfig) error {
 		infos[m.id] = MemberInfo{Name: m.name, PeerURLs: []string{m.url}}
 	}
 	infos[self.id] = MemberInfo{Name: self.name, PeerURLs: cfg.InitialAdvertisePeerURLs, ClientURLs: cfg.AdvertiseClientURLs}
-	scfg := Config{ID: self.id, ClusterID: clusterID, Peers: ids, DB: db, Transport: tr, MaxRequestBytes: cfg.MaxRequestBytes, Members: infos, FsyncTimer: fsync,
+	scfg := Config{ID: self.id, ClusterID: clusterID, Peers: ids, DB: db, Transport: tr, MaxRequestBytes: cfg.MaxRequestBytes, QuotaBackendBytes: cfg.QuotaBackendBytes, Members: infos, FsyncTimer: fsync,
 		ClusterToken: cfg.InitialClusterToken,
 		OnPeer: func(id uint64, urls []string) {
 			switch {
@@ -216,16 +269,22 @@ func Run(ctx context.Context, cfg MemberConfig) error {
 	hs.Protocols = new(http.Protocols)
 	hs.Protocols.SetHTTP1(true)
 	hs.Protocols.SetUnencryptedHTTP2(true) // gRPC without TLS
+	hs.Protocols.SetHTTP2(true)
+	hs.TLSConfig = clientTLS
 	defer hs.Close()
 	var addrs []string
 	errc := make(chan error, len(clientListen))
-	for _, h := range clientListen {
+	for i, h := range clientListen {
 		ln, err := net.Listen("tcp", h)
 		if err != nil {
 			return fmt.Errorf("listening for clients: %w", err)
 		}
 		addrs = append(addrs, ln.Addr().String())
-		go func() { errc <- hs.Serve(ln) }()
+		if https, _ := isHTTPS(cfg.ListenClientURLs[i]); https {
+			go func() { errc <- hs.ServeTLS(ln, "", "") }()
+		} else {
+			go func() { errc <- hs.Serve(ln) }()
+		}
 	}
 	if cfg.Ready != nil {
 		cfg.Ready(addrs, []string{tr.Addr()})

@@ -2,16 +2,21 @@ package server
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/quiverdb/quiver/internal/testutil"
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
 )
 
 func freePort(t *testing.T) string {
@@ -199,12 +204,21 @@ func TestRun(t *testing.T) {
 // naming the flag, before anything listens.
 func TestRunRefusesBadSettings(t *testing.T) {
 	for name, change := range map[string]func(*MemberConfig){
-		"name not in the cluster": func(c *MemberConfig) { c.Name = "other" },
-		"bad cluster":             func(c *MemberConfig) { c.InitialCluster = "default" },
-		"member twice":            func(c *MemberConfig) { c.InitialCluster = "default=http://127.0.0.1:1,default=http://127.0.0.1:2" },
-		"https":                   func(c *MemberConfig) { c.ListenClientURLs = []string{"https://127.0.0.1:2379"} },
-		"no port":                 func(c *MemberConfig) { c.ListenPeerURLs = []string{"http://127.0.0.1"} },
-		"cluster state":           func(c *MemberConfig) { c.InitialClusterState = "maybe" },
+		"name not in the cluster":   func(c *MemberConfig) { c.Name = "other" },
+		"bad cluster":               func(c *MemberConfig) { c.InitialCluster = "default" },
+		"member twice":              func(c *MemberConfig) { c.InitialCluster = "default=http://127.0.0.1:1,default=http://127.0.0.1:2" },
+		"https with no certificate": func(c *MemberConfig) { c.ListenClientURLs = []string{"https://127.0.0.1:2379"} },
+		"peer https with no certificate": func(c *MemberConfig) {
+			c.ListenPeerURLs = []string{"https://127.0.0.1:2380"}
+		},
+		"peer certificate, http peers": func(c *MemberConfig) { c.PeerTLS = TLSInfo{CertFile: "x", KeyFile: "y"} },
+		"missing certificate file": func(c *MemberConfig) {
+			c.ClientTLS = TLSInfo{CertFile: "/nonexistent/cert.pem", KeyFile: "/nonexistent/key.pem"}
+		},
+		"client-cert-auth without a CA": func(c *MemberConfig) { c.ClientTLS = TLSInfo{ClientCertAuth: true} },
+		"ftp URL":                       func(c *MemberConfig) { c.ListenClientURLs = []string{"ftp://127.0.0.1:2379"} },
+		"no port":                       func(c *MemberConfig) { c.ListenPeerURLs = []string{"http://127.0.0.1"} },
+		"cluster state":                 func(c *MemberConfig) { c.InitialClusterState = "maybe" },
 	} {
 		cfg := DefaultMemberConfig()
 		cfg.DataDir = filepath.Join(t.TempDir(), "d")
@@ -214,5 +228,114 @@ func TestRunRefusesBadSettings(t *testing.T) {
 		} else {
 			t.Logf("%s: %v", name, err)
 		}
+	}
+}
+
+// TestRunTLS: three members serving clients and peers over TLS, both
+// demanding a certificate of the cluster's CA (--client-cert-auth,
+// --peer-client-cert-auth): clientv3 with such a certificate works; a
+// client with none or with another CA's is refused, and so is a peer
+// connection with another CA's certificate; the members go on serving.
+func TestRunTLS(t *testing.T) {
+	dir := t.TempDir()
+	certs := testutil.NewCerts(t, dir)
+	info := TLSInfo{CertFile: certs.Cert, KeyFile: certs.Key, TrustedCAFile: certs.CA, ClientCertAuth: true}
+	names := []string{"m1", "m2", "m3"}
+	peer, clientAddr := map[string]string{}, map[string]string{}
+	var cluster, addrs []string
+	for _, n := range names {
+		peer[n], clientAddr[n] = freePort(t), freePort(t)
+		cluster = append(cluster, n+"=https://"+peer[n])
+		addrs = append(addrs, clientAddr[n])
+	}
+	runCtx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, len(names))
+	for _, n := range names {
+		cfg := DefaultMemberConfig()
+		cfg.Name, cfg.DataDir = n, filepath.Join(dir, n)
+		cfg.ListenClientURLs = []string{"https://" + clientAddr[n]}
+		cfg.AdvertiseClientURLs = cfg.ListenClientURLs
+		cfg.ListenPeerURLs = []string{"https://" + peer[n]}
+		cfg.InitialAdvertisePeerURLs = cfg.ListenPeerURLs
+		cfg.InitialCluster = strings.Join(cluster, ",")
+		cfg.ClientTLS, cfg.PeerTLS = info, info
+		go func() { done <- Run(runCtx, cfg) }()
+	}
+	defer func() {
+		cancel()
+		for range names {
+			if err := <-done; err != nil {
+				t.Errorf("Run: %v", err)
+			}
+		}
+	}()
+
+	tlsClient := func(cert, key string) *clientv3.Client {
+		cfg := &tls.Config{RootCAs: x509.NewCertPool()}
+		pemCA, err := os.ReadFile(certs.CA)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg.RootCAs.AppendCertsFromPEM(pemCA)
+		if cert != "" {
+			kp, err := tls.LoadX509KeyPair(cert, key)
+			if err != nil {
+				t.Fatal(err)
+			}
+			cfg.Certificates = []tls.Certificate{kp}
+		}
+		cli, err := clientv3.New(clientv3.Config{Endpoints: addrs, DialTimeout: 5 * time.Second, TLS: cfg, Logger: zap.NewNop()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { cli.Close() })
+		return cli
+	}
+	cli := tlsClient(certs.Cert, certs.Key)
+	x := ctx(t)
+	var err error
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		if _, err = cli.Put(x, "k", "v"); err == nil || time.Now().After(deadline) {
+			break
+		}
+	}
+	if err != nil {
+		t.Fatalf("put over TLS: %v", err)
+	}
+	for _, n := range names {
+		// Every member serves, so the peers' TLS carries raft.
+		one := tlsClient(certs.Cert, certs.Key)
+		one.SetEndpoints(clientAddr[n])
+		if g, err := one.Get(x, "k"); err != nil || kvs(g) != "k=v" {
+			t.Fatalf("get from %s: %v, %v", n, g, err)
+		}
+	}
+	for name, c := range map[string]*clientv3.Client{"no certificate": tlsClient("", ""), "another CA's certificate": tlsClient(certs.RogueCert, certs.RogueKey)} {
+		short, cancel := context.WithTimeout(x, 2*time.Second)
+		_, err := c.Get(short, "k")
+		cancel()
+		if err == nil {
+			t.Fatalf("a client with %s read the data", name)
+		}
+		t.Logf("client with %s: %v", name, err)
+	}
+	// A peer connection with another CA's certificate fails its
+	// handshake; a plain TCP one gets nothing.
+	rogue, err := tls.LoadX509KeyPair(certs.RogueCert, certs.RogueKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pc, err := tls.Dial("tcp", peer["m1"], &tls.Config{Certificates: []tls.Certificate{rogue}, InsecureSkipVerify: true})
+	if err == nil {
+		_ = pc.SetDeadline(time.Now().Add(5 * time.Second))
+		_, err = pc.Read(make([]byte, 1))
+		pc.Close()
+	}
+	if err == nil {
+		t.Fatal("a peer with another CA's certificate was let in")
+	}
+	t.Logf("peer with another CA's certificate: %v", err)
+	if _, err := cli.Put(x, "k", "v2"); err != nil {
+		t.Fatalf("put after the refusals: %v", err)
 	}
 }

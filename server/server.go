@@ -13,8 +13,8 @@
 // Compact (physical too); the
 // Watch service (start revision, prev_kv, filters, progress notifications
 // and requests, fragments, cancel); Maintenance's Status, Hash, HashKV,
-// Defragment (online), Snapshot (streamed, with etcd's sha256) and Alarm's
-// list; Cluster (list, add, remove, promote, update); Lease (Grant, Revoke, KeepAlive, TimeToLive
+// Defragment (online), Snapshot (streamed, with etcd's sha256) and Alarm
+// (the NOSPACE alarm of the space quota); Cluster (list, add, remove, promote, update); Lease (Grant, Revoke, KeepAlive, TimeToLive
 // with keys, Leases: expiry decided by the leader and revoked through the
 // log, remaining TTLs checkpointed); Prometheus metrics. Other services
 // and calls answer Unimplemented.
@@ -25,6 +25,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -87,6 +88,12 @@ type Config struct {
 	// lease's remaining TTL through the log (default
 	// DefaultLeaseCheckpointInterval), so that a new leader keeps it.
 	LeaseCheckpointInterval time.Duration
+	// QuotaBackendBytes is the space quota (default
+	// DefaultQuotaBackendBytes): a write that would take the database's
+	// space in use past it is refused and raises the NOSPACE alarm, which
+	// refuses writes on every member until it is cleared (etcd's
+	// --quota-backend-bytes).
+	QuotaBackendBytes int64
 }
 
 // DefaultLeaseCheckpointInterval is etcd's default.
@@ -99,6 +106,8 @@ type Server struct {
 	node    *raftadapter.Node
 	lessor  *lessor
 	members *registry
+	alarms  *alarmSet
+	raising atomic.Bool // a NOSPACE alarm is being proposed
 	metrics *metrics
 	stop    chan struct{}
 	done    chan struct{}
@@ -118,6 +127,9 @@ func New(cfg Config) (*Server, error) {
 	if cfg.LeaseCheckpointInterval <= 0 {
 		cfg.LeaseCheckpointInterval = DefaultLeaseCheckpointInterval
 	}
+	if cfg.QuotaBackendBytes <= 0 {
+		cfg.QuotaBackendBytes = DefaultQuotaBackendBytes
+	}
 	store, err := mvcc.Open(cfg.DB, nil)
 	if err != nil {
 		return nil, err
@@ -132,7 +144,12 @@ func New(cfg Config) (*Server, error) {
 		store.Close()
 		return nil, err
 	}
-	mach := &machine{db: cfg.DB, store: store, lessor: ls, members: members, onPeer: cfg.OnPeer}
+	alarms := &alarmSet{}
+	if err := alarms.load(cfg.DB); err != nil {
+		store.Close()
+		return nil, err
+	}
+	mach := &machine{db: cfg.DB, store: store, lessor: ls, members: members, alarms: alarms, onPeer: cfg.OnPeer}
 	mach.announcePeers()
 	node, err := raftadapter.StartNode(raftadapter.Config{
 		ID: cfg.ID, Peers: cfg.Peers, Join: cfg.Join, DB: cfg.DB, StateMachine: mach,
@@ -143,7 +160,7 @@ func New(cfg Config) (*Server, error) {
 		store.Close()
 		return nil, err
 	}
-	s := &Server{cfg: cfg, store: store, node: node, lessor: ls, members: members, stop: make(chan struct{}), done: make(chan struct{})}
+	s := &Server{cfg: cfg, store: store, node: node, lessor: ls, members: members, alarms: alarms, stop: make(chan struct{}), done: make(chan struct{})}
 	s.metrics = newMetrics(s)
 	if cfg.FsyncTimer != nil {
 		s.metrics.reg.MustRegister(cfg.FsyncTimer.hist)
@@ -207,6 +224,9 @@ func (s *Server) propose(ctx context.Context, r *pb.InternalRaftRequest) (any, e
 	if len(data) > s.cfg.MaxRequestBytes {
 		return nil, rpctypes.ErrGRPCRequestTooLarge
 	}
+	if err := s.checkQuota(r); err != nil {
+		return nil, err
+	}
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.RequestTimeout)
 	defer cancel()
 	v, err := s.node.Propose(ctx, data)
@@ -258,6 +278,7 @@ func toGRPC(err error) error {
 		{errValueProvided, rpctypes.ErrGRPCValueProvided},
 		{errLeaseProvided, rpctypes.ErrGRPCLeaseProvided},
 		{quiver.ErrValueTooLarge, rpctypes.ErrGRPCRequestTooLarge},
+		{ErrNoSpace, rpctypes.ErrGRPCNoSpace},
 	} {
 		if errors.Is(err, m.err) {
 			return m.grpc

@@ -13,7 +13,6 @@ import (
 func newServeCommand() *cobra.Command {
 	cfg := server.DefaultMemberConfig()
 	var clientURLs, advClientURLs, peerURLs, advPeerURLs string
-	var quota int64
 	var snapshotCount uint64
 	cmd := &cobra.Command{
 		Use:   "serve [flags]",
@@ -30,9 +29,16 @@ Served so far: KV, Watch, Lease, Maintenance, Cluster, and
 cluster". Other calls answer Unimplemented. It stops gracefully on SIGTERM or
 SIGINT.
 
---quota-backend-bytes and --snapshot-count are accepted for etcd's command
-lines: the quota is not enforced yet, and quiver compacts its raft log by size
-(no snapshot count).`,
+--quota-backend-bytes (default 2 GiB) bounds the database's space in use,
+the raft log's included: a write past it is refused and raises the NOSPACE
+alarm, which refuses writes until it is cleared (etcdctl alarm disarm) once
+space is freed (a delete and a compaction). --snapshot-count is accepted for
+etcd's command lines: quiver compacts its raft log by size instead.
+
+TLS: https:// client URLs serve with --cert-file and --key-file;
+--client-cert-auth demands client certificates signed by --trusted-ca-file.
+The peer flags (--peer-cert-file and so on) secure the raft transport both
+ways; all peer URLs are then https://.`,
 		Example: `  quiver serve
   quiver serve --name m1 --data-dir m1.quiver \
     --listen-client-urls http://127.0.0.1:2379 --advertise-client-urls http://127.0.0.1:2379 \
@@ -53,6 +59,9 @@ lines: the quota is not enforced yet, and quiver compacts its raft log by size
 			cfg.ListenPeerURLs, cfg.InitialAdvertisePeerURLs = split(peerURLs), split(advPeerURLs)
 			if cfg.MaxRequestBytes <= 0 {
 				return usagef("invalid --max-request-bytes %d: want at least 1", cfg.MaxRequestBytes)
+			}
+			if cfg.QuotaBackendBytes < 0 {
+				return usagef("invalid --quota-backend-bytes %d: want 0 (the default) or more", cfg.QuotaBackendBytes)
 			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGTERM, syscall.SIGINT)
 			defer stop()
@@ -78,7 +87,15 @@ lines: the quota is not enforced yet, and quiver compacts its raft log by size
 	f.StringVar(&cfg.InitialClusterState, "initial-cluster-state", cfg.InitialClusterState, "new (bootstrap the cluster) or existing (join a running one, after etcdctl member add)")
 	f.StringVar(&cfg.InitialClusterToken, "initial-cluster-token", cfg.InitialClusterToken, "the cluster's token: member and cluster ids derive from it")
 	f.IntVar(&cfg.MaxRequestBytes, "max-request-bytes", cfg.MaxRequestBytes, "the largest request a client may send")
-	f.Int64Var(&quota, "quota-backend-bytes", 0, "accepted for etcd's command lines; not enforced yet")
+	f.Int64Var(&cfg.QuotaBackendBytes, "quota-backend-bytes", server.DefaultQuotaBackendBytes, "the space the database may use before writes are refused and the NOSPACE alarm raised")
+	f.StringVar(&cfg.ClientTLS.CertFile, "cert-file", "", "the client port's TLS certificate (PEM)")
+	f.StringVar(&cfg.ClientTLS.KeyFile, "key-file", "", "the client port's TLS key (PEM)")
+	f.StringVar(&cfg.ClientTLS.TrustedCAFile, "trusted-ca-file", "", "CAs whose client certificates --client-cert-auth accepts")
+	f.BoolVar(&cfg.ClientTLS.ClientCertAuth, "client-cert-auth", false, "demand a client certificate signed by --trusted-ca-file")
+	f.StringVar(&cfg.PeerTLS.CertFile, "peer-cert-file", "", "the peer transport's TLS certificate (PEM; used to serve and to dial)")
+	f.StringVar(&cfg.PeerTLS.KeyFile, "peer-key-file", "", "the peer transport's TLS key (PEM)")
+	f.StringVar(&cfg.PeerTLS.TrustedCAFile, "peer-trusted-ca-file", "", "CAs that sign the peers' certificates")
+	f.BoolVar(&cfg.PeerTLS.ClientCertAuth, "peer-client-cert-auth", false, "demand a peer certificate signed by --peer-trusted-ca-file")
 	f.Uint64Var(&snapshotCount, "snapshot-count", 0, "accepted for etcd's command lines; quiver compacts its log by size")
 	return cmd
 }

@@ -2,10 +2,12 @@ package server
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
 	"net"
+	"path/filepath"
 	"runtime"
 	"syscall"
 	"testing"
@@ -82,5 +84,104 @@ func TestManyWatches(t *testing.T) {
 	t.Logf("%d watches, %d got the put; heap in use %d MiB (client and server)", n, got, ms.HeapInuse>>20)
 	if ms.HeapInuse > 512<<20 {
 		t.Fatalf("heap in use %d MiB with %d watches", ms.HeapInuse>>20, n)
+	}
+}
+
+// runMember runs a member as `quiver serve` does until the test ends.
+func runMember(t *testing.T, cfg MemberConfig) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- Run(ctx, cfg) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("member %s: %v", cfg.Name, err)
+			}
+		case <-time.After(30 * time.Second):
+			t.Errorf("member %s did not stop in 30 s", cfg.Name)
+		}
+	})
+}
+
+// memberConfig is a member named name of the cluster of token whose
+// --initial-cluster is cluster (name=peer-address,...), serving clients on
+// client.
+func memberConfig(t *testing.T, name, token, cluster, peer, client string) MemberConfig {
+	cfg := DefaultMemberConfig()
+	cfg.Name, cfg.DataDir = name, filepath.Join(t.TempDir(), name)
+	cfg.ListenClientURLs = []string{"http://" + client}
+	cfg.AdvertiseClientURLs = cfg.ListenClientURLs
+	cfg.ListenPeerURLs = []string{"http://" + peer}
+	cfg.InitialAdvertisePeerURLs = cfg.ListenPeerURLs
+	cfg.InitialCluster, cfg.InitialClusterToken = cluster, token
+	return cfg
+}
+
+// TestBadInputOnPeerPort: garbage and a truncated header on a member's
+// peer port, and a member of another cluster (another token, so another
+// cluster id) that names it as a peer and campaigns at it: the
+// connections are refused, the member's raft term does not move, it goes
+// on serving; the other cluster never gets a leader.
+func TestBadInputOnPeerPort(t *testing.T) {
+	peer, clientAddr := freePort(t), freePort(t)
+	runMember(t, memberConfig(t, "m1", "good", "m1=http://"+peer, peer, clientAddr))
+	cli := client(t, clientAddr)
+	x := ctx(t)
+	var err error
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if _, err = cli.Put(x, "k", "v"); err == nil || time.Now().After(deadline) {
+			break
+		}
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := must[*clientv3.StatusResponse](t)(cli.Status(x, clientAddr))
+
+	for name, data := range map[string][]byte{
+		"garbage":          bytes.Repeat([]byte{0xde, 0xad, 0xbe, 0xef}, 1024),
+		"truncated header": []byte("QRAF\x02"),
+		"http request":     []byte("POST /raft HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n\r\nabcd"),
+	} {
+		conn, err := net.Dial("tcp", peer)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, _ = conn.Write(data)
+		if tc, ok := conn.(*net.TCPConn); ok {
+			_ = tc.CloseWrite()
+		}
+		_ = conn.SetReadDeadline(time.Now().Add(40 * time.Second))
+		if _, err := io.ReadAll(conn); err != nil && !errors.Is(err, syscall.ECONNRESET) {
+			t.Fatalf("%s: the connection was not closed: %v", name, err)
+		}
+		conn.Close()
+	}
+
+	// Another cluster whose second member has the first one's peer
+	// address: its campaigns reach m1 with another cluster id.
+	otherPeer, otherClient := freePort(t), freePort(t)
+	runMember(t, memberConfig(t, "m2", "other", "m1=http://"+peer+",m2=http://"+otherPeer, otherPeer, otherClient))
+	time.Sleep(2 * time.Second) // a few of its election timeouts
+	other := client(t, otherClient)
+	st, err := other.Status(x, otherClient)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Leader != 0 {
+		t.Fatalf("the other cluster has leader %x", st.Leader)
+	}
+	after := must[*clientv3.StatusResponse](t)(cli.Status(x, clientAddr))
+	if after.RaftTerm != before.RaftTerm || after.Leader != before.Leader {
+		t.Fatalf("term %d leader %x before the intruder, %d %x after", before.RaftTerm, before.Leader, after.RaftTerm, after.Leader)
+	}
+	if _, err := cli.Put(x, "k", "v2"); err != nil {
+		t.Fatalf("put after the bad input: %v", err)
+	}
+	if ml := must[*clientv3.MemberListResponse](t)(cli.MemberList(x)); len(ml.Members) != 1 {
+		t.Fatalf("members after the intruder: %v", ml.Members)
 	}
 }

@@ -36,6 +36,126 @@ func TestServeChild(t *testing.T) {
 	}
 }
 
+// procCluster is three members in their own processes (TestServeChild,
+// the server as `quiver serve` runs it) on 127.0.0.1; the test kills them
+// with SIGKILL by their pid and starts them again on their data.
+type procCluster struct {
+	t          *testing.T
+	dir        string
+	names      []string
+	peer       map[string]string
+	clientAddr map[string]string
+	cluster    []string
+
+	mu    sync.Mutex
+	procs map[string]*exec.Cmd
+}
+
+func newProcCluster(t *testing.T) *procCluster {
+	c := &procCluster{t: t, dir: t.TempDir(), names: []string{"m1", "m2", "m3"},
+		peer: map[string]string{}, clientAddr: map[string]string{}, procs: map[string]*exec.Cmd{}}
+	for _, n := range c.names {
+		c.peer[n], c.clientAddr[n] = freePort(t), freePort(t)
+		c.cluster = append(c.cluster, n+"=http://"+c.peer[n])
+	}
+	t.Cleanup(func() {
+		for _, n := range c.names {
+			c.kill(n)
+		}
+	})
+	for _, n := range c.names {
+		c.start(n)
+	}
+	return c
+}
+
+// addrs are the members' client addresses.
+func (c *procCluster) addrs() []string {
+	var all []string
+	for _, n := range c.names {
+		all = append(all, c.clientAddr[n])
+	}
+	return all
+}
+
+// start starts member n and waits until it listens.
+func (c *procCluster) start(n string) {
+	t := c.t
+	cfg := DefaultMemberConfig()
+	cfg.Name, cfg.DataDir = n, filepath.Join(c.dir, n)
+	cfg.ListenClientURLs = []string{"http://" + c.clientAddr[n]}
+	cfg.AdvertiseClientURLs = cfg.ListenClientURLs
+	cfg.ListenPeerURLs = []string{"http://" + c.peer[n]}
+	cfg.InitialAdvertisePeerURLs = cfg.ListenPeerURLs
+	cfg.InitialCluster = strings.Join(c.cluster, ",")
+	raw, _ := json.Marshal(cfg)
+	cmd := exec.Command(os.Args[0], "-test.run=^TestServeChild$", "-test.count=1")
+	cmd.Env = append(os.Environ(), "QUIVER_SERVE_CHILD="+string(raw))
+	cmd.Stderr = os.Stderr
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	ready := make(chan bool, 1)
+	go func() {
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			if strings.HasPrefix(sc.Text(), "READY ") {
+				ready <- true
+			}
+		}
+		close(ready)
+	}()
+	select {
+	case ok := <-ready:
+		if !ok {
+			_ = cmd.Wait()
+			t.Fatalf("member %s exited before it served", n)
+		}
+	case <-time.After(30 * time.Second):
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		t.Fatalf("member %s did not serve in 30 s", n)
+	}
+	c.mu.Lock()
+	c.procs[n] = cmd
+	c.mu.Unlock()
+}
+
+// kill kills member n's process, if it runs, with SIGKILL.
+func (c *procCluster) kill(n string) {
+	c.mu.Lock()
+	cmd := c.procs[n]
+	delete(c.procs, n)
+	c.mu.Unlock()
+	if cmd != nil {
+		_ = syscall.Kill(cmd.Process.Pid, syscall.SIGKILL)
+		_ = cmd.Wait()
+	}
+}
+
+// leader is the member that leads, as the members' status says, waiting
+// up to 30 s for one.
+func (c *procCluster) leader(cli *clientv3.Client) string {
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		for _, n := range c.names {
+			x, cancel := context.WithTimeout(context.Background(), time.Second)
+			st, err := cli.Status(x, c.clientAddr[n])
+			cancel()
+			if err == nil && st.Leader == st.Header.MemberId {
+				return n
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	c.t.Fatal("no leader in 30 s")
+	return ""
+}
+
 // TestServeKilled: three members in their own processes (the server as
 // `quiver serve` runs it) take puts from clientv3 clients through every
 // member while members are killed with SIGKILL, by their pid, and
@@ -49,99 +169,9 @@ func TestServeKilled(t *testing.T) {
 	}
 	seed := testutil.Seed(t)
 	r := testutil.Rand(seed)
-	dir := t.TempDir()
-	names := []string{"m1", "m2", "m3"}
-	peer, clientAddr := map[string]string{}, map[string]string{}
-	var cluster []string
-	for _, n := range names {
-		peer[n], clientAddr[n] = freePort(t), freePort(t)
-		cluster = append(cluster, n+"=http://"+peer[n])
-	}
-	var mu sync.Mutex
-	procs := map[string]*exec.Cmd{}
-	start := func(n string) {
-		cfg := DefaultMemberConfig()
-		cfg.Name, cfg.DataDir = n, filepath.Join(dir, n)
-		cfg.ListenClientURLs = []string{"http://" + clientAddr[n]}
-		cfg.AdvertiseClientURLs = cfg.ListenClientURLs
-		cfg.ListenPeerURLs = []string{"http://" + peer[n]}
-		cfg.InitialAdvertisePeerURLs = cfg.ListenPeerURLs
-		cfg.InitialCluster = strings.Join(cluster, ",")
-		raw, _ := json.Marshal(cfg)
-		cmd := exec.Command(os.Args[0], "-test.run=^TestServeChild$", "-test.count=1")
-		cmd.Env = append(os.Environ(), "QUIVER_SERVE_CHILD="+string(raw))
-		cmd.Stderr = os.Stderr
-		out, err := cmd.StdoutPipe()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		ready := make(chan bool, 1)
-		go func() {
-			sc := bufio.NewScanner(out)
-			for sc.Scan() {
-				if strings.HasPrefix(sc.Text(), "READY ") {
-					ready <- true
-				}
-			}
-			close(ready)
-		}()
-		select {
-		case ok := <-ready:
-			if !ok {
-				_ = cmd.Wait()
-				t.Fatalf("member %s exited before it served", n)
-			}
-		case <-time.After(30 * time.Second):
-			_ = cmd.Process.Kill()
-			_ = cmd.Wait()
-			t.Fatalf("member %s did not serve in 30 s", n)
-		}
-		mu.Lock()
-		procs[n] = cmd
-		mu.Unlock()
-	}
-	kill := func(n string) {
-		mu.Lock()
-		cmd := procs[n]
-		delete(procs, n)
-		mu.Unlock()
-		if cmd != nil {
-			_ = syscall.Kill(cmd.Process.Pid, syscall.SIGKILL)
-			_ = cmd.Wait()
-		}
-	}
-	t.Cleanup(func() {
-		for _, n := range names {
-			kill(n)
-		}
-	})
-	for _, n := range names {
-		start(n)
-	}
-	var all []string
-	for _, n := range names {
-		all = append(all, clientAddr[n])
-	}
-	cli := client(t, all...)
-	leader := func() string {
-		deadline := time.Now().Add(30 * time.Second)
-		for time.Now().Before(deadline) {
-			for _, n := range names {
-				c, cancel := context.WithTimeout(context.Background(), time.Second)
-				st, err := cli.Status(c, clientAddr[n])
-				cancel()
-				if err == nil && st.Leader == st.Header.MemberId {
-					return n
-				}
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
-		t.Fatal("no leader in 30 s")
-		return ""
-	}
+	c := newProcCluster(t)
+	names, clientAddr := c.names, c.clientAddr
+	cli := client(t, c.addrs()...)
 
 	acked := map[string]string{}
 	var amu sync.Mutex
@@ -174,12 +204,12 @@ func TestServeKilled(t *testing.T) {
 		// Kill the leader in the first cycle, anyone after.
 		victim := names[r.IntN(3)]
 		if cycle == 0 {
-			victim = leader()
+			victim = c.leader(cli)
 		}
 		time.Sleep(time.Duration(200+r.IntN(400)) * time.Millisecond)
-		kill(victim)
+		c.kill(victim)
 		time.Sleep(time.Duration(200+r.IntN(400)) * time.Millisecond)
-		start(victim)
+		c.start(victim)
 		time.Sleep(300 * time.Millisecond)
 		close(stop)
 		wg.Wait()

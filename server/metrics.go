@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/quiverdb/quiver"
 	"go.etcd.io/raft/v3"
 )
@@ -26,6 +27,8 @@ func newMetrics(s *Server) *metrics {
 		failed: prometheus.NewCounter(prometheus.CounterOpts{Name: "etcd_server_proposals_failed_total",
 			Help: "The number of failed proposals seen."}),
 	}
+	// The Go runtime's and the process's, as etcd serves them.
+	m.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	gauge := func(name, help string, f func() float64) prometheus.Collector {
 		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, f)
 	}

@@ -109,7 +109,7 @@ func TestRun(t *testing.T) {
 	}
 	body, _ := io.ReadAll(r.Body)
 	r.Body.Close()
-	for _, want := range []string{"etcd_server_has_leader 1", "etcd_disk_backend_commit_duration_seconds_count", "etcd_server_proposals_applied_total", "quiver_freelist_free_pages"} {
+	for _, want := range []string{"etcd_server_has_leader 1", "etcd_disk_backend_commit_duration_seconds_count", "etcd_server_proposals_applied_total", "quiver_freelist_free_pages", "go_memstats_heap_inuse_bytes", "process_resident_memory_bytes"} {
 		if !strings.Contains(string(body), want) {
 			t.Fatalf("/metrics has no %q:\n%s", want, body)
 		}

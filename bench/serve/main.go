@@ -1,0 +1,215 @@
+// Command serve compares `quiver serve` with etcd v3.7.3 (embedded), side
+// by side in one run on one machine: each engine's members run in child
+// processes of this program on 127.0.0.1, and one load generator
+// (clientv3, loopback) drives both.
+//
+//	go run . -members 1,3 -clients 1,16,64 -duration 5s
+//	go run . -scenario large -updates 5000 -csv /tmp/servemem
+//
+// The first measures put throughput and latency (256-byte values),
+// linearizable and serializable range throughput, and watch fan-out; the
+// second is the large-value scenario of issue 18 (a 1 MiB value rewritten
+// while a follower is stopped, the leader's memory sampled), whose CSV
+// files ../cmd/raftmemplot draws. Its module is its own, so that the
+// engine's module never depends on etcd's server.
+package main
+
+import (
+	"encoding/json"
+	"flag"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+)
+
+func main() {
+	if raw := os.Getenv(memberEnv); raw != "" {
+		var spec memberSpec
+		if err := json.Unmarshal([]byte(raw), &spec); err != nil {
+			fmt.Fprintln(os.Stderr, "member spec:", err)
+			os.Exit(2)
+		}
+		if err := runMember(spec); err != nil {
+			fmt.Fprintf(os.Stderr, "%s member %s: %v\n", spec.Engine, spec.Name, err)
+			os.Exit(1)
+		}
+		return
+	}
+	scenario := flag.String("scenario", "throughput", "throughput or large")
+	engines := flag.String("engines", "etcd,quiver", "engines to compare, in order")
+	members := flag.String("members", "1,3", "cluster sizes")
+	clientCounts := flag.String("clients", "1,16,64", "client counts of the put benchmark")
+	duration := flag.Duration("duration", 5*time.Second, "length of each throughput measurement")
+	watchers := flag.Int("watchers", 1000, "watchers of the fan-out benchmark")
+	watchPuts := flag.Int("watch-puts", 100, "puts the fan-out watchers receive")
+	updates := flag.Int("updates", 5000, "updates of the 1 MiB value (large scenario)")
+	csv := flag.String("csv", "", "large scenario: write the leader's memory samples to PREFIX.<engine>.csv")
+	dir := flag.String("dir", "", "directory for the members' data (default: a temporary one, removed after)")
+	flag.Parse()
+	ints := func(s string) []int {
+		var out []int
+		for _, f := range strings.Split(s, ",") {
+			n, err := strconv.Atoi(strings.TrimSpace(f))
+			if err != nil || n <= 0 {
+				fmt.Fprintf(os.Stderr, "bad count %q\n", f)
+				os.Exit(2)
+			}
+			out = append(out, n)
+		}
+		return out
+	}
+	data := *dir
+	if data == "" {
+		d, err := os.MkdirTemp("", "servebench")
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		defer os.RemoveAll(d)
+		data = d
+	}
+	var err error
+	switch *scenario {
+	case "throughput":
+		err = throughput(strings.Split(*engines, ","), ints(*members), ints(*clientCounts), *duration, *watchers, *watchPuts, data)
+	case "large":
+		err = large(strings.Split(*engines, ","), *updates, *csv, data)
+	default:
+		err = fmt.Errorf("unknown -scenario %q", *scenario)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "serve bench:", err)
+		os.Exit(1)
+	}
+}
+
+// throughput runs every measurement on every engine and cluster size and
+// prints them as a Markdown table, each engine's figures side by side.
+func throughput(engines []string, members, clientCounts []int, d time.Duration, watchers, watchPuts int, dir string) error {
+	type row struct {
+		name string
+		res  map[string]result
+	}
+	var rows []*row
+	find := func(name string) *row {
+		for _, r := range rows {
+			if r.name == name {
+				return r
+			}
+		}
+		r := &row{name: name, res: map[string]result{}}
+		rows = append(rows, r)
+		return r
+	}
+	value := strings.Repeat("v", 256)
+	for _, n := range members {
+		for _, engine := range engines {
+			c, err := startCluster(engine, n, dir, 0)
+			if err != nil {
+				return err
+			}
+			err = func() error {
+				defer c.stop()
+				cli, err := newClient(c.endpoints()...)
+				if err != nil {
+					return err
+				}
+				defer cli.Close()
+				if _, err := c.leader(cli); err != nil {
+					return err
+				}
+				if _, err := drive(c.endpoints(), 4, time.Second, putOp(value)); err != nil { // warm up
+					return err
+				}
+				for _, k := range clientCounts {
+					r, err := drive(c.endpoints(), k, d, putOp(value))
+					if err != nil {
+						return err
+					}
+					find(fmt.Sprintf("put, %d member(s), %d client(s)", n, k)).res[engine] = r
+					fmt.Fprintf(os.Stderr, "%s %d members: put %d clients: %.0f/s\n", engine, n, k, r.perSec())
+				}
+				if err := fillRange(cli, value); err != nil {
+					return err
+				}
+				for _, ser := range []bool{false, true} {
+					r, err := drive(c.endpoints(), 16, d, rangeOp(ser))
+					if err != nil {
+						return err
+					}
+					kind := map[bool]string{false: "linearizable", true: "serializable"}[ser]
+					find(fmt.Sprintf("range %s, %d member(s), 16 clients", kind, n)).res[engine] = r
+					fmt.Fprintf(os.Stderr, "%s %d members: range %s: %.0f/s\n", engine, n, kind, r.perSec())
+				}
+				r, err := watchFanout(c.endpoints(), watchers, 10, watchPuts)
+				if err != nil {
+					return err
+				}
+				find(fmt.Sprintf("watch fan-out, %d member(s), %d watchers × %d puts (events/s)", n, watchers, watchPuts)).res[engine] = r
+				fmt.Fprintf(os.Stderr, "%s %d members: watch fan-out: %.0f events/s\n", engine, n, r.perSec())
+				return nil
+			}()
+			if err != nil {
+				return fmt.Errorf("%s, %d members: %w", engine, n, err)
+			}
+			_ = os.RemoveAll(dir)
+			_ = os.MkdirAll(dir, 0o755)
+		}
+	}
+	fmt.Print("| measure |")
+	for _, e := range engines {
+		fmt.Printf(" %s ops/s | p50 ms | p99 ms |", e)
+	}
+	if len(engines) == 2 {
+		fmt.Printf(" %s/%s |", engines[1], engines[0])
+	}
+	fmt.Print("\n|---|")
+	for range engines {
+		fmt.Print("---:|---:|---:|")
+	}
+	if len(engines) == 2 {
+		fmt.Print("---:|")
+	}
+	fmt.Println()
+	for _, r := range rows {
+		fmt.Printf("| %s |", r.name)
+		for _, e := range engines {
+			res := r.res[e]
+			errs := ""
+			if res.errors > 0 {
+				errs = fmt.Sprintf(" (%d errors)", res.errors)
+			}
+			fmt.Printf(" %.0f%s | %.2f | %.2f |", res.perSec(), errs, res.pct(50), res.pct(99))
+		}
+		if len(engines) == 2 {
+			a, b := r.res[engines[0]], r.res[engines[1]]
+			fmt.Printf(" %.2f× |", b.perSec()/a.perSec())
+		}
+		fmt.Println()
+	}
+	return nil
+}
+
+// large runs the large-value scenario on each engine and prints the
+// leader's peaks.
+func large(engines []string, updates int, csv, dir string) error {
+	fmt.Println("| engine | updates | time s | leader peak heap MiB | leader peak RssAnon MiB | leader peak RssFile MiB |")
+	fmt.Println("|---|---:|---:|---:|---:|---:|")
+	for _, engine := range engines {
+		start := time.Now()
+		samples, err := largeValues(engine, dir, updates, csv)
+		if err != nil {
+			return err
+		}
+		var heap, anon, file int64
+		for _, s := range samples {
+			heap, anon, file = max(heap, s.heap), max(anon, s.anon), max(file, s.rss)
+		}
+		fmt.Printf("| %s | %d | %.0f | %d | %d | %d |\n", engine, updates, time.Since(start).Seconds(), heap>>20, anon>>20, file>>20)
+		_ = os.RemoveAll(dir)
+		_ = os.MkdirAll(dir, 0o755)
+	}
+	return nil
+}

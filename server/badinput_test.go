@@ -120,8 +120,9 @@ func memberConfig(t *testing.T, name, token, cluster, peer, client string) Membe
 	return cfg
 }
 
-// TestBadInputOnPeerPort: garbage and a truncated header on a member's
-// peer port, and a member of another cluster (another token, so another
+// TestBadInputOnPeerPort: garbage, truncated HTTP/2 prefaces and HTTP/1
+// for nothing on a member's client port as Run serves it; garbage and a
+// truncated header on its peer port, and a member of another cluster (another token, so another
 // cluster id) that names it as a peer and campaigns at it: the
 // connections are refused, the member's raft term does not move, it goes
 // on serving; the other cluster never gets a leader.
@@ -140,6 +141,33 @@ func TestBadInputOnPeerPort(t *testing.T) {
 		t.Fatal(err)
 	}
 	before := must[*clientv3.StatusResponse](t)(cli.Status(x, clientAddr))
+
+	// The client port as Run serves it (connections split between gRPC
+	// and HTTP by what they open with) takes the same.
+	for name, data := range map[string][]byte{
+		"garbage":            bytes.Repeat([]byte{0xde, 0xad, 0xbe, 0xef}, 1024),
+		"truncated preface":  []byte("PRI * HTTP/2.0\r\n\r\nSM"),
+		"preface then junk":  []byte("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\xff\xff\xff\xff\xff\xff\xff\xff\xff"),
+		"http/1 for nothing": []byte("GET /nothing HTTP/1.1\r\nHost: x\r\n\r\n"),
+		"one byte":           []byte("P"),
+	} {
+		conn, err := net.Dial("tcp", clientAddr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, _ = conn.Write(data)
+		if tc, ok := conn.(*net.TCPConn); ok {
+			_ = tc.CloseWrite()
+		}
+		_ = conn.SetReadDeadline(time.Now().Add(20 * time.Second))
+		if _, err := io.ReadAll(conn); err != nil && !errors.Is(err, syscall.ECONNRESET) {
+			t.Fatalf("client port, %s: the connection was neither answered nor closed: %v", name, err)
+		}
+		conn.Close()
+	}
+	if g, err := cli.Get(x, "k"); err != nil || kvs(g) != "k=v" {
+		t.Fatalf("after bad input on the client port: %v, %v", g, err)
+	}
 
 	for name, data := range map[string][]byte{
 		"garbage":          bytes.Repeat([]byte{0xde, 0xad, 0xbe, 0xef}, 1024),

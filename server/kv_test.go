@@ -23,7 +23,7 @@ import (
 // testCluster is n members in one process: raft over the in-process
 // network, each member's gRPC on its own 127.0.0.1 port.
 type testCluster struct {
-	t       *testing.T
+	t       testing.TB
 	nw      *raftadapter.Network
 	dir     string
 	set     []func(*Config)
@@ -32,7 +32,7 @@ type testCluster struct {
 	stops   []func() // stop member i (once)
 }
 
-func newTestCluster(t *testing.T, n int, set ...func(*Config)) *testCluster {
+func newTestCluster(t testing.TB, n int, set ...func(*Config)) *testCluster {
 	t.Helper()
 	c := &testCluster{t: t, nw: raftadapter.NewNetwork(testutil.Seed(t)), dir: t.TempDir(), set: set}
 	var peers []uint64
@@ -89,7 +89,7 @@ func (c *testCluster) add(id uint64, peers []uint64) int {
 }
 
 // client returns a clientv3 client of the members at addrs.
-func client(t *testing.T, addrs ...string) *clientv3.Client {
+func client(t testing.TB, addrs ...string) *clientv3.Client {
 	t.Helper()
 	cli, err := clientv3.New(clientv3.Config{Endpoints: addrs, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
 	if err != nil {
@@ -99,7 +99,7 @@ func client(t *testing.T, addrs ...string) *clientv3.Client {
 	return cli
 }
 
-func ctx(t *testing.T) context.Context {
+func ctx(t testing.TB) context.Context {
 	c, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	t.Cleanup(cancel)
 	return c

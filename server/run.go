@@ -265,26 +265,24 @@ func Run(ctx context.Context, cfg MemberConfig) error {
 	g := grpc.NewServer(srv.GRPCOptions()...)
 	srv.Register(g)
 	defer g.Stop()
-	hs := &http.Server{Handler: srv.httpHandler(g), ReadHeaderTimeout: 10 * time.Second}
-	hs.Protocols = new(http.Protocols)
-	hs.Protocols.SetHTTP1(true)
-	hs.Protocols.SetUnencryptedHTTP2(true) // gRPC without TLS
-	hs.Protocols.SetHTTP2(true)
-	hs.TLSConfig = clientTLS
+	hs := &http.Server{Handler: srv.httpHandler(), ReadHeaderTimeout: 10 * time.Second}
 	defer hs.Close()
 	var addrs []string
-	errc := make(chan error, len(clientListen))
+	errc := make(chan error, 2*len(clientListen))
 	for i, h := range clientListen {
 		ln, err := net.Listen("tcp", h)
 		if err != nil {
 			return fmt.Errorf("listening for clients: %w", err)
 		}
 		addrs = append(addrs, ln.Addr().String())
+		var cfgTLS *tls.Config
 		if https, _ := isHTTPS(cfg.ListenClientURLs[i]); https {
-			go func() { errc <- hs.ServeTLS(ln, "", "") }()
-		} else {
-			go func() { errc <- hs.Serve(ln) }()
+			cfgTLS = clientTLS
 		}
+		split := newSplitListener(ln, cfgTLS)
+		defer split.Close()
+		go func() { errc <- g.Serve(split.grpcL) }()
+		go func() { errc <- hs.Serve(split.httpL) }()
 	}
 	if cfg.Ready != nil {
 		cfg.Ready(addrs, []string{tr.Addr()})
@@ -292,7 +290,7 @@ func Run(ctx context.Context, cfg MemberConfig) error {
 	select {
 	case <-ctx.Done():
 	case err := <-errc:
-		if !errors.Is(err, http.ErrServerClosed) {
+		if err != nil && !errors.Is(err, http.ErrServerClosed) && !errors.Is(err, grpc.ErrServerStopped) {
 			return fmt.Errorf("serving clients: %w", err)
 		}
 	}
@@ -300,13 +298,23 @@ func Run(ctx context.Context, cfg MemberConfig) error {
 	// keep-alives) never do, and are cut by the deferred Close.
 	sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
+	stopped := make(chan struct{})
+	go func() {
+		g.GracefulStop()
+		close(stopped)
+	}()
 	_ = hs.Shutdown(sctx)
+	select {
+	case <-stopped:
+	case <-sctx.Done():
+		g.Stop()
+	}
 	return nil
 }
 
-// httpHandler routes gRPC to g and serves /health and /metrics on the
-// same port, as etcd's client port does.
-func (s *Server) httpHandler(g *grpc.Server) http.Handler {
+// httpHandler serves /health and /metrics on the client port, as etcd's
+// does (gRPC has the port's HTTP/2 connections: see splitListener).
+func (s *Server) httpHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(s.metrics.reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("/health", func(w http.ResponseWriter, r *http.Request) {
@@ -317,11 +325,5 @@ func (s *Server) httpHandler(g *grpc.Server) http.Handler {
 		}
 		_ = json.NewEncoder(w).Encode(map[string]string{"health": fmt.Sprint(healthy), "reason": map[bool]string{true: "", false: "no leader"}[healthy]})
 	})
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.ProtoMajor == 2 && strings.HasPrefix(r.Header.Get("Content-Type"), "application/grpc") {
-			g.ServeHTTP(w, r)
-			return
-		}
-		mux.ServeHTTP(w, r)
-	})
+	return mux
 }

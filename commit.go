@@ -45,6 +45,13 @@ func (b *backend) Commit(t *tx.Tx, cp tx.CommitPages, root page.BucketHeader) er
 		written = append(written, page.Written{ID: flID, N: uint32(flPages), Checksum: page.Checksum(sys)})
 		prevRec = 0
 	}
+	if len(db.carry) > 0 {
+		// The unsynced commit's pages this one still uses: its sync
+		// makes them durable, and its verification on open checks them.
+		own := len(written)
+		written = append(written[:own:own], db.carry...)
+		written = dropFreed(written, own, db.freelist.TxFreed())
+	}
 	rec := &page.Record{Txid: txid, Prev: prevRec, Written: written, Freed: db.freelist.TxFreed(), Allocated: db.freelist.TxAllocated()}
 	recBuf := sys[flPages*ps:]
 	page.PutRecord(recBuf, recID, ps, rec)
@@ -89,15 +96,27 @@ func (b *backend) Commit(t *tx.Tx, cp tx.CommitPages, root page.BucketHeader) er
 			return abandon(err)
 		}
 	}
+	// The meta goes to the slot the last durable commit is not in: that
+	// one stays intact however this commit ends. A commit may skip its
+	// sync (DeferSync) only after a synced one, and never when it cuts
+	// the file: the next commit syncs, overwriting its meta.
+	slot := 1 - db.metaSlot
+	deferred := t.SyncDeferred() && !db.unsynced && !plan.shrinking
 	mbuf := make([]byte, ps)
-	page.PutMeta(mbuf, page.Pgid(txid%2), &meta)
-	if _, err := db.file.WriteAt(mbuf, int64(txid%2)*int64(ps)); err != nil {
+	page.PutMeta(mbuf, slot, &meta)
+	if _, err := db.file.WriteAt(mbuf, int64(slot)*int64(ps)); err != nil {
 		return abandon(err)
 	}
-	if !db.NoSync {
+	if !db.NoSync && !deferred {
 		if err := db.file.Sync(); err != nil {
 			return abandon(err)
 		}
+	}
+	if deferred && !db.NoSync {
+		db.unsynced = true
+		db.carry = append(append(db.carry[:0], written...), page.Written{ID: recID, N: uint32(len(recBuf) / ps), Checksum: recSum})
+	} else {
+		db.metaSlot, db.unsynced, db.carry = slot, false, db.carry[:0]
 	}
 	db.publish(&meta, t, len(runs)+1, time.Since(ioStart), fresh, freshSize)
 	if plan.shrinking {
@@ -168,4 +187,24 @@ func (db *DB) publish(meta *page.Meta, t *tx.Tx, nwrites int, writeTime time.Dur
 	db.stats.TxStats.WriteTime += writeTime
 	db.stats.TxStats.AllocTime += st.AllocTime
 	db.statsMu.Unlock()
+}
+
+// dropFreed removes from written[from:] the spans that overlap one of
+// freed (the carried spans of an unsynced commit that this commit freed:
+// its state does not use them).
+func dropFreed(written []page.Written, from int, freed []page.Span) []page.Written {
+	out := written[:from]
+	for _, w := range written[from:] {
+		overlaps := false
+		for _, f := range freed {
+			if uint64(w.ID) < uint64(f.ID)+f.N && uint64(f.ID) < uint64(w.ID)+uint64(w.N) {
+				overlaps = true
+				break
+			}
+		}
+		if !overlaps {
+			out = append(out, w)
+		}
+	}
+	return out
 }

@@ -2,6 +2,8 @@ package quiver
 
 import (
 	"fmt"
+	"slices"
+	"sort"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -94,6 +96,16 @@ type fileState struct {
 	tailFutile      bool        // the last early checkpoint landed above the tail it was to free
 	plan            commitPlan  // the open commit's, from Reserve to Commit
 	spansBuf        []page.Span // reused for a checkpoint's free set
+	// metaSlot is the meta page holding the last durable commit: the next
+	// commit writes the other. unsynced: the last commit skipped its sync
+	// (Tx.DeferSync), so its meta is in the other slot and the commit
+	// before it is the durable one.
+	metaSlot page.Pgid
+	unsynced bool
+	// carry lists what the unsynced commit wrote (its pages and its
+	// record): the next commit's record lists them too, so that a crash
+	// that kept its meta but lost them makes it fail verification.
+	carry []page.Written
 }
 
 // snapshot is one committed state and the mapping it is read through. refs
@@ -285,6 +297,14 @@ func (db *DB) readers() []page.Txid {
 	}
 	clear(db.retired[len(retired):])
 	db.retired = retired
+	if db.unsynced {
+		// The durable commit, the one before the current, is what a crash
+		// brings back: the pages it uses are not reused until a synced
+		// commit makes a newer one durable.
+		d := cur.meta.Txid - 1
+		i := sort.Search(len(txids), func(i int) bool { return txids[i] >= d })
+		txids = slices.Insert(txids, i, d)
+	}
 	return txids // ascending: snapshots are appended in commit order
 }
 

@@ -15,9 +15,11 @@
 //  2. writes those pages and a commit record listing every page span
 //     written with its checksum and the spans the commit freed and
 //     allocated (the freelist's delta; a whole freelist checkpoint is added
-//     only every so often), then the meta page of slot txid%2, with as few
-//     pwrite calls as the layout allows;
-//  3. calls fdatasync once (skipped with NoSync);
+//     only every so often), then the meta page of the slot the last durable
+//     commit's meta is not in, with as few pwrite calls as the layout
+//     allows;
+//  3. calls fdatasync once (skipped with NoSync, or for a commit after a
+//     synced one that asked for it: Tx.DeferSync);
 //  4. publishes the new meta to new readers.
 //
 // Every page carries an xxhash64 checksum, its own id and the txid that
@@ -26,7 +28,8 @@
 // was made durable by the previous commit's sync before this commit wrote
 // anything, and this commit wrote only pages free in it, so a power cut at
 // any point of a commit leaves either the new state or the previous one:
-// a commit whose Commit returned nil is never lost (unless NoSync).
+// a commit whose Commit returned nil is never lost (unless NoSync; a
+// DeferSync commit is durable once the next commit has synced).
 //
 // A write or sync that fails leaves the database refusing writes (ErrFailed)
 // until it is reopened: after a failed fdatasync the kernel may have dropped

@@ -145,10 +145,11 @@ func (db *DB) open() error {
 		}
 	}
 	db.fileSize = size
-	meta, err := db.readMeta(size)
+	meta, slot, err := db.readMeta(size)
 	if err != nil {
 		return err
 	}
+	db.metaSlot = slot
 	db.pageSize = int(meta.PageSize)
 	epoch, mapSize, err := db.mapFile(meta.HighWater)
 	if err != nil {
@@ -190,9 +191,9 @@ func (db *DB) init() error {
 
 // readMeta picks the meta to open: the newest valid one whose commit record
 // verifies, else the other.
-func (db *DB) readMeta(size int64) (*page.Meta, error) {
+func (db *DB) readMeta(size int64) (*page.Meta, page.Pgid, error) {
 	if size < 2*page.MinPageSize {
-		return nil, fmt.Errorf("%w: file is %d bytes", ErrInvalid, size)
+		return nil, 0, fmt.Errorf("%w: file is %d bytes", ErrInvalid, size)
 	}
 	buf := make([]byte, page.MetaEnd)
 	read := func(off int64, id page.Pgid) (*page.Meta, error) {
@@ -220,32 +221,38 @@ func (db *DB) readMeta(size int64) (*page.Meta, error) {
 		}
 	}
 	if m0 != nil && m1 != nil && m0.PageSize != m1.PageSize {
-		return nil, page.Corruptf(1, "meta page sizes differ (%d, %d)", m0.PageSize, m1.PageSize)
+		return nil, 0, page.Corruptf(1, "meta page sizes differ (%d, %d)", m0.PageSize, m1.PageSize)
 	}
-	cands := []*page.Meta{}
-	for _, m := range []*page.Meta{m0, m1} {
+	type cand struct {
+		m    *page.Meta
+		slot page.Pgid
+	}
+	var cands []cand
+	for slot, m := range []*page.Meta{m0, m1} {
 		if m != nil {
-			cands = append(cands, m)
+			cands = append(cands, cand{m, page.Pgid(slot)})
 		}
 	}
 	if len(cands) == 0 {
 		if errors.Is(err0, ErrVersionMismatch) || errors.Is(err1, ErrVersionMismatch) {
-			return nil, errors.Join(err0, err1)
+			return nil, 0, errors.Join(err0, err1)
 		}
 		if errors.Is(err0, ErrInvalid) && errors.Is(err1, ErrInvalid) {
-			return nil, err0
+			return nil, 0, err0
 		}
-		return nil, errors.Join(err0, err1)
+		return nil, 0, errors.Join(err0, err1)
 	}
-	sort.Slice(cands, func(i, j int) bool { return cands[i].Txid > cands[j].Txid })
+	sort.Slice(cands, func(i, j int) bool { return cands[i].m.Txid > cands[j].m.Txid })
 	var verr error
-	for i, m := range cands {
+	for i, c := range cands {
+		m := c.m
 		if int64(m.HighWater)*int64(m.PageSize) > size {
-			verr = page.Corruptf(page.Pgid(m.Txid%2), "meta of tx %d needs %d pages, the file has %d bytes", m.Txid, m.HighWater, size)
+			verr = page.Corruptf(c.slot, "meta of tx %d needs %d pages, the file has %d bytes", m.Txid, m.HighWater, size)
 			continue
 		}
-		// The older meta was made durable before the newer commit began;
-		// only the newest needs its record checked. (With NoSync nothing
+		// The older meta was made durable before the newer commit began
+		// (a commit writes the slot the last durable meta is not in; see
+		// Tx.DeferSync); only the newest needs its record checked. (With NoSync nothing
 		// was made durable: a crash may leave either meta unusable, the
 		// documented price of NoSync.)
 		if i == 0 {
@@ -253,15 +260,15 @@ func (db *DB) readMeta(size int64) (*page.Meta, error) {
 				if !errors.Is(err, ErrCorrupt) {
 					// Not damage but a failed read: falling back would
 					// drop an acknowledged commit for good.
-					return nil, err
+					return nil, 0, err
 				}
 				verr = err
 				continue
 			}
 		}
-		return m, nil
+		return m, c.slot, nil
 	}
-	return nil, verr
+	return nil, 0, verr
 }
 
 // verifyRecord checks that every page span m's commit wrote is intact.
@@ -289,7 +296,9 @@ func (db *DB) verifyRecord(m *page.Meta) error {
 		if err != nil {
 			return err
 		}
-		if page.TxidOf(p) != m.Txid || page.Checksum(p) != w.Checksum || int(page.Overflow(p))+1 != int(w.N) {
+		// A commit after an unsynced one lists that one's pages too
+		// (txid one less): the checksum pins each page's contents.
+		if t := page.TxidOf(p); (t != m.Txid && t+1 != m.Txid) || page.Checksum(p) != w.Checksum || int(page.Overflow(p))+1 != int(w.N) {
 			return page.Corruptf(w.ID, "not as commit %d wrote it", m.Txid)
 		}
 	}

@@ -95,7 +95,9 @@ func (db *DB) planCommit(base *page.Meta, nodes int) commitPlan {
 		// few bytes of varint.
 		p.cpPages = page.Pages(page.FreelistSize(eachSpan(p.spans))+4*(nodes+2), ps)
 	}
-	p.recPages = page.Pages(page.RecordSize(nodes+1, len(db.freelist.TxFreed()), nodes+3), ps)
+	// The written spans: the nodes, a checkpoint, and what an unsynced
+	// commit before this one wrote (see DB.carry).
+	p.recPages = page.Pages(page.RecordSize(nodes+1+len(db.carry), len(db.freelist.TxFreed()), nodes+3), ps)
 	return p
 }
 

@@ -34,7 +34,10 @@ func sameState(a, b map[string]string) bool {
 // through rec. It returns the state after each commit (states[0]: the new
 // database) and, for each, the number of recorded operations when its
 // Commit returned.
-func crashWorkload(t *testing.T, path string, ft quiver.FreelistType, rec *crash.Recorder, seed uint64) (states []map[string]string, acks []int) {
+//
+// With deferEvery > 0, about one commit in deferEvery asks to skip its
+// sync (Tx.DeferSync).
+func crashWorkload(t *testing.T, path string, ft quiver.FreelistType, rec *crash.Recorder, seed uint64, deferEvery int) (states []map[string]string, acks []int) {
 	r := rand.New(rand.NewPCG(seed, 5))
 	db, err := quiver.Open(path, 0o600, &quiver.Options{OpenFile: rec.OpenFile, FreelistType: ft, PageSize: 1024, AllocSize: 64 << 10})
 	if err != nil {
@@ -54,6 +57,9 @@ func crashWorkload(t *testing.T, path string, ft quiver.FreelistType, rec *crash
 	snap()
 	for c := 0; c < 90; c++ { // past 64 records: chained deltas and checkpoints both
 		err := db.Update(func(tx *quiver.Tx) error {
+			if deferEvery > 0 && r.IntN(deferEvery) == 0 {
+				tx.DeferSync()
+			}
 			name := []byte(fmt.Sprintf("b%d", r.IntN(3)))
 			if r.IntN(12) == 0 {
 				if tx.Bucket(name) != nil {
@@ -101,6 +107,9 @@ func crashWorkload(t *testing.T, path string, ft quiver.FreelistType, rec *crash
 	}
 	for c := 0; c < 14; c++ {
 		err := db.Update(func(tx *quiver.Tx) error {
+			if deferEvery > 0 && c%deferEvery == 1 {
+				tx.DeferSync()
+			}
 			for i := 0; i < 3; i++ {
 				name := []byte(fmt.Sprintf("b%d", i))
 				if c == 0 && tx.Bucket(name) != nil {
@@ -133,36 +142,71 @@ func crashWorkload(t *testing.T, path string, ft quiver.FreelistType, rec *crash
 // recorded write, truncate and sync of the workload, several times with
 // unsynced writes kept, dropped or torn at random, and requires each to
 // open, pass Check, and hold the state of a commit no older than the last
-// acknowledged one.
+// durable one: the last acknowledged, or, where commits deferred their
+// sync (the "deferred" runs), the last acknowledged before a sync.
 func TestCrashImages(t *testing.T) {
 	variants := 5
 	if os.Getenv("QUIVER_CRASH_LONG") != "" {
 		variants = 400
 	}
 	for _, ft := range quiver.FreelistTypes() {
-		t.Run(string(ft), func(t *testing.T) {
-			dir := t.TempDir()
-			rec := &crash.Recorder{}
-			seed := uint64(1)
-			states, acks := crashWorkload(t, filepath.Join(dir, "db"), ft, rec, seed)
-			images := 0
-			for n := 0; n <= rec.Len(); n++ {
-				// Commits acknowledged by then: states[a] must be there or
-				// the next one.
-				a := sort.SearchInts(acks, n+1) - 1
-				for v := 0; v < variants; v++ {
-					rng := rand.New(rand.NewPCG(uint64(n), uint64(v)))
-					img := rec.Image(n, rng)
-					checkImage(t, filepath.Join(dir, "img"), img, states, a, n, v)
-					images++
-				}
+		for _, deferEvery := range []int{0, 3} {
+			name := string(ft)
+			if deferEvery > 0 {
+				name += "/deferred"
 			}
-			t.Logf("%d crash images over %d recorded operations", images, rec.Len())
-		})
+			t.Run(name, func(t *testing.T) {
+				dir := t.TempDir()
+				rec := &crash.Recorder{}
+				seed := uint64(1)
+				states, acks := crashWorkload(t, filepath.Join(dir, "db"), ft, rec, seed, deferEvery)
+				// durable[c]: the newest commit a sync had made durable
+				// when commit c was acknowledged.
+				ops := rec.Ops()
+				durable := make([]int, len(acks))
+				for c := 1; c < len(acks); c++ {
+					durable[c] = durable[c-1]
+					for _, op := range ops[acks[c-1]:acks[c]] {
+						if op.Kind == crash.Sync {
+							durable[c] = c
+						}
+					}
+				}
+				deferred := 0
+				for c := 1; c < len(acks); c++ {
+					if durable[c] != c {
+						deferred++
+					}
+				}
+				if deferEvery > 0 && deferred == 0 {
+					t.Fatal("no commit deferred its sync")
+				}
+				images := 0
+				for n := 0; n <= rec.Len(); n++ {
+					// Commits acknowledged by then: a; the state must be
+					// that of a commit from the last durable one to the
+					// one in flight.
+					a := sort.SearchInts(acks, n+1) - 1
+					lo := a
+					if a >= 0 {
+						lo = durable[a]
+					}
+					for v := 0; v < variants; v++ {
+						rng := rand.New(rand.NewPCG(uint64(n), uint64(v)))
+						img := rec.Image(n, rng)
+						checkImage(t, filepath.Join(dir, "img"), img, states, lo, a, n, v)
+						images++
+					}
+				}
+				t.Logf("%d crash images over %d recorded operations; %d of %d commits deferred their sync", images, rec.Len(), deferred, len(acks)-1)
+			})
+		}
 	}
 }
 
-func checkImage(t *testing.T, path string, img []byte, states []map[string]string, acked, n, v int) {
+// checkImage opens a crash image and requires the state of a commit from
+// durable to the one after acked.
+func checkImage(t *testing.T, path string, img []byte, states []map[string]string, durable, acked, n, v int) {
 	t.Helper()
 	if err := os.WriteFile(path, img, 0o600); err != nil {
 		t.Fatal(err)
@@ -183,10 +227,7 @@ func checkImage(t *testing.T, path string, img []byte, states []map[string]strin
 		if err != nil {
 			return err
 		}
-		lo := acked
-		if lo < 0 {
-			lo = 0
-		}
+		lo := max(durable, 0)
 		for j := lo; j <= acked+1 && j < len(states); j++ {
 			if sameState(got, states[j]) {
 				return nil

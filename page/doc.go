@@ -44,7 +44,9 @@
 //	                 same txid left at the same page
 //	104    MetaEnd
 //
-// The meta of transaction T is written to page T%2.
+// A commit writes its meta to the page (0 or 1) that does not hold the
+// last durable commit's meta: T%2 when every commit syncs; a commit after
+// one that deferred its sync overwrites that one's meta.
 //
 // # Branch page (FlagBranch)
 //

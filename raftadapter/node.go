@@ -642,11 +642,28 @@ func (n *Node) handleReady(rd raft.Ready) error {
 	// engine commit (nor its fdatasync): raft finds the commit index again
 	// after a restart. The newest HardState goes with the next commit, so
 	// that the stored commit index is never below the applied one.
-	if len(rd.Entries) == 0 && len(rd.CommittedEntries) == 0 && !(n.hardDirty && n.termOrVoteChanged()) {
+	voted := n.hardDirty && n.termOrVoteChanged()
+	mustSync := len(rd.Entries) > 0 || voted
+	if !mustSync && len(rd.CommittedEntries) == 0 {
 		n.finishReady(rd, last, nil)
 		return nil
 	}
+	if !voted && n.rn.BasicStatus().RaftState == raft.StateLeader {
+		// A leader sends before it persists: its followers write the
+		// entries while it does (the raft thesis, 10.2.1; raft's README,
+		// step 2). A commit index it sends covers only entries of earlier
+		// Readies, persisted already.
+		n.send(rd.Messages)
+		rd.Messages = nil
+	}
 	err := n.cfg.DB.Update(func(tx *quiver.Tx) error {
+		if !mustSync {
+			// Applying alone: raft needs nothing of it durable (its
+			// entries are), and a crash that loses it applies them again
+			// from the durable applied index. Its sync comes with the
+			// next commit (raft's MustSync, the engine's DeferSync).
+			tx.DeferSync()
+		}
 		w, err := n.storage.Writer(tx)
 		if err != nil {
 			return err

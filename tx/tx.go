@@ -85,6 +85,7 @@ type Tx struct {
 	oldSlabs [][]Bucket
 
 	commitHandlers []func()
+	deferSync      bool
 	stats          TxStats
 	snap           Snapshot
 }
@@ -234,6 +235,21 @@ func (t *Tx) ForEach(fn func(name []byte, b *Bucket) error) error {
 		return fn(name, b)
 	})
 }
+
+// DeferSync lets the transaction's commit skip its fdatasync when the
+// commit before it was synced (otherwise, or when the commit shrinks the
+// file, it syncs as usual). Such a commit is atomic and visible at once,
+// but not durable: a crash may lose it, and nothing before it. The next
+// commit's sync makes it durable too; until then, the pages the last
+// durable commit uses are not reused. Close syncs.
+//
+// It is for state that can be rebuilt after a crash, such as the applied
+// entries of a replicated log whose entries are durable: one sync instead
+// of two when entries are appended and applied in turn.
+func (t *Tx) DeferSync() { t.deferSync = true }
+
+// SyncDeferred reports whether DeferSync was called.
+func (t *Tx) SyncDeferred() bool { return t.deferSync }
 
 // OnCommit registers fn to run after a successful commit.
 func (t *Tx) OnCommit(fn func()) { t.commitHandlers = append(t.commitHandlers, fn) }

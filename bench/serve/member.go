@@ -14,12 +14,12 @@ import (
 // memberSpec is one member of a benchmark cluster, as the parent passes
 // it to the child that runs it.
 type memberSpec struct {
-	Engine, Name, Dir  string
-	Client, Peer       string // host:port
-	Cluster            string // name=http://peer,...
-	Token              string
-	QuotaBackendBytes  int64
-	SnapshotCount      uint64 // etcd's; 0: its default
+	Engine, Name, Dir string
+	Client, Peer      string // host:port
+	Cluster           string // name=http://peer,...
+	Token             string
+	QuotaBackendBytes int64
+	SnapshotCount     uint64 // etcd's; 0: its default
 }
 
 // runMember runs a member until SIGTERM or SIGINT, printing READY once it

@@ -485,7 +485,6 @@ type linWatch struct {
 	events []*clientv3.Event
 	resps  [][2]int64 // each response's first and last revision
 	err    error
-	cond   chan struct{}
 }
 
 func (w *linWatch) collect(wc clientv3.WatchChan) {

@@ -25,6 +25,7 @@ type Network struct {
 	dup      float64        // probability that a message is delivered twice
 	maxDelay time.Duration  // messages are delayed by up to this (reordering them)
 	sent     int
+	ask      map[uint64]AskHandler
 }
 
 // NewNetwork returns a network with no faults.

@@ -31,7 +31,8 @@ import (
 // database image in chunks (a 4-byte length, at most the frame limit, and
 // the bytes), a zero length, and the image's 64-bit xxhash; the receiver
 // answers one status byte (0: handled) and a 2-byte length and message
-// explaining a refusal. A header of another cluster or version, a frame
+// explaining a refusal. A connection of kind 'Q' carries one request of
+// Ask, a frame, and its answer: a status byte and a frame. A header of another cluster or version, a frame
 // longer than the maximum, a message that does not decode or is not
 // addressed to the receiver, a snapshot whose hash does not match closes
 // that connection (the error is logged); the transport goes on. The cluster id is not authentication: raft
@@ -45,6 +46,7 @@ const (
 
 	kindMessages = 'M'
 	kindSnapshot = 'S'
+	kindQuery    = 'Q' // one request and its answer (Asker)
 
 	snapshotChunk = 1 << 20
 )
@@ -89,6 +91,7 @@ type TCPTransport struct {
 
 	mu     sync.Mutex
 	node   Receiver
+	ask    AskHandler
 	peers  map[uint64]*peer
 	conns  map[net.Conn]struct{} // accepted, for Close
 	closed bool
@@ -419,13 +422,16 @@ func (t *TCPTransport) read(c net.Conn) error {
 		return fmt.Errorf("not a quiver raft connection (header %q)", hdr[:5])
 	}
 	kind := hdr[5]
-	if kind != kindMessages && kind != kindSnapshot {
+	if kind != kindMessages && kind != kindSnapshot && kind != kindQuery {
 		return fmt.Errorf("a connection of unknown kind %q", kind)
 	}
 	if cid := binary.BigEndian.Uint64(hdr[6:]); cid != t.cfg.ClusterID {
 		return fmt.Errorf("cluster id %x, this cluster is %x", cid, t.cfg.ClusterID)
 	}
 	from := binary.BigEndian.Uint64(hdr[14:])
+	if kind == kindQuery {
+		return t.answerQuery(c, r, from)
+	}
 	var frame bytes.Buffer
 	for {
 		m, err := t.readMessage(c, r, from, &frame)

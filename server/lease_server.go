@@ -2,12 +2,17 @@ package server
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"math/rand/v2"
 	"time"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	"go.etcd.io/raft/v3"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 )
 
 // leaseLoop is the leader's side of leases: it follows leadership,
@@ -162,11 +167,21 @@ func (l *leaseServer) LeaseKeepAlive(stream pb.Lease_LeaseKeepAliveServer) error
 	}
 }
 
-// LeaseTimeToLive answers from this member: the leader's deadline, or on a
-// follower the last checkpoint (at most the TTL). An unknown lease has TTL
-// -1, as in etcd.
+// LeaseTimeToLive answers with the leader's deadline: on the leader from
+// its lessor, on a follower by asking the leader over the peer transport,
+// as etcd's followers do (a transport that cannot ask leaves the follower
+// its last checkpoint, at most the TTL). An unknown lease has TTL -1, as
+// in etcd.
 func (l *leaseServer) LeaseTimeToLive(ctx context.Context, r *pb.LeaseTimeToLiveRequest) (*pb.LeaseTimeToLiveResponse, error) {
 	s := l.s
+	if lead := s.node.Status().Lead; lead != 0 && lead != s.cfg.ID && s.asker != nil {
+		resp, err := s.askTimeToLive(ctx, lead, r)
+		if err != nil {
+			return nil, err
+		}
+		resp.Header = s.header(s.store.Rev())
+		return resp, nil
+	}
 	rctx, cancel := context.WithTimeout(ctx, s.cfg.RequestTimeout)
 	err := s.node.ReadIndex(rctx)
 	cancel()
@@ -187,4 +202,49 @@ func (l *leaseServer) LeaseLeases(context.Context, *pb.LeaseLeasesRequest) (*pb.
 		resp.Leases = append(resp.Leases, &pb.LeaseStatus{ID: id})
 	}
 	return resp, nil
+}
+
+// Requests a member answers over the peer transport (raftadapter.Asker):
+// a kind byte, then the request.
+const askTimeToLive = 'T' // a LeaseTimeToLiveRequest, answered by the leader
+
+// askTimeToLive asks the leader lead for a lease's time to live.
+func (s *Server) askTimeToLive(ctx context.Context, lead uint64, r *pb.LeaseTimeToLiveRequest) (*pb.LeaseTimeToLiveResponse, error) {
+	req, err := proto.Marshal(r)
+	if err != nil {
+		return nil, toGRPC(err)
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.RequestTimeout)
+	defer cancel()
+	raw, err := s.asker.Ask(ctx, lead, append([]byte{askTimeToLive}, req...))
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, s.raftError(ctx, ctx.Err())
+		}
+		return nil, status.Errorf(codes.Unavailable, "etcdserver: asking the leader for the lease's time to live: %v", err)
+	}
+	resp := &pb.LeaseTimeToLiveResponse{}
+	if err := proto.Unmarshal(raw, resp); err != nil {
+		return nil, status.Errorf(codes.Internal, "etcdserver: the leader's answer: %v", err)
+	}
+	return resp, nil
+}
+
+// answer answers another member's request (raftadapter.AskHandler).
+func (s *Server) answer(ctx context.Context, from uint64, req []byte) ([]byte, error) {
+	if len(req) == 0 || req[0] != askTimeToLive {
+		return nil, fmt.Errorf("server: unknown request from %x", from)
+	}
+	r := &pb.LeaseTimeToLiveRequest{}
+	if err := proto.Unmarshal(req[1:], r); err != nil {
+		return nil, fmt.Errorf("server: a time-to-live request from %x: %w", from, err)
+	}
+	if s.node.Status().Lead != s.cfg.ID {
+		return nil, errors.New("etcdserver: not leader")
+	}
+	resp := &pb.LeaseTimeToLiveResponse{ID: r.ID, TTL: -1}
+	if ttl, remaining, keys, ok := s.lessor.status(r.ID, r.Keys); ok {
+		resp.TTL, resp.GrantedTTL, resp.Keys = remaining, ttl, keys
+	}
+	return proto.Marshal(resp)
 }

@@ -139,6 +139,28 @@ func TestLeaseSurvivesLeaderChange(t *testing.T) {
 	t.Logf("granted 30 s, 3 s before the leader stopped: the new leader gives %d s", ttl.TTL)
 }
 
+// TestLeaseTimeToLiveOnFollowers: a follower asks the leader, so every
+// member gives the leader's remaining TTL (not the granted one, which is
+// all a follower's own record holds before a checkpoint), with the keys.
+func TestLeaseTimeToLiveOnFollowers(t *testing.T) {
+	c := newTestCluster(t, 3)
+	cli := client(t, c.addrs...)
+	x := ctx(t)
+	g := must[*clientv3.LeaseGrantResponse](t)(cli.Grant(x, 10))
+	must[*clientv3.PutResponse](t)(cli.Put(x, "held", "v", clientv3.WithLease(g.ID)))
+	time.Sleep(2500 * time.Millisecond)
+	for i, addr := range c.addrs {
+		ttl := must[*clientv3.LeaseTimeToLiveResponse](t)(client(t, addr).TimeToLive(x, g.ID, clientv3.WithAttachedKeys()))
+		if ttl.TTL < 5 || ttl.TTL > 8 || ttl.GrantedTTL != 10 || len(ttl.Keys) != 1 || string(ttl.Keys[0]) != "held" {
+			t.Fatalf("member %d: TTL %d of %d, keys %q; want about 7 of 10, [held]", i, ttl.TTL, ttl.GrantedTTL, ttl.Keys)
+		}
+	}
+	unknown := must[*clientv3.LeaseTimeToLiveResponse](t)(client(t, c.addrs[(c.leaderIndex(t)+1)%3]).TimeToLive(x, 12345))
+	if unknown.TTL != -1 {
+		t.Fatalf("an unknown lease through a follower: TTL %d", unknown.TTL)
+	}
+}
+
 // TestConcurrencyMutexAcrossMembers: clientv3's concurrency.Mutex, built
 // on leases, revisions and watches, excludes across members.
 func TestConcurrencyMutexAcrossMembers(t *testing.T) {

@@ -108,6 +108,7 @@ type Server struct {
 	members *registry
 	alarms  *alarmSet
 	raising atomic.Bool // a NOSPACE alarm is being proposed
+	asker   raftadapter.Asker // the transport's requests to the leader, if it has them
 	metrics *metrics
 	stop    chan struct{}
 	done    chan struct{}
@@ -161,6 +162,10 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{cfg: cfg, store: store, node: node, lessor: ls, members: members, alarms: alarms, stop: make(chan struct{}), done: make(chan struct{})}
+	if a, ok := cfg.Transport.(raftadapter.Asker); ok {
+		s.asker = a
+		a.HandleAsk(s.answer)
+	}
 	s.metrics = newMetrics(s)
 	if cfg.FsyncTimer != nil {
 		s.metrics.reg.MustRegister(cfg.FsyncTimer.hist)

@@ -107,7 +107,7 @@ type Server struct {
 	lessor  *lessor
 	members *registry
 	alarms  *alarmSet
-	raising atomic.Bool // a NOSPACE alarm is being proposed
+	raising atomic.Bool       // a NOSPACE alarm is being proposed
 	asker   raftadapter.Asker // the transport's requests to the leader, if it has them
 	metrics *metrics
 	stop    chan struct{}

@@ -29,19 +29,7 @@ func TestBadInputOnClientPort(t *testing.T) {
 		"truncated preface":  []byte("PRI * HTTP/2.0\r\n\r\nSM"),
 		"http/1 for nothing": []byte("GET /nothing HTTP/1.1\r\nHost: x\r\n\r\n"),
 	} {
-		conn, err := net.Dial("tcp", c.addrs[0])
-		if err != nil {
-			t.Fatal(err)
-		}
-		_, _ = conn.Write(data)
-		if tc, ok := conn.(*net.TCPConn); ok {
-			_ = tc.CloseWrite()
-		}
-		_ = conn.SetReadDeadline(time.Now().Add(10 * time.Second))
-		if _, err := io.ReadAll(conn); err != nil && !errors.Is(err, syscall.ECONNRESET) {
-			t.Fatalf("%s: the connection was neither answered nor closed: %v", name, err)
-		}
-		conn.Close()
+		sendGarbage(t, c.addrs[0], name, data)
 	}
 	if g := must[*clientv3.GetResponse](t)(cli.Get(x, "k")); kvs(g) != "k=v" {
 		t.Fatalf("after bad input: %s", kvs(g))
@@ -106,15 +94,15 @@ func runMember(t *testing.T, cfg MemberConfig) {
 	})
 }
 
-// memberConfig is a member named name of the cluster of token whose
-// --initial-cluster is cluster (name=peer-address,...), serving clients on
-// client.
-func memberConfig(t *testing.T, name, token, cluster, peer, client string) MemberConfig {
+// memberConfig is member name of the cluster of token whose
+// --initial-cluster is cluster (name=URL,...), its data in dir/name,
+// serving clients on client and peers on peer, with URLs of scheme.
+func memberConfig(dir, scheme, name, token, cluster, peer, client string) MemberConfig {
 	cfg := DefaultMemberConfig()
-	cfg.Name, cfg.DataDir = name, filepath.Join(t.TempDir(), name)
-	cfg.ListenClientURLs = []string{"http://" + client}
+	cfg.Name, cfg.DataDir = name, filepath.Join(dir, name)
+	cfg.ListenClientURLs = []string{scheme + "://" + client}
 	cfg.AdvertiseClientURLs = cfg.ListenClientURLs
-	cfg.ListenPeerURLs = []string{"http://" + peer}
+	cfg.ListenPeerURLs = []string{scheme + "://" + peer}
 	cfg.InitialAdvertisePeerURLs = cfg.ListenPeerURLs
 	cfg.InitialCluster, cfg.InitialClusterToken = cluster, token
 	return cfg
@@ -128,18 +116,10 @@ func memberConfig(t *testing.T, name, token, cluster, peer, client string) Membe
 // on serving; the other cluster never gets a leader.
 func TestBadInputOnPeerPort(t *testing.T) {
 	peer, clientAddr := freePort(t), freePort(t)
-	runMember(t, memberConfig(t, "m1", "good", "m1=http://"+peer, peer, clientAddr))
+	runMember(t, memberConfig(t.TempDir(), "http", "m1", "good", "m1=http://"+peer, peer, clientAddr))
 	cli := client(t, clientAddr)
 	x := ctx(t)
-	var err error
-	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-		if _, err = cli.Put(x, "k", "v"); err == nil || time.Now().After(deadline) {
-			break
-		}
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
+	putEventually(t, cli, "k", "v")
 	before := must[*clientv3.StatusResponse](t)(cli.Status(x, clientAddr))
 
 	// The client port as Run serves it (connections split between gRPC
@@ -151,19 +131,7 @@ func TestBadInputOnPeerPort(t *testing.T) {
 		"http/1 for nothing": []byte("GET /nothing HTTP/1.1\r\nHost: x\r\n\r\n"),
 		"one byte":           []byte("P"),
 	} {
-		conn, err := net.Dial("tcp", clientAddr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		_, _ = conn.Write(data)
-		if tc, ok := conn.(*net.TCPConn); ok {
-			_ = tc.CloseWrite()
-		}
-		_ = conn.SetReadDeadline(time.Now().Add(20 * time.Second))
-		if _, err := io.ReadAll(conn); err != nil && !errors.Is(err, syscall.ECONNRESET) {
-			t.Fatalf("client port, %s: the connection was neither answered nor closed: %v", name, err)
-		}
-		conn.Close()
+		sendGarbage(t, clientAddr, "client port, "+name, data)
 	}
 	if g, err := cli.Get(x, "k"); err != nil || kvs(g) != "k=v" {
 		t.Fatalf("after bad input on the client port: %v, %v", g, err)
@@ -174,25 +142,13 @@ func TestBadInputOnPeerPort(t *testing.T) {
 		"truncated header": []byte("QRAF\x02"),
 		"http request":     []byte("POST /raft HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n\r\nabcd"),
 	} {
-		conn, err := net.Dial("tcp", peer)
-		if err != nil {
-			t.Fatal(err)
-		}
-		_, _ = conn.Write(data)
-		if tc, ok := conn.(*net.TCPConn); ok {
-			_ = tc.CloseWrite()
-		}
-		_ = conn.SetReadDeadline(time.Now().Add(40 * time.Second))
-		if _, err := io.ReadAll(conn); err != nil && !errors.Is(err, syscall.ECONNRESET) {
-			t.Fatalf("%s: the connection was not closed: %v", name, err)
-		}
-		conn.Close()
+		sendGarbage(t, peer, "peer port, "+name, data)
 	}
 
 	// Another cluster whose second member has the first one's peer
 	// address: its campaigns reach m1 with another cluster id.
 	otherPeer, otherClient := freePort(t), freePort(t)
-	runMember(t, memberConfig(t, "m2", "other", "m1=http://"+peer+",m2=http://"+otherPeer, otherPeer, otherClient))
+	runMember(t, memberConfig(t.TempDir(), "http", "m2", "other", "m1=http://"+peer+",m2=http://"+otherPeer, otherPeer, otherClient))
 	time.Sleep(2 * time.Second) // a few of its election timeouts
 	other := client(t, otherClient)
 	st, err := other.Status(x, otherClient)
@@ -211,5 +167,39 @@ func TestBadInputOnPeerPort(t *testing.T) {
 	}
 	if ml := must[*clientv3.MemberListResponse](t)(cli.MemberList(x)); len(ml.Members) != 1 {
 		t.Fatalf("members after the intruder: %v", ml.Members)
+	}
+}
+
+// sendGarbage writes data to a new connection to addr, ends its writing
+// side, and requires the other end to answer or close it within 40 s.
+func sendGarbage(t *testing.T, addr, name string, data []byte) {
+	t.Helper()
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	_, _ = conn.Write(data)
+	if tc, ok := conn.(*net.TCPConn); ok {
+		_ = tc.CloseWrite()
+	}
+	_ = conn.SetReadDeadline(time.Now().Add(40 * time.Second))
+	if _, err := io.ReadAll(conn); err != nil && !errors.Is(err, syscall.ECONNRESET) {
+		t.Fatalf("%s: the connection was neither answered nor closed: %v", name, err)
+	}
+}
+
+// putEventually puts key=value, retrying for up to 20 s while a new
+// cluster elects its leader.
+func putEventually(t *testing.T, cli *clientv3.Client, key, value string) {
+	t.Helper()
+	var err error
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if _, err = cli.Put(ctx(t), key, value); err == nil || time.Now().After(deadline) {
+			break
+		}
+	}
+	if err != nil {
+		t.Fatalf("put %s: %v", key, err)
 	}
 }

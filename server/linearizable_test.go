@@ -337,19 +337,7 @@ func TestLinearizable(t *testing.T) {
 	var illegal, unknownResults, ops, unknownOps int
 	for hi := 0; hi < histories; hi++ {
 		h := &linHistory{prefix: fmt.Sprintf("h%03d/", hi), writes: map[int64]linInput{}}
-		x := ctx(t)
-		var g *clientv3.GetResponse
-		var err error
-		for attempt := 0; attempt < 100; attempt++ {
-			if g, err = all.Get(x, h.prefix, clientv3.WithPrefix()); err == nil {
-				break
-			}
-			time.Sleep(100 * time.Millisecond)
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		h.rev0 = g.Header.Revision
+		h.rev0 = getEventually(t, all, h.prefix).Header.Revision
 		for i := range h.leases {
 			h.leases[i] = clientv3.LeaseID(int64(hi+1)<<32 | int64(i+1))
 		}
@@ -421,16 +409,7 @@ func TestLinearizable(t *testing.T) {
 		}
 
 		// The final state, read linearizably, ends every watch.
-		var final *clientv3.GetResponse
-		for attempt := 0; attempt < 100; attempt++ {
-			if final, err = all.Get(x, h.prefix, clientv3.WithPrefix()); err == nil {
-				break
-			}
-			time.Sleep(100 * time.Millisecond)
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
+		final := getEventually(t, all, h.prefix)
 		var ref []*clientv3.Event
 		for i, w := range watches {
 			evs, err := w.until(final.Header.Revision, 30*time.Second)
@@ -608,4 +587,20 @@ func sameEvents(a, b []*clientv3.Event) bool {
 	return slices.EqualFunc(a, b, func(x, y *clientv3.Event) bool {
 		return x.Type == y.Type && x.Kv.ModRevision == y.Kv.ModRevision && string(x.Kv.Key) == string(y.Kv.Key) && string(x.Kv.Value) == string(y.Kv.Value)
 	})
+}
+
+// getEventually reads the keys under prefix linearizably, retrying for up
+// to 10 s while members restart.
+func getEventually(t *testing.T, cli *clientv3.Client, prefix string) *clientv3.GetResponse {
+	t.Helper()
+	var g *clientv3.GetResponse
+	var err error
+	for attempt := 0; attempt < 100; attempt++ {
+		if g, err = cli.Get(ctx(t), prefix, clientv3.WithPrefix()); err == nil {
+			return g
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatalf("reading %s: %v", prefix, err)
+	return nil
 }

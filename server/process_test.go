@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
@@ -81,13 +80,7 @@ func (c *procCluster) addrs() []string {
 // start starts member n and waits until it listens.
 func (c *procCluster) start(n string) {
 	t := c.t
-	cfg := DefaultMemberConfig()
-	cfg.Name, cfg.DataDir = n, filepath.Join(c.dir, n)
-	cfg.ListenClientURLs = []string{"http://" + c.clientAddr[n]}
-	cfg.AdvertiseClientURLs = cfg.ListenClientURLs
-	cfg.ListenPeerURLs = []string{"http://" + c.peer[n]}
-	cfg.InitialAdvertisePeerURLs = cfg.ListenPeerURLs
-	cfg.InitialCluster = strings.Join(c.cluster, ",")
+	cfg := memberConfig(c.dir, "http", n, DefaultMemberConfig().InitialClusterToken, strings.Join(c.cluster, ","), c.peer[n], c.clientAddr[n])
 	raw, _ := json.Marshal(cfg)
 	cmd := exec.Command(os.Args[0], "-test.run=^TestServeChild$", "-test.count=1")
 	cmd.Env = append(os.Environ(), "QUIVER_SERVE_CHILD="+string(raw))

@@ -35,6 +35,7 @@ func freePort(t *testing.T) string {
 // they still hold it.
 func TestRun(t *testing.T) {
 	dir := t.TempDir()
+	token := DefaultMemberConfig().InitialClusterToken
 	names := []string{"m1", "m2", "m3"}
 	peer := map[string]string{}
 	clientAddr := map[string]string{}
@@ -47,13 +48,7 @@ func TestRun(t *testing.T) {
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan error, len(names))
 		for _, n := range names {
-			cfg := DefaultMemberConfig()
-			cfg.Name, cfg.DataDir = n, filepath.Join(dir, n)
-			cfg.ListenClientURLs = []string{"http://" + clientAddr[n]}
-			cfg.AdvertiseClientURLs = cfg.ListenClientURLs
-			cfg.ListenPeerURLs = []string{"http://" + peer[n]}
-			cfg.InitialAdvertisePeerURLs = cfg.ListenPeerURLs
-			cfg.InitialCluster = strings.Join(cluster, ",")
+			cfg := memberConfig(dir, "http", n, token, strings.Join(cluster, ","), peer[n], clientAddr[n])
 			go func() { done <- Run(ctx, cfg) }()
 		}
 		return func() {
@@ -162,13 +157,7 @@ func TestRun(t *testing.T) {
 	// its address from the change, it catches up and serves.
 	p4, c4 := freePort(t), freePort(t)
 	add := must[*clientv3.MemberAddResponse](t)(cli.MemberAdd(x, []string{"http://" + p4}))
-	cfg := DefaultMemberConfig()
-	cfg.Name, cfg.DataDir = "m4", filepath.Join(dir, "m4")
-	cfg.ListenClientURLs = []string{"http://" + c4}
-	cfg.AdvertiseClientURLs = cfg.ListenClientURLs
-	cfg.ListenPeerURLs = []string{"http://" + p4}
-	cfg.InitialAdvertisePeerURLs = cfg.ListenPeerURLs
-	cfg.InitialCluster = strings.Join(append(cluster, "m4=http://"+p4), ",")
+	cfg := memberConfig(dir, "http", "m4", token, strings.Join(append(cluster, "m4=http://"+p4), ","), p4, c4)
 	cfg.InitialClusterState = "existing"
 	ctx4, cancel4 := context.WithCancel(context.Background())
 	done4 := make(chan error, 1)
@@ -251,13 +240,7 @@ func TestRunTLS(t *testing.T) {
 	runCtx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, len(names))
 	for _, n := range names {
-		cfg := DefaultMemberConfig()
-		cfg.Name, cfg.DataDir = n, filepath.Join(dir, n)
-		cfg.ListenClientURLs = []string{"https://" + clientAddr[n]}
-		cfg.AdvertiseClientURLs = cfg.ListenClientURLs
-		cfg.ListenPeerURLs = []string{"https://" + peer[n]}
-		cfg.InitialAdvertisePeerURLs = cfg.ListenPeerURLs
-		cfg.InitialCluster = strings.Join(cluster, ",")
+		cfg := memberConfig(dir, "https", n, "tls", strings.Join(cluster, ","), peer[n], clientAddr[n])
 		cfg.ClientTLS, cfg.PeerTLS = info, info
 		go func() { done <- Run(runCtx, cfg) }()
 	}
@@ -293,15 +276,7 @@ func TestRunTLS(t *testing.T) {
 	}
 	cli := tlsClient(certs.Cert, certs.Key)
 	x := ctx(t)
-	var err error
-	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(50 * time.Millisecond) {
-		if _, err = cli.Put(x, "k", "v"); err == nil || time.Now().After(deadline) {
-			break
-		}
-	}
-	if err != nil {
-		t.Fatalf("put over TLS: %v", err)
-	}
+	putEventually(t, cli, "k", "v")
 	for _, n := range names {
 		// Every member serves, so the peers' TLS carries raft.
 		one := tlsClient(certs.Cert, certs.Key)

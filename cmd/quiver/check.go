@@ -75,6 +75,6 @@ func noteSkippedMeta(cmd *cobra.Command, path string, opened *page.Meta) {
 	defer pf.Close()
 	if pf.meta.Txid > opened.Txid {
 		fmt.Fprintf(cmd.ErrOrStderr(), "note: meta page %d names tx %d, whose commit does not verify; the database opens at tx %d (a commit cut short by a crash, or damage to the pages it wrote)\n",
-			pf.meta.Txid%2, pf.meta.Txid, opened.Txid)
+			pf.slot, pf.meta.Txid, opened.Txid)
 	}
 }

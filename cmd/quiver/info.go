@@ -35,7 +35,7 @@ func printInfo(w io.Writer, pf *pageFile) error {
 	l := mapLayout(pf)
 	fmt.Fprintf(w, "Page Size: %d\n", ps)
 	fmt.Fprintf(w, "File Size: %d bytes (%d pages)\n", pf.size, pf.filePages())
-	fmt.Fprintf(w, "Txid: %d (meta page %d)\n", m.Txid, m.Txid%2)
+	fmt.Fprintf(w, "Txid: %d (meta page %d)\n", m.Txid, pf.slot)
 	fmt.Fprintf(w, "High Water: %d pages (%d bytes)\n", m.HighWater, int64(m.HighWater)*ps)
 	if m.Root == 0 {
 		fmt.Fprintln(w, "Root: none (no buckets)")

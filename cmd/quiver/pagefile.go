@@ -24,6 +24,9 @@ type pageFile struct {
 	// meta is the state read: the one the engine opened, or for a file
 	// the engine refuses (openPageFileRaw) the newest meta that decodes.
 	meta page.Meta
+	// slot is the meta page meta was read from (not always Txid%2: a
+	// commit after one that deferred its sync takes that one's slot).
+	slot page.Pgid
 	// unlock releases the lock of a raw open; nil otherwise.
 	unlock func()
 }
@@ -59,7 +62,14 @@ func newPageFile(path string, m page.Meta) (*pageFile, error) {
 		f.Close()
 		return nil, err
 	}
-	return &pageFile{f: f, size: fi.Size(), pageSize: int(m.PageSize), meta: m}, nil
+	pf := &pageFile{f: f, size: fi.Size(), pageSize: int(m.PageSize), meta: m, slot: 1}
+	buf := make([]byte, page.MetaEnd)
+	if _, err := f.ReadAt(buf, 0); err == nil {
+		if m0, err := page.DecodeMeta(buf, 0); err == nil && m0.Txid == m.Txid {
+			pf.slot = 0
+		}
+	}
+	return pf, nil
 }
 
 // openPageFileRaw opens a file that quiver.Open refuses as damaged, for
@@ -108,9 +118,9 @@ func openPageFileRaw(path string, timeout time.Duration) (*pageFile, error) {
 			}
 		}
 	}
-	for _, m := range cands {
+	for i, m := range cands {
 		if m != nil && (best == nil || m.Txid > best.Txid) {
-			best = m
+			best, pf.slot = m, page.Pgid(i)
 		}
 	}
 	if best == nil {

@@ -36,6 +36,7 @@ func (m *maintenanceServer) Status(ctx context.Context, _ *pb.StatusRequest) (*p
 		RaftIndex:        st.GetCommit(),
 		RaftTerm:         st.GetTerm(),
 		RaftAppliedIndex: s.node.Applied(),
+		DbSizeQuota:      s.cfg.QuotaBackendBytes,
 	}
 	err := s.cfg.DB.View(func(tx *quiver.Tx) error {
 		resp.DbSize = tx.Size()

@@ -138,8 +138,8 @@ func TestQuota(t *testing.T) {
 		// linearizable read.
 		must[*clientv3.GetResponse](t)(client(t, addr).Get(x, "k000"))
 		st := must[*clientv3.StatusResponse](t)(cli.Status(x, addr))
-		if len(st.Errors) != 1 || !strings.Contains(st.Errors[0], "alarm:NOSPACE") {
-			t.Fatalf("member %d's status errors: %q", i, st.Errors)
+		if len(st.Errors) != 1 || !strings.Contains(st.Errors[0], "alarm:NOSPACE") || st.DbSizeQuota != quota {
+			t.Fatalf("member %d's status: errors %q, quota %d", i, st.Errors, st.DbSizeQuota)
 		}
 		if !c.servers[i].alarms.raised(pb.AlarmType_NOSPACE) {
 			t.Fatalf("member %d has not applied the alarm", i)

@@ -217,6 +217,9 @@ func (db *DB) Compact(ctx context.Context, opts *CompactOptions) (st CompactStat
 	}
 	// The last round's commit is the copy's durable one, with a txid
 	// above the old file's.
+	if err := n.syncUnsynced(); err != nil {
+		return st, err
+	}
 	n.continueTxids(db.snap.Load().meta.Txid)
 	// Synced even with NoSync: after the rename, the copy is the
 	// database, and an unsynced one could be lost whole.

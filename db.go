@@ -60,6 +60,8 @@ type DB struct {
 	// never waits for one); whoever closes a file takes syncMu first.
 	fileMu sync.RWMutex
 	syncMu sync.RWMutex
+	// syncedTxid is the newest commit a DB.Sync has made durable.
+	syncedTxid atomic.Uint64
 	// Owned by the writer lock: the open file and its state, replaced
 	// whole by Compact; the failure that stops commits; snapshots of
 	// files replaced by Compact that may still have readers.
@@ -189,7 +191,8 @@ func (db *DB) Close() error {
 }
 
 // Sync forces an fdatasync of the file: useful after commits made with
-// NoSync.
+// NoSync, and it makes a commit that deferred its sync (Tx.DeferSync)
+// durable.
 func (db *DB) Sync() error {
 	db.syncMu.RLock()
 	defer db.syncMu.RUnlock()
@@ -201,7 +204,39 @@ func (db *DB) Sync() error {
 	db.fileMu.RUnlock()
 	// If Compact switches files meanwhile, syncing the old one is still
 	// right: the new one was synced before the switch.
-	return f.Sync()
+	cur := db.snap.Load().meta.Txid // its writes are done: it is published
+	if err := f.Sync(); err != nil {
+		return err
+	}
+	for {
+		old := db.syncedTxid.Load()
+		if uint64(cur) <= old || db.syncedTxid.CompareAndSwap(old, uint64(cur)) {
+			return nil
+		}
+	}
+}
+
+// settleSync takes an unsynced commit as durable once a Sync covered it:
+// its meta becomes the one the next commit must not overwrite. Writer lock
+// held.
+func (db *DB) settleSync() {
+	if db.unsynced && db.syncedTxid.Load() >= uint64(db.snap.Load().meta.Txid) {
+		db.metaSlot, db.unsynced, db.carry = 1-db.metaSlot, false, db.carry[:0]
+	}
+}
+
+// syncUnsynced makes an unsynced commit durable now (before the database
+// continues in another file: Compact's and Restore's copies). Writer lock
+// held or no writer possible.
+func (db *DB) syncUnsynced() error {
+	if !db.unsynced {
+		return nil
+	}
+	if err := db.file.Sync(); err != nil {
+		return db.fail(err)
+	}
+	db.metaSlot, db.unsynced, db.carry = 1-db.metaSlot, false, db.carry[:0]
+	return nil
 }
 
 // Stats returns database-wide counters.
@@ -264,6 +299,7 @@ func (db *DB) beginRW() (*Tx, error) {
 		db.writer.Unlock()
 		return nil, fmt.Errorf("%w: %w", ErrFailed, db.failed)
 	}
+	db.settleSync()
 	db.freelist.Release(db.readers())
 	s := db.snap.Load()
 	s.acquire() // the writer holds the lock: s is current and alive

@@ -1,6 +1,7 @@
 package quiver_test
 
 import (
+	"bytes"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -113,4 +114,52 @@ func TestDeferSync(t *testing.T) {
 	if len(problems) > 0 {
 		t.Fatal(problems)
 	}
+}
+
+// TestRestorePrepareDeferSync: Restore's prepare may commit to the new
+// database with Tx.DeferSync (it is an ordinary *DB). Restore then raises
+// the new file's txid above the database's (continueTxids) and commits
+// once more, synced. That commit's record carries the deferred commit's
+// pages (written under a txid far below its own), and the durable commit
+// the engine holds as a reader is "current txid - 1", which after the raise
+// is no commit of that file. The restored database must reopen with
+// prepare's change, and pass Check.
+func TestRestorePrepareDeferSync(t *testing.T) {
+	forEachFreelist(t, func(t *testing.T, ft quiver.FreelistType) {
+		db := openDB(t, ft, nil)
+		fill(t, db.DB, "old", 100, 50)
+		for i := 0; i < 50; i++ { // txids well above the image's
+			ok(t, db.Update(func(tx *quiver.Tx) error { return nil }))
+		}
+		img := image(t, "new", 300, 0)
+		ok(t, db.Restore(bytes.NewReader(img), func(n *quiver.DB) error {
+			return n.Update(func(tx *quiver.Tx) error {
+				tx.DeferSync()
+				b, err := tx.CreateBucket([]byte("prepared"))
+				if err != nil {
+					return err
+				}
+				// Rewrite the image's keys: its pages are freed.
+				nb := tx.Bucket([]byte("new"))
+				if err := nb.ForEach(func(k, v []byte) error { return nil }); err != nil {
+					return err
+				}
+				for i := 0; i < 300; i += 3 {
+					if err := nb.Delete([]byte(fmt.Sprintf("%08d", i))); err != nil {
+						return err
+					}
+				}
+				return b.Put([]byte("k"), []byte("v"))
+			})
+		}))
+		if keysOf(t, db.DB, "prepared") != 1 {
+			t.Fatal("prepare's change is not visible after the restore")
+		}
+		newKeys := keysOf(t, db.DB, "new")
+		db.reopen()
+		if got := keysOf(t, db.DB, "prepared"); got != 1 {
+			t.Errorf("after a reopen: prepare's change is gone (bucket prepared: %d keys; bucket new: %d keys, %d before)", got, keysOf(t, db.DB, "new"), newKeys)
+		}
+		db.mustCheck()
+	})
 }

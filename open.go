@@ -143,6 +143,14 @@ func (db *DB) open() error {
 		if err := syncDirOf(db.file, db.path); err != nil && !errors.Is(err, fs.ErrPermission) {
 			return fmt.Errorf("quiver: syncing the directory of the file: %w", err)
 		}
+		// A process that died without syncing (killed after a commit that
+		// deferred its sync, or between a commit's writes and its sync)
+		// left writes in the page cache that this one will read as
+		// committed; make them durable before building on them, so that
+		// the next commit can take the pages the newest state freed.
+		if err := db.file.Sync(); err != nil {
+			return fmt.Errorf("quiver: syncing the file: %w", err)
+		}
 	}
 	db.fileSize = size
 	meta, slot, err := db.readMeta(size)

@@ -107,7 +107,12 @@ func (db *DB) Restore(r io.Reader, prepare func(*DB) error) (err error) {
 	if err := db.openForWrites(); err != nil {
 		return err
 	}
-	// Transaction ids continue from this database's.
+	// Transaction ids continue from this database's, from a durable
+	// state of the copy (prepare's last commit may have deferred its
+	// sync).
+	if err := n.syncUnsynced(); err != nil {
+		return err
+	}
 	n.continueTxids(db.snap.Load().meta.Txid)
 	if err := n.Update(func(*Tx) error { return nil }); err != nil {
 		return err

@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
@@ -26,8 +27,12 @@ func TestMembers(t *testing.T) {
 	if _, err := cli.MemberAdd(x, []string{"http://127.0.0.1:1"}); !errors.Is(err, rpctypes.ErrPeerURLExist) {
 		t.Fatalf("adding a peer URL again: %v", err)
 	}
-	if _, err := cli.MemberAdd(x, []string{"http://127.0.0.1"}); !errors.Is(err, rpctypes.ErrMemberBadURLs) {
-		t.Fatalf("adding a URL with no port: %v", err)
+	// clientv3 checks URLs itself: the server's check, through the raw API.
+	raw := pb.NewClusterClient(cli.ActiveConnection())
+	for _, u := range []string{"ftp://127.0.0.1:5", "http://127.0.0.1", "://"} {
+		if _, err := raw.MemberAdd(x, &pb.MemberAddRequest{PeerURLs: []string{u}}); !errors.Is(err, rpctypes.ErrGRPCMemberBadURLs) {
+			t.Fatalf("adding peer URL %q: %v", u, err)
+		}
 	}
 	i := c.add(add.Member.ID, nil)
 	one := client(t, c.addrs[i])

@@ -12,11 +12,13 @@ import (
 )
 
 // The client port serves gRPC and plain HTTP (/health, /metrics) on one
-// listener, as etcd's does. A connection goes to gRPC's own HTTP/2
-// transport, which is much faster than gRPC under net/http
-// (grpc.Server.ServeHTTP), when it speaks HTTP/2: with TLS, when it
-// negotiated "h2"; without, when it opens with HTTP/2's preface. Others go
-// to the HTTP server.
+// listener, as etcd's does. Without TLS, a connection that opens with
+// HTTP/2's preface goes to gRPC's own HTTP/2 transport, much faster than
+// gRPC under net/http (grpc.Server.ServeHTTP); others go to the HTTP
+// server. With TLS every connection goes to the HTTP server, which hands
+// gRPC requests to grpc.Server.ServeHTTP, as etcd's does: HTTP/2 clients
+// of /health and /metrics (Prometheus, curl) negotiate h2 too, and which
+// a connection carries shows only in its requests.
 
 // http2Preface opens every HTTP/2 connection with prior knowledge (h2c).
 const http2Preface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
@@ -85,7 +87,6 @@ func (s *splitListener) route(c net.Conn) {
 			c.Close()
 			return
 		}
-		grpc = tc.ConnectionState().NegotiatedProtocol == "h2"
 		c = tc
 	} else {
 		br := bufio.NewReaderSize(c, len(http2Preface))

@@ -265,7 +265,7 @@ func Run(ctx context.Context, cfg MemberConfig) error {
 	g := grpc.NewServer(srv.GRPCOptions()...)
 	srv.Register(g)
 	defer g.Stop()
-	hs := &http.Server{Handler: srv.httpHandler(), ReadHeaderTimeout: 10 * time.Second}
+	hs := &http.Server{Handler: srv.httpHandler(g), ReadHeaderTimeout: 10 * time.Second}
 	defer hs.Close()
 	var addrs []string
 	errc := make(chan error, 2*len(clientListen))
@@ -313,8 +313,8 @@ func Run(ctx context.Context, cfg MemberConfig) error {
 }
 
 // httpHandler serves /health and /metrics on the client port, as etcd's
-// does (gRPC has the port's HTTP/2 connections: see splitListener).
-func (s *Server) httpHandler() http.Handler {
+// does, and the gRPC requests of TLS connections (see splitListener).
+func (s *Server) httpHandler(g *grpc.Server) http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(s.metrics.reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("/health", func(w http.ResponseWriter, r *http.Request) {
@@ -325,5 +325,11 @@ func (s *Server) httpHandler() http.Handler {
 		}
 		_ = json.NewEncoder(w).Encode(map[string]string{"health": fmt.Sprint(healthy), "reason": map[bool]string{true: "", false: "no leader"}[healthy]})
 	})
-	return mux
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.ProtoMajor == 2 && strings.HasPrefix(r.Header.Get("Content-Type"), "application/grpc") {
+			g.ServeHTTP(w, r)
+			return
+		}
+		mux.ServeHTTP(w, r)
+	})
 }

@@ -285,6 +285,24 @@ func TestRunTLS(t *testing.T) {
 			t.Fatalf("get from %s: %v, %v", n, g, err)
 		}
 	}
+	// /health over TLS, with HTTP/2 as Prometheus and curl negotiate it.
+	kp, err := tls.LoadX509KeyPair(certs.Cert, certs.Key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pemCA, _ := os.ReadFile(certs.CA)
+	pool.AppendCertsFromPEM(pemCA)
+	hc := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{ForceAttemptHTTP2: true,
+		TLSClientConfig: &tls.Config{RootCAs: pool, Certificates: []tls.Certificate{kp}}}}
+	r, err := hc.Get("https://" + clientAddr["m1"] + "/health")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Body.Close()
+	if r.StatusCode != http.StatusOK || r.ProtoMajor != 2 {
+		t.Fatalf("/health over TLS: %s, %s", r.Status, r.Proto)
+	}
 	for name, c := range map[string]*clientv3.Client{"no certificate": tlsClient("", ""), "another CA's certificate": tlsClient(certs.RogueCert, certs.RogueKey)} {
 		short, cancel := context.WithTimeout(x, 2*time.Second)
 		_, err := c.Get(short, "k")

@@ -135,10 +135,20 @@ func (as *alarmSet) apply(tx *quiver.Tx, r *pb.AlarmRequest) (*pb.AlarmResponse,
 	return nil, fmt.Errorf("%w: alarm action %v", errUnsupported, r.Action)
 }
 
-// capped refuses, while the NOSPACE alarm is raised, what would take
-// space: puts (in a transaction too) and lease grants. Deletes,
-// compactions and revokes go on, so that space can be freed.
+// ErrCorrupt refuses the key/value and lease requests while the CORRUPT
+// alarm is raised (etcd's "corrupt cluster").
+var ErrCorrupt = errors.New("server: corrupt cluster")
+
+// capped refuses, while the CORRUPT alarm is raised, every key/value and
+// lease request; while NOSPACE is, what would take space: puts (in a
+// transaction too, nested ones included, where etcd looks only at the top
+// level) and lease grants. Deletes, compactions and revokes go on under
+// NOSPACE, so that space can be freed.
 func (m *machine) capped(r *pb.InternalRaftRequest) error {
+	if m.alarms.raised(pb.AlarmType_CORRUPT) && (r.Put != nil || r.DeleteRange != nil || r.Txn != nil ||
+		r.Compaction != nil || r.LeaseGrant != nil || r.LeaseRevoke != nil) {
+		return ErrCorrupt
+	}
 	if !m.alarms.raised(pb.AlarmType_NOSPACE) {
 		return nil
 	}

@@ -5,6 +5,7 @@ import (
 
 	"github.com/quiverdb/quiver/mvcc"
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 )
 
 // kvServer is etcd's KV service.
@@ -17,6 +18,9 @@ func (k *kvServer) Range(ctx context.Context, r *pb.RangeRequest) (*pb.RangeResp
 	s := k.s
 	if len(r.Key) == 0 {
 		return nil, toGRPC(mvcc.ErrEmptyKey)
+	}
+	if s.alarms.raised(pb.AlarmType_CORRUPT) {
+		return nil, rpctypes.ErrGRPCCorrupt
 	}
 	if !r.Serializable {
 		rctx, cancel := context.WithTimeout(ctx, s.cfg.RequestTimeout)

@@ -242,6 +242,11 @@ func (s *Server) answer(ctx context.Context, from uint64, req []byte) ([]byte, e
 	if s.node.Status().Lead != s.cfg.ID {
 		return nil, errors.New("etcdserver: not leader")
 	}
+	// ReadIndex: it still leads, and has applied every grant and revoke
+	// committed before the question (the asker's, say).
+	if err := s.node.ReadIndex(ctx); err != nil {
+		return nil, err
+	}
 	resp := &pb.LeaseTimeToLiveResponse{ID: r.ID, TTL: -1}
 	if ttl, remaining, keys, ok := s.lessor.status(r.ID, r.Keys); ok {
 		resp.TTL, resp.GrantedTTL, resp.Keys = remaining, ttl, keys

@@ -37,6 +37,9 @@ type splitListener struct {
 	once         sync.Once
 	done         chan struct{}
 	wg           sync.WaitGroup
+
+	mu       sync.Mutex
+	sniffing map[net.Conn]struct{} // accepted, not yet handed on
 }
 
 func newSplitListener(ln net.Listener, tlsCfg *tls.Config) *splitListener {
@@ -44,7 +47,7 @@ func newSplitListener(ln net.Listener, tlsCfg *tls.Config) *splitListener {
 		tlsCfg = tlsCfg.Clone()
 		tlsCfg.NextProtos = []string{"h2", "http/1.1"}
 	}
-	s := &splitListener{ln: ln, tlsCfg: tlsCfg, done: make(chan struct{})}
+	s := &splitListener{ln: ln, tlsCfg: tlsCfg, done: make(chan struct{}), sniffing: map[net.Conn]struct{}{}}
 	s.grpcL = &chanListener{addr: ln.Addr(), conns: make(chan net.Conn), done: s.done, close: s.Close}
 	s.httpL = &chanListener{addr: ln.Addr(), conns: make(chan net.Conn), done: s.done, close: s.Close}
 	s.wg.Add(1)
@@ -52,20 +55,44 @@ func newSplitListener(ln net.Listener, tlsCfg *tls.Config) *splitListener {
 	return s
 }
 
+// accept accepts until the listener is closed. Other errors (a process
+// out of descriptors) are waited out, with a growing pause, as net/http
+// and gRPC do: they must not take the port down.
 func (s *splitListener) accept() {
 	defer s.wg.Done()
+	pause := 5 * time.Millisecond
 	for {
 		c, err := s.ln.Accept()
 		if err != nil {
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				time.Sleep(10 * time.Millisecond)
-				continue
+			select {
+			case <-s.done:
+				return
+			default:
 			}
-			s.Close()
-			return
+			if errors.Is(err, net.ErrClosed) {
+				s.shut()
+				return
+			}
+			select {
+			case <-s.done:
+				return
+			case <-time.After(pause):
+			}
+			pause = min(2*pause, time.Second)
+			continue
 		}
+		pause = 5 * time.Millisecond
+		s.mu.Lock()
+		select {
+		case <-s.done:
+			s.mu.Unlock()
+			c.Close()
+			return
+		default:
+		}
+		s.sniffing[c] = struct{}{}
 		s.wg.Add(1)
+		s.mu.Unlock()
 		go func() {
 			defer s.wg.Done()
 			s.route(c)
@@ -75,7 +102,13 @@ func (s *splitListener) accept() {
 
 // route finds what c speaks and hands it on; a connection that shows
 // nothing in time, or fails its handshake, is closed.
-func (s *splitListener) route(c net.Conn) {
+func (s *splitListener) route(raw net.Conn) {
+	c := raw
+	handOn := func() {
+		s.mu.Lock()
+		delete(s.sniffing, raw)
+		s.mu.Unlock()
+	}
 	_ = c.SetDeadline(time.Now().Add(sniffTimeout))
 	var grpc bool
 	if s.tlsCfg != nil {
@@ -84,21 +117,36 @@ func (s *splitListener) route(c net.Conn) {
 		err := tc.HandshakeContext(ctx)
 		cancel()
 		if err != nil {
+			handOn()
 			c.Close()
 			return
 		}
 		c = tc
 	} else {
+		// Byte by byte: a request that differs from the preface early
+		// (any HTTP/1 request) is routed at once, however short.
 		br := bufio.NewReaderSize(c, len(http2Preface))
-		head, err := br.Peek(len(http2Preface))
-		if err != nil && len(head) == 0 {
-			c.Close()
-			return
+		grpc = true
+		for n := 1; n <= len(http2Preface); n++ {
+			head, err := br.Peek(n)
+			if !bytes.HasPrefix([]byte(http2Preface), head) {
+				grpc = false
+				break
+			}
+			if err != nil {
+				if len(head) == 0 {
+					handOn()
+					c.Close()
+					return
+				}
+				grpc = false // a prefix of the preface, then the end
+				break
+			}
 		}
-		grpc = bytes.Equal(head, []byte(http2Preface))
 		c = &peekedConn{Conn: c, r: br}
 	}
 	_ = c.SetDeadline(time.Time{})
+	handOn()
 	to := s.httpL
 	if grpc {
 		to = s.grpcL
@@ -110,12 +158,24 @@ func (s *splitListener) route(c net.Conn) {
 	}
 }
 
-// Close stops accepting; connections already handed on are their
-// servers'.
+// Close stops accepting and closes the connections not yet handed on
+// (those handed on are their servers'), then waits for its goroutines.
 func (s *splitListener) Close() error {
+	err := s.shut()
+	s.wg.Wait()
+	return err
+}
+
+// shut is Close without the wait (for the accepting goroutine itself).
+func (s *splitListener) shut() error {
 	var err error
 	s.once.Do(func() {
+		s.mu.Lock()
 		close(s.done)
+		for c := range s.sniffing {
+			c.Close()
+		}
+		s.mu.Unlock()
 		err = s.ln.Close()
 	})
 	return err

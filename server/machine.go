@@ -223,7 +223,7 @@ func refusal(err error) bool {
 	}
 	for _, e := range []error{mvcc.ErrEmptyKey, mvcc.ErrInvalidRange, mvcc.ErrDuplicateKey, mvcc.ErrTooManyOps,
 		mvcc.ErrCompacted, mvcc.ErrFutureRev, quiver.ErrValueTooLarge, ErrKeyNotFound, errUnsupported,
-		ErrLeaseNotFound, ErrLeaseExist, ErrLeaseTTLTooLarge, errValueProvided, errLeaseProvided, ErrNoSpace} {
+		ErrLeaseNotFound, ErrLeaseExist, ErrLeaseTTLTooLarge, errValueProvided, errLeaseProvided, ErrNoSpace, ErrCorrupt} {
 		if errors.Is(err, e) {
 			return true
 		}

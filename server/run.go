@@ -298,16 +298,20 @@ func Run(ctx context.Context, cfg MemberConfig) error {
 	// keep-alives) never do, and are cut by the deferred Close.
 	sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
+	// The HTTP server first: it carries gRPC too on a TLS port, and its
+	// Shutdown lets requests end, where gRPC's GracefulStop would cancel
+	// those it serves through ServeHTTP.
+	_ = hs.Shutdown(sctx)
 	stopped := make(chan struct{})
 	go func() {
 		g.GracefulStop()
 		close(stopped)
 	}()
-	_ = hs.Shutdown(sctx)
 	select {
 	case <-stopped:
 	case <-sctx.Done():
 		g.Stop()
+		<-stopped
 	}
 	return nil
 }

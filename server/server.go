@@ -284,6 +284,7 @@ func toGRPC(err error) error {
 		{errLeaseProvided, rpctypes.ErrGRPCLeaseProvided},
 		{quiver.ErrValueTooLarge, rpctypes.ErrGRPCRequestTooLarge},
 		{ErrNoSpace, rpctypes.ErrGRPCNoSpace},
+		{ErrCorrupt, rpctypes.ErrGRPCCorrupt},
 	} {
 		if errors.Is(err, m.err) {
 			return m.grpc

@@ -266,9 +266,20 @@ func runLinHistory(t *testing.T, size int, seed uint64) {
 	// Every member a voter again.
 	for _, id := range c.ids {
 		deadline := time.Now().Add(20 * time.Second)
-		for c.confChange(pb.ConfChangeType_ConfChangeAddNode, id, time.Second) != nil {
+		for {
+			err := c.confChange(pb.ConfChangeType_ConfChangeAddNode, id, time.Second)
+			if err == nil {
+				break
+			}
 			if time.Now().After(deadline) {
-				t.Fatalf("node %d not made a voter again in 20 s", id)
+				var st []string
+				for _, m := range c.ids {
+					if n := c.node(m); n != nil {
+						s := n.Status()
+						st = append(st, fmt.Sprintf("%d: lead %d term %d commit %d applied %d", m, s.Lead, s.GetTerm(), s.GetCommit(), n.Applied()))
+					}
+				}
+				t.Fatalf("node %d not made a voter again in 20 s: %v; members %v", id, err, st)
 			}
 		}
 	}

@@ -83,7 +83,7 @@ func TestProcessKillRestart(t *testing.T) {
 	c.conf(lead, "remove", lost)
 	delete(c.peers, lost)
 	const newID = 9
-	c.peers[newID] = freeAddr(t)
+	c.peers[newID] = testutil.FreeAddr(t)
 	for _, id := range c.running() {
 		if _, err := c.call(id, "POST", fmt.Sprintf("/peer?id=%d&addr=%s", newID, c.peers[newID]), nil); err != nil {
 			t.Fatal(err)

@@ -22,6 +22,7 @@ import (
 
 	"github.com/cespare/xxhash/v2"
 	"github.com/quiverdb/quiver"
+	"github.com/quiverdb/quiver/internal/testutil"
 	pb "go.etcd.io/raft/v3/raftpb"
 )
 
@@ -269,24 +270,13 @@ type procCluster struct {
 	control map[uint64]string
 }
 
-// freeAddr returns a loopback address with a free port.
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
-
 func newProcCluster(t *testing.T, n int, base childConfig) *procCluster {
 	if runtime.GOOS != "linux" {
 		t.Skip("the multi-process tests read /proc")
 	}
 	c := &procCluster{t: t, dir: t.TempDir(), peers: map[uint64]string{}, base: base, procs: map[uint64]*exec.Cmd{}, control: map[uint64]string{}}
 	for id := uint64(1); id <= uint64(n); id++ {
-		c.peers[id] = freeAddr(t)
+		c.peers[id] = testutil.FreeAddr(t)
 	}
 	t.Cleanup(func() {
 		for id := range c.peers {

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/quiverdb/quiver/internal/testutil"
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
@@ -115,7 +116,7 @@ func memberConfig(dir, scheme, name, token, cluster, peer, client string) Member
 // connections are refused, the member's raft term does not move, it goes
 // on serving; the other cluster never gets a leader.
 func TestBadInputOnPeerPort(t *testing.T) {
-	peer, clientAddr := freePort(t), freePort(t)
+	peer, clientAddr := testutil.FreeAddr(t), testutil.FreeAddr(t)
 	runMember(t, memberConfig(t.TempDir(), "http", "m1", "good", "m1=http://"+peer, peer, clientAddr))
 	cli := client(t, clientAddr)
 	x := ctx(t)
@@ -147,7 +148,7 @@ func TestBadInputOnPeerPort(t *testing.T) {
 
 	// Another cluster whose second member has the first one's peer
 	// address: its campaigns reach m1 with another cluster id.
-	otherPeer, otherClient := freePort(t), freePort(t)
+	otherPeer, otherClient := testutil.FreeAddr(t), testutil.FreeAddr(t)
 	runMember(t, memberConfig(t.TempDir(), "http", "m2", "other", "m1=http://"+peer+",m2=http://"+otherPeer, otherPeer, otherClient))
 	time.Sleep(2 * time.Second) // a few of its election timeouts
 	other := client(t, otherClient)

@@ -175,7 +175,7 @@ func TestAlarmSemantics(t *testing.T) {
 // is closed.
 func TestRunClosesSniffingConns(t *testing.T) {
 	dir := t.TempDir()
-	peer, cl := freePort(t), freePort(t)
+	peer, cl := testutil.FreeAddr(t), testutil.FreeAddr(t)
 	cfg := memberConfig(dir, "http", "m1", "tok", "m1=http://"+peer, peer, cl)
 	ready := make(chan struct{})
 	cfg.Ready = func(_, _ []string) { close(ready) }
@@ -209,7 +209,7 @@ func TestRunStopsWithStreams(t *testing.T) {
 	for _, scheme := range []string{"http", "https"} {
 		t.Run(scheme, func(t *testing.T) {
 			dir := t.TempDir()
-			peer, cl := freePort(t), freePort(t)
+			peer, cl := testutil.FreeAddr(t), testutil.FreeAddr(t)
 			cfg := memberConfig(dir, scheme, "m1", "tok", "m1="+scheme+"://"+peer, peer, cl)
 			var tcfg *tls.Config
 			if scheme == "https" {

@@ -54,7 +54,7 @@ func newProcCluster(t *testing.T) *procCluster {
 	c := &procCluster{t: t, dir: t.TempDir(), names: []string{"m1", "m2", "m3"},
 		peer: map[string]string{}, clientAddr: map[string]string{}, procs: map[string]*exec.Cmd{}}
 	for _, n := range c.names {
-		c.peer[n], c.clientAddr[n] = freePort(t), freePort(t)
+		c.peer[n], c.clientAddr[n] = testutil.FreeAddr(t), testutil.FreeAddr(t)
 		c.cluster = append(c.cluster, n+"=http://"+c.peer[n])
 	}
 	t.Cleanup(func() {

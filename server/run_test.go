@@ -6,7 +6,6 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -18,16 +17,6 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 )
-
-func freePort(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
 
 // TestRun: three members started as `quiver serve` starts them, with
 // etcd's settings, serve clientv3 and /health on their client ports, and
@@ -41,7 +30,7 @@ func TestRun(t *testing.T) {
 	clientAddr := map[string]string{}
 	var cluster []string
 	for _, n := range names {
-		peer[n], clientAddr[n] = freePort(t), freePort(t)
+		peer[n], clientAddr[n] = testutil.FreeAddr(t), testutil.FreeAddr(t)
 		cluster = append(cluster, n+"=http://"+peer[n])
 	}
 	start := func() (stop func()) {
@@ -155,7 +144,7 @@ func TestRun(t *testing.T) {
 	// A fourth member, added through the Cluster service and started as
 	// `quiver serve --initial-cluster-state existing`: the others learn
 	// its address from the change, it catches up and serves.
-	p4, c4 := freePort(t), freePort(t)
+	p4, c4 := testutil.FreeAddr(t), testutil.FreeAddr(t)
 	add := must[*clientv3.MemberAddResponse](t)(cli.MemberAdd(x, []string{"http://" + p4}))
 	cfg := memberConfig(dir, "http", "m4", token, strings.Join(append(cluster, "m4=http://"+p4), ","), p4, c4)
 	cfg.InitialClusterState = "existing"
@@ -233,7 +222,7 @@ func TestRunTLS(t *testing.T) {
 	peer, clientAddr := map[string]string{}, map[string]string{}
 	var cluster, addrs []string
 	for _, n := range names {
-		peer[n], clientAddr[n] = freePort(t), freePort(t)
+		peer[n], clientAddr[n] = testutil.FreeAddr(t), testutil.FreeAddr(t)
 		cluster = append(cluster, n+"=https://"+peer[n])
 		addrs = append(addrs, clientAddr[n])
 	}

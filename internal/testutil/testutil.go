@@ -8,6 +8,7 @@ import (
 	"bufio"
 	"flag"
 	"math/rand/v2"
+	"net"
 	"os"
 	"os/exec"
 	"strconv"
@@ -77,4 +78,15 @@ func RunKilled(t testing.TB, child string, env []string, wait time.Duration) []s
 	got := <-lines
 	_ = cmd.Wait()
 	return got
+}
+
+// FreeAddr returns a loopback address with a port free when it returns.
+func FreeAddr(t testing.TB) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
 }

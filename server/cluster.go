@@ -191,8 +191,25 @@ func (c *clusterServer) list() []*pb.Member {
 	return out
 }
 
-func (c *clusterServer) MemberList(context.Context, *pb.MemberListRequest) (*pb.MemberListResponse, error) {
+func (c *clusterServer) MemberList(ctx context.Context, r *pb.MemberListRequest) (*pb.MemberListResponse, error) {
+	if r.Linearizable {
+		if err := c.current(ctx); err != nil {
+			return nil, err
+		}
+	}
 	return &pb.MemberListResponse{Header: c.s.header(c.s.store.Rev()), Members: c.list()}, nil
+}
+
+// current waits until this member has applied everything committed
+// before the request (ReadIndex): its view of the members is then the
+// cluster's, for the checks a change makes before it is proposed.
+func (c *clusterServer) current(ctx context.Context) error {
+	rctx, cancel := context.WithTimeout(ctx, c.s.cfg.RequestTimeout)
+	defer cancel()
+	if err := c.s.node.ReadIndex(rctx); err != nil {
+		return c.s.raftError(rctx, err)
+	}
+	return nil
 }
 
 // change proposes one configuration change of member id, with m (its peer
@@ -234,6 +251,9 @@ func (c *clusterServer) MemberAdd(ctx context.Context, r *pb.MemberAddRequest) (
 			return nil, rpctypes.ErrGRPCMemberBadURLs
 		}
 	}
+	if err := c.current(ctx); err != nil {
+		return nil, err
+	}
 	for _, m := range c.list() {
 		for _, u := range m.PeerURLs {
 			if slices.Contains(r.PeerURLs, u) {
@@ -257,6 +277,9 @@ func (c *clusterServer) MemberAdd(ctx context.Context, r *pb.MemberAddRequest) (
 }
 
 func (c *clusterServer) MemberRemove(ctx context.Context, r *pb.MemberRemoveRequest) (*pb.MemberRemoveResponse, error) {
+	if err := c.current(ctx); err != nil {
+		return nil, err
+	}
 	if found, _ := c.find(r.ID); !found {
 		return nil, rpctypes.ErrGRPCMemberNotFound
 	}
@@ -267,6 +290,9 @@ func (c *clusterServer) MemberRemove(ctx context.Context, r *pb.MemberRemoveRequ
 }
 
 func (c *clusterServer) MemberPromote(ctx context.Context, r *pb.MemberPromoteRequest) (*pb.MemberPromoteResponse, error) {
+	if err := c.current(ctx); err != nil {
+		return nil, err
+	}
 	switch found, learner := c.find(r.ID); {
 	case !found:
 		return nil, rpctypes.ErrGRPCMemberNotFound
@@ -280,6 +306,9 @@ func (c *clusterServer) MemberPromote(ctx context.Context, r *pb.MemberPromoteRe
 }
 
 func (c *clusterServer) MemberUpdate(ctx context.Context, r *pb.MemberUpdateRequest) (*pb.MemberUpdateResponse, error) {
+	if err := c.current(ctx); err != nil {
+		return nil, err
+	}
 	if found, _ := c.find(r.ID); !found {
 		return nil, rpctypes.ErrGRPCMemberNotFound
 	}

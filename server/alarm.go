@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"sync/atomic"
 
 	"github.com/quiverdb/quiver"
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
@@ -29,6 +30,20 @@ var alarmsBucket = []byte("server.alarms")
 type alarmSet struct {
 	mu sync.Mutex
 	m  map[string]*pb.AlarmMember
+	// types has bit t set while an alarm of type t is raised: what every
+	// request checks, without the lock.
+	types atomic.Uint64
+}
+
+// retype recomputes types from m. mu held.
+func (as *alarmSet) retype() {
+	var bits uint64
+	for _, a := range as.m {
+		if a.Alarm >= 0 && a.Alarm < 64 {
+			bits |= 1 << uint(a.Alarm)
+		}
+	}
+	as.types.Store(bits)
 }
 
 func alarmKey(a *pb.AlarmMember) []byte {
@@ -56,6 +71,7 @@ func (as *alarmSet) load(db *quiver.DB) error {
 	}
 	as.mu.Lock()
 	as.m = m
+	as.retype()
 	as.mu.Unlock()
 	return nil
 }
@@ -77,14 +93,7 @@ func (as *alarmSet) list(t pb.AlarmType) []*pb.AlarmMember {
 
 // raised reports whether an alarm of type t is raised by any member.
 func (as *alarmSet) raised(t pb.AlarmType) bool {
-	as.mu.Lock()
-	defer as.mu.Unlock()
-	for _, a := range as.m {
-		if a.Alarm == t {
-			return true
-		}
-	}
-	return false
+	return t >= 0 && t < 64 && as.types.Load()&(1<<uint(t)) != 0
 }
 
 // apply applies an AlarmRequest from the log: ACTIVATE raises the alarm
@@ -111,6 +120,7 @@ func (as *alarmSet) apply(tx *quiver.Tx, r *pb.AlarmRequest) (*pb.AlarmResponse,
 		}
 		as.mu.Lock()
 		as.m[string(key)] = a
+		as.retype()
 		as.mu.Unlock()
 		resp.Alarms = []*pb.AlarmMember{a}
 		return resp, nil
@@ -128,6 +138,7 @@ func (as *alarmSet) apply(tx *quiver.Tx, r *pb.AlarmRequest) (*pb.AlarmResponse,
 		}
 		as.mu.Lock()
 		delete(as.m, string(key))
+		as.retype()
 		as.mu.Unlock()
 		resp.Alarms = []*pb.AlarmMember{a}
 		return resp, nil

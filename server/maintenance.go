@@ -161,13 +161,21 @@ func (m *maintenanceServer) Snapshot(_ *pb.SnapshotRequest, stream grpc.ServerSt
 	return stream.Send(&pb.SnapshotResponse{Header: s.header(s.store.Rev()), Blob: h.Sum(nil)})
 }
 
-// Alarm lists the raised alarms (GET: as this member applied them), or
+// Alarm lists the raised alarms (GET: linearizable), or
 // raises or clears one through the log. Clearing NOSPACE lets writes in
 // again; if the space is still short, the next write raises it again.
 func (m *maintenanceServer) Alarm(ctx context.Context, r *pb.AlarmRequest) (*pb.AlarmResponse, error) {
 	s := m.s
 	switch r.Action {
 	case pb.AlarmRequest_GET:
+		// After a ReadIndex, as etcd answers through its log: a member
+		// that has not applied the last raise or clear must not answer.
+		rctx, cancel := context.WithTimeout(ctx, s.cfg.RequestTimeout)
+		err := s.node.ReadIndex(rctx)
+		cancel()
+		if err != nil {
+			return nil, s.raftError(rctx, err)
+		}
 		return &pb.AlarmResponse{Header: s.header(s.store.Rev()), Alarms: s.alarms.list(r.Alarm)}, nil
 	case pb.AlarmRequest_ACTIVATE, pb.AlarmRequest_DEACTIVATE:
 		if _, ok := pb.AlarmType_name[int32(r.Alarm)]; !ok {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -279,7 +280,11 @@ func runLinHistory(t *testing.T, size int, seed uint64) {
 						st = append(st, fmt.Sprintf("%d: lead %d term %d commit %d applied %d", m, s.Lead, s.GetTerm(), s.GetCommit(), n.Applied()))
 					}
 				}
-				t.Fatalf("node %d not made a voter again in 20 s: %v; members %v", id, err, st)
+				stacks := make([]byte, 8<<20)
+				stacks = stacks[:runtime.Stack(stacks, true)]
+				path := fmt.Sprintf("%s/lin-stall-%d.txt", os.TempDir(), seed)
+				_ = os.WriteFile(path, stacks, 0o644)
+				t.Fatalf("node %d not made a voter again in 20 s: %v; members %v; goroutines in %s", id, err, st, path)
 			}
 		}
 	}

@@ -81,7 +81,14 @@ func (b *backend) End(t *tx.Tx, committed bool) {
 	if !t.Writable() {
 		s.release()
 		db.openTxN.Add(-1)
+		if st := t.Stats(); st.CursorCount != 0 {
+			db.txStats.IncCursorCount(st.CursorCount)
+		}
 		return
+	}
+	if !committed {
+		// A rolled-back write counts its cursors, as in bbolt.
+		db.txStats.IncCursorCount(t.Stats().CursorCount)
 	}
 	if !committed {
 		txid := page.Txid(t.ID())

@@ -178,14 +178,9 @@ func (db *DB) publish(meta *page.Meta, t *tx.Tx, nwrites int, writeTime time.Dur
 	db.stats.PendingPageN = db.freelist.PendingCount()
 	db.stats.FreeAlloc = (db.stats.FreePageN + db.stats.PendingPageN) * db.pageSize
 	st := t.Stats()
-	db.stats.TxStats.PageCount += st.PageCount
-	db.stats.TxStats.PageAlloc += st.PageAlloc
-	db.stats.TxStats.NodeCount += st.NodeCount
-	db.stats.TxStats.Rebalance += st.Rebalance
-	db.stats.TxStats.Split += st.Split
-	db.stats.TxStats.Write += nwrites
-	db.stats.TxStats.WriteTime += writeTime
-	db.stats.TxStats.AllocTime += st.AllocTime
+	st.Write = int64(nwrites)
+	st.WriteTime = writeTime
+	db.txStats.Add(&st)
 	db.statsMu.Unlock()
 }
 

@@ -77,7 +77,8 @@ type DB struct {
 	statsMu sync.Mutex
 	// Read transaction counters: atomics, so that readers share no lock.
 	txN, openTxN atomic.Int64
-	stats        Stats
+	stats        Stats   // under statsMu, but for TxStats
+	txStats      TxStats // atomic: read transactions add their cursors
 }
 
 // fileState is what a DB knows about its open file beyond the committed
@@ -141,6 +142,20 @@ type Stats struct {
 	TxN           int // read transactions started
 	OpenTxN       int // read transactions open
 	TxStats       TxStats
+}
+
+// Sub returns the counters' growth from other to s (the work done between
+// two readings); the gauges (free and pending pages, freelist size, open
+// transactions) are s's. A nil other returns s.
+func (s *Stats) Sub(other *Stats) Stats {
+	if other == nil {
+		return *s
+	}
+	d := *s
+	d.FreelistWrite = s.FreelistWrite - other.FreelistWrite
+	d.TxN = s.TxN - other.TxN
+	d.TxStats = s.TxStats.Sub(&other.TxStats)
+	return d
 }
 
 // Path returns the path of the database file.
@@ -244,6 +259,7 @@ func (db *DB) Stats() Stats {
 	db.statsMu.Lock()
 	s := db.stats
 	db.statsMu.Unlock()
+	s.TxStats.Add(&db.txStats)
 	s.TxN = int(db.txN.Load())
 	s.OpenTxN = int(db.openTxN.Load())
 	return s

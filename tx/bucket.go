@@ -91,6 +91,9 @@ func (b *Bucket) Writable() bool { return b.tx.writable }
 // Cursor returns a cursor over the bucket, valid for the life of the
 // transaction.
 func (b *Bucket) Cursor() *Cursor {
+	if b.tx != nil {
+		b.tx.stats.CursorCount++
+	}
 	c := &Cursor{}
 	c.init(b)
 	return c

@@ -30,7 +30,10 @@ type commitState struct {
 }
 
 func (t *Tx) commit() error {
+	start := time.Now()
 	t.root.rebalanceAll()
+	t.stats.RebalanceTime += time.Since(start)
+	start = time.Now()
 	s := &commitState{t: t}
 	s.prepareBucket(&t.root)
 	// The database's own pages for this commit (freelist checkpoint,
@@ -38,9 +41,9 @@ func (t *Tx) commit() error {
 	sys := &node{}
 	s.sysPages = t.backend.Reserve(t, len(s.nodes))
 	s.nodes = append(s.nodes, sys)
-	start := time.Now()
+	allocStart := time.Now()
 	writes, err := s.allocate()
-	t.stats.AllocTime += time.Since(start)
+	t.stats.AllocTime += time.Since(allocStart)
 	if err != nil {
 		return err
 	}
@@ -60,7 +63,9 @@ func (t *Tx) commit() error {
 		sum := page.Seal(n.buf)
 		written = append(written, page.Written{ID: n.pgid, N: uint32(len(n.buf) / t.pageSize), Checksum: sum})
 	}
-	t.stats.NodeCount += len(s.nodes)
+	t.stats.NodeCount += int64(len(s.nodes))
+	t.stats.Spill += int64(len(s.nodes))
+	t.stats.SpillTime += time.Since(start)
 	return t.backend.Commit(t, CommitPages{Writes: writes, Written: written, Sys: Write{ID: sys.pgid, Buf: sys.buf}}, t.root.hdr)
 }
 
@@ -139,7 +144,7 @@ func (s *commitState) splitNode(n *node) {
 	}
 	pieces := n.split(s.t.pageSize)
 	if len(pieces) > 1 {
-		s.t.stats.Split += len(pieces) - 1
+		s.t.stats.Split += int64(len(pieces) - 1)
 	}
 	for _, p := range pieces {
 		if p.parent != nil {
@@ -278,8 +283,8 @@ func (s *commitState) allocate() ([]Write, error) {
 			off += pages[i] * ps
 		}
 		writes = append(writes, Write{ID: id, Buf: buf})
-		t.stats.PageCount += n
-		t.stats.PageAlloc += n * ps
+		t.stats.PageCount += int64(n)
+		t.stats.PageAlloc += int64(n * ps)
 	}
 	sum := func(pages []int) int {
 		n := 0

@@ -1,7 +1,6 @@
 package tx
 
 import (
-	"time"
 
 	"github.com/quiverdb/quiver/page"
 )
@@ -88,19 +87,6 @@ type Tx struct {
 	deferSync      bool
 	stats          TxStats
 	snap           Snapshot
-}
-
-// TxStats counts a transaction's work.
-type TxStats struct {
-	PageCount int // pages allocated by the commit
-	PageAlloc int // bytes allocated by the commit
-	NodeCount int // nodes written
-	Rebalance int // nodes merged
-	Split     int // nodes split
-	Write     int // write calls made by the commit
-
-	AllocTime time.Duration // time spent asking the freelist for pages
-	WriteTime time.Duration // time spent writing and syncing pages, record and meta
 }
 
 // Snapshot is a committed state as a Backend keeps it: the state's meta

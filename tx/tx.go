@@ -1,7 +1,6 @@
 package tx
 
 import (
-
 	"github.com/quiverdb/quiver/page"
 )
 

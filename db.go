@@ -41,6 +41,7 @@ type DB struct {
 	MaxBatchSize  int
 	MaxBatchDelay time.Duration
 	AllocSize     int
+	MaxSize       int
 
 	path     string
 	absPath  string // path made absolute at Open, for Compact

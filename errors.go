@@ -40,6 +40,10 @@ var (
 	// not rename its copy over that.
 	ErrReplaced = errors.New("quiver: the database file is no longer at its path")
 
+	// ErrMaxSizeReached: a commit needed the file to grow past
+	// Options.MaxSize; the commit failed and changed nothing.
+	ErrMaxSizeReached = errors.New("quiver: database reached maximum size")
+
 	// ErrTxNotWritable: a change asked of a read-only transaction.
 	ErrTxNotWritable = tx.ErrTxNotWritable
 	// ErrTxClosed: a transaction, or a Bucket or Cursor of one, used after

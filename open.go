@@ -51,7 +51,7 @@ func Open(path string, mode os.FileMode, opts *Options) (*DB, error) {
 	}
 	db := &DB{
 		NoSync: o.NoSync, NoGrowSync: o.NoGrowSync, MaxBatchSize: o.MaxBatchSize,
-		MaxBatchDelay: o.MaxBatchDelay, AllocSize: o.AllocSize,
+		MaxBatchDelay: o.MaxBatchDelay, AllocSize: o.AllocSize, MaxSize: o.MaxSize,
 		path: path, readOnly: o.ReadOnly, opts: o,
 	}
 	var err error

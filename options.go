@@ -69,6 +69,10 @@ type Options struct {
 	// DefaultMaxBatchSize and DefaultMaxBatchDelay).
 	MaxBatchSize  int
 	MaxBatchDelay time.Duration
+	// MaxSize caps the file size in bytes (0: no cap). A commit that needs
+	// a larger file fails with ErrMaxSizeReached and changes nothing; an
+	// existing file larger than MaxSize opens and may not grow.
+	MaxSize int
 }
 
 // DefaultOptions are the options used when Open is given nil.

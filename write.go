@@ -1,6 +1,7 @@
 package quiver
 
 import (
+	"fmt"
 	"unsafe"
 
 	"github.com/quiverdb/quiver/page"
@@ -70,10 +71,17 @@ func (db *DB) grow(size int64) error {
 	if size <= db.fileSize {
 		return nil
 	}
+	limit := int64(db.MaxSize)
+	if limit > 0 && size > limit {
+		return fmt.Errorf("%w (%d bytes needed, MaxSize %d)", ErrMaxSizeReached, size, limit)
+	}
 	step := db.growStep(db.fileSize)
 	target := db.fileSize
 	for target < size {
 		target += step
+	}
+	if limit > 0 && target > limit {
+		target = max(size, limit/int64(db.pageSize)*int64(db.pageSize))
 	}
 	if err := db.file.Truncate(target); err != nil {
 		return err

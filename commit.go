@@ -151,6 +151,7 @@ func (b *backend) Commit(t *tx.Tx, cp tx.CommitPages, root page.BucketHeader) er
 // may have dropped dirty pages, so nothing more is written until reopen.
 func (db *DB) fail(err error) error {
 	db.failed = err
+	db.Logger().Errorf("%s: a commit failed; the database refuses writes until it is reopened: %v", db.path, err)
 	return fmt.Errorf("quiver: commit failed: %w", err)
 }
 

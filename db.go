@@ -7,6 +7,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/quiverdb/quiver/freelist"
 	"github.com/quiverdb/quiver/mmap"
@@ -43,6 +44,7 @@ type DB struct {
 	AllocSize     int
 	MaxSize       int
 
+	logger   Logger
 	path     string
 	absPath  string // path made absolute at Open, for Compact
 	pageSize int
@@ -159,6 +161,29 @@ func (s *Stats) Sub(other *Stats) Stats {
 	return d
 }
 
+// Info describes the database's mapping, for low-level tools (bbolt's
+// DB.Info).
+type Info struct {
+	Data     uintptr // address of the newest mapping's first byte
+	PageSize int
+}
+
+// Info returns the address of the newest mapping and the page size. A
+// commit that grows the file past the mapping maps it anew: the address
+// holds for transactions begun before that, which keep their mapping.
+// Info of a closed database is nil.
+func (db *DB) Info() *Info {
+	if db == nil || db.notOpen() {
+		return nil
+	}
+	// Only the address is read: the mapping need not be pinned.
+	info := &Info{PageSize: db.pageSize}
+	if data := db.snap.Load().Data(); len(data) > 0 {
+		info.Data = uintptr(unsafe.Pointer(&data[0]))
+	}
+	return info
+}
+
 // Path returns the path of the database file.
 func (db *DB) Path() string { return db.path }
 
@@ -171,9 +196,13 @@ func (db *DB) String() string { return fmt.Sprintf("DB<%q>", db.path) }
 // Close waits for the open write transaction and every read transaction to
 // end, then releases the mapping, the lock and the file.
 func (db *DB) Close() error {
+	if db.snap.Load() == nil { // a DB{} never opened
+		return nil
+	}
 	if !db.closed.CompareAndSwap(false, true) {
 		return nil
 	}
+	db.Logger().Debugf("closing %s", db.path)
 	db.writer.Lock()
 	defer db.writer.Unlock()
 	// Wait for readers: the current snapshot keeps its own reference.
@@ -212,7 +241,7 @@ func (db *DB) Close() error {
 func (db *DB) Sync() error {
 	db.syncMu.RLock()
 	defer db.syncMu.RUnlock()
-	if db.closed.Load() {
+	if db.notOpen() {
 		return ErrDatabaseNotOpen
 	}
 	db.fileMu.RLock()
@@ -266,6 +295,10 @@ func (db *DB) Stats() Stats {
 	return s
 }
 
+// notOpen reports whether the database was closed, or is a DB{} that Open
+// did not return.
+func (db *DB) notOpen() bool { return db.closed.Load() || db.snap.Load() == nil }
+
 // Begin starts a transaction. Read transactions must be rolled back when
 // done, or the pages they see are never reused; only one write transaction
 // runs at a time, so Begin(true) waits for the current one to end.
@@ -280,7 +313,7 @@ func (db *DB) Begin(writable bool) (*Tx, error) {
 // one: a *Tx, Bucket or Cursor kept after the transaction ended must not
 // become another transaction's.
 func (db *DB) beginRO() (*Tx, error) {
-	if db.closed.Load() {
+	if db.notOpen() {
 		return nil, ErrDatabaseNotOpen
 	}
 	var s *snapshot
@@ -304,7 +337,7 @@ func (db *DB) beginRW() (*Tx, error) {
 	if db.readOnly {
 		return nil, ErrDatabaseReadOnly
 	}
-	if db.closed.Load() {
+	if db.notOpen() {
 		return nil, ErrDatabaseNotOpen
 	}
 	db.writer.Lock()

@@ -52,22 +52,27 @@ func Open(path string, mode os.FileMode, opts *Options) (*DB, error) {
 	db := &DB{
 		NoSync: o.NoSync, NoGrowSync: o.NoGrowSync, MaxBatchSize: o.MaxBatchSize,
 		MaxBatchDelay: o.MaxBatchDelay, AllocSize: o.AllocSize, MaxSize: o.MaxSize,
-		path: path, readOnly: o.ReadOnly, opts: o,
+		path: path, readOnly: o.ReadOnly, opts: o, logger: o.Logger,
 	}
 	var err error
 	if db.absPath, err = filepath.Abs(path); err != nil {
 		return nil, err
 	}
+	log := db.Logger()
+	log.Debugf("opening %s (read-only %v, freelist %s)", path, o.ReadOnly, o.FreelistType)
 	f, err := openLocked(path, mode, &o)
 	if err != nil {
+		log.Errorf("opening %s: %v", path, err)
 		return nil, err
 	}
 	db.file = f
 	if err := db.open(); err != nil {
 		_ = mmap.Unlock(f.Fd())
 		f.Close()
+		log.Errorf("opening %s: %v", path, err)
 		return nil, err
 	}
+	log.Debugf("opened %s: %d pages of %d bytes", path, db.snap.Load().meta.HighWater, db.pageSize)
 	return db, nil
 }
 

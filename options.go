@@ -73,6 +73,8 @@ type Options struct {
 	// a larger file fails with ErrMaxSizeReached and changes nothing; an
 	// existing file larger than MaxSize opens and may not grow.
 	MaxSize int
+	// Logger receives the database's messages (default: none are kept).
+	Logger Logger
 }
 
 // DefaultOptions are the options used when Open is given nil.

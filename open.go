@@ -1,6 +1,7 @@
 package quiver
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -160,6 +161,9 @@ func (db *DB) open() error {
 	db.fileSize = size
 	meta, slot, err := db.readMeta(size)
 	if err != nil {
+		if errors.Is(err, ErrInvalid) && db.isBbolt() {
+			return fmt.Errorf("%w: %s is a bbolt database; quiver reads its own format: convert it with quiver import --from-bbolt %s NEWFILE", ErrInvalid, db.path, db.path)
+		}
 		return err
 	}
 	db.metaSlot = slot
@@ -408,4 +412,18 @@ func (db *DB) loadFreelist(m *page.Meta, data []byte) error {
 	}
 	db.freelist.Load(spans)
 	return nil
+}
+
+// bboltMagic is bbolt's meta page magic number, a uint32 in the machine's
+// byte order at byte 16 of its first page.
+const bboltMagic = 0xED0CDAED
+
+// isBbolt reports whether the file starts with a bbolt meta page, so that
+// Open can name the format instead of calling the file garbage.
+func (db *DB) isBbolt() bool {
+	var b [20]byte
+	if _, err := db.file.ReadAt(b[:], 0); err != nil {
+		return false
+	}
+	return binary.NativeEndian.Uint32(b[16:]) == bboltMagic
 }

@@ -1,7 +1,10 @@
 package quiver
 
 import (
+	"errors"
+
 	"bytes"
+	bolt "go.etcd.io/bbolt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -83,5 +86,25 @@ func TestZeroDB(t *testing.T) {
 	}
 	if db.Info() != nil {
 		t.Errorf("Info of a DB{} is not nil")
+	}
+}
+
+// TestOpenBboltFile checks that Open names a bbolt file as such, and the
+// command that converts it, for writing and read-only.
+func TestOpenBboltFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "bolt.db")
+	bdb, err := bolt.Open(path, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := bdb.Update(func(tx *bolt.Tx) error { _, err := tx.CreateBucket([]byte("b")); return err }); err != nil {
+		t.Fatal(err)
+	}
+	bdb.Close()
+	for _, ro := range []bool{false, true} {
+		_, err := Open(path, 0o600, &Options{ReadOnly: ro})
+		if !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "quiver import --from-bbolt "+path) {
+			t.Errorf("read-only %v: %v", ro, err)
+		}
 	}
 }

@@ -69,6 +69,10 @@ var (
 	// ErrIncompatibleValue: a key operation on a bucket, or a bucket
 	// operation on a key.
 	ErrIncompatibleValue = tx.ErrIncompatibleValue
+	// ErrSameBuckets: MoveBucket from a bucket into itself.
+	ErrSameBuckets = tx.ErrSameBuckets
+	// ErrDifferentDB: MoveBucket into a bucket of another transaction.
+	ErrDifferentDB = tx.ErrDifferentDB
 	// ErrSequenceOverflow: NextSequence at the largest sequence.
 	ErrSequenceOverflow = tx.ErrSequenceOverflow
 )

@@ -40,6 +40,12 @@ var (
 	// ErrIncompatibleValue is returned when a key operation meets a bucket
 	// or a bucket operation meets a plain key.
 	ErrIncompatibleValue = errors.New("quiver: incompatible value")
+	// ErrSameBuckets is returned by MoveBucket when source and destination
+	// are the same bucket.
+	ErrSameBuckets = errors.New("quiver: the source and target are the same bucket")
+	// ErrDifferentDB is returned by MoveBucket when the destination belongs
+	// to another transaction (of this database or another).
+	ErrDifferentDB = errors.New("quiver: the source and target buckets are in different transactions")
 	// ErrSequenceOverflow is returned by NextSequence at the maximum.
 	ErrSequenceOverflow = errors.New("quiver: sequence overflow")
 

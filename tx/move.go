@@ -1,0 +1,97 @@
+package tx
+
+import (
+	"bytes"
+	"fmt"
+
+	"github.com/quiverdb/quiver/page"
+)
+
+// MoveBucket moves the nested bucket name, with everything in it, from b
+// into dst: only its header changes parent, none of its pages is copied.
+// It returns ErrBucketNotFound if b has no bucket name (ErrIncompatibleValue
+// if name is a key there), ErrBucketExists if dst has one (and
+// ErrIncompatibleValue if dst has a key name), ErrSameBuckets if dst is b,
+// ErrDifferentDB if dst belongs to another transaction, and
+// ErrIncompatibleValue if dst is the bucket itself or inside it.
+func (b *Bucket) MoveBucket(name []byte, dst *Bucket) error {
+	if err := b.checkWritable(); err != nil {
+		return err
+	}
+	if dst == nil {
+		return ErrBucketNotFound
+	}
+	if dst.tx != b.tx {
+		return ErrDifferentDB
+	}
+	if err := dst.checkWritable(); err != nil {
+		return err
+	}
+	if dst == b {
+		return ErrSameBuckets
+	}
+	if len(name) == 0 {
+		return ErrBucketNotFound
+	}
+	var src Cursor
+	src.init(b)
+	k, _, flags := src.seek(name)
+	if err := b.tx.err; err != nil {
+		return err
+	}
+	if !bytes.Equal(k, name) {
+		return ErrBucketNotFound
+	}
+	if flags&page.LeafBucket == 0 {
+		return ErrIncompatibleValue
+	}
+	child := b.Bucket(name)
+	if child == nil {
+		return b.tx.errOr(ErrBucketNotFound)
+	}
+	for p := dst; p != nil; p = p.parent {
+		if p == child {
+			return fmt.Errorf("%w: a bucket cannot move into itself", ErrIncompatibleValue)
+		}
+	}
+	var to Cursor
+	to.init(dst)
+	k, _, flags = to.seek(name)
+	if err := b.tx.err; err != nil {
+		return err
+	}
+	if bytes.Equal(k, name) {
+		if flags&page.LeafBucket != 0 {
+			return ErrBucketExists
+		}
+		return ErrIncompatibleValue
+	}
+	from, into := src.node(), to.node()
+	if from == nil || into == nil {
+		return b.tx.errOr(ErrCorrupt)
+	}
+	key := b.tx.arena.clone(name)
+	// The header filed now is the committed one; a child changed in this
+	// transaction files its new one at commit, under dst.
+	into.put(key, key, child.hdr.Encode(), 0, page.LeafBucket)
+	from.del(name)
+	delete(b.buckets, string(name))
+	child.parent, child.name = dst, key
+	if dst.buckets == nil {
+		dst.buckets = make(map[string]*Bucket)
+	}
+	dst.buckets[string(key)] = child
+	return nil
+}
+
+// MoveBucket moves the bucket name from src to dst, as Bucket.MoveBucket;
+// a nil src or dst is the transaction's root (its top-level buckets).
+func (t *Tx) MoveBucket(name []byte, src, dst *Bucket) error {
+	if src == nil {
+		src = &t.root
+	}
+	if dst == nil {
+		dst = &t.root
+	}
+	return src.MoveBucket(name, dst)
+}

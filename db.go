@@ -18,13 +18,15 @@ import (
 // Tx, Bucket and Cursor are the transaction types, re-exported so that a
 // program imports one package: func(tx *quiver.Tx) error.
 type (
-	Tx          = tx.Tx
-	Bucket      = tx.Bucket
-	Cursor      = tx.Cursor
-	TxStats     = tx.TxStats
-	CheckOption = tx.CheckOption
-	KVStringer  = tx.KVStringer
-	BucketStats = tx.BucketStats
+	Tx      = tx.Tx
+	Bucket  = tx.Bucket
+	Cursor  = tx.Cursor
+	TxStats = tx.TxStats
+	// BucketStructure is what Inspect returns.
+	BucketStructure = tx.BucketStructure
+	CheckOption     = tx.CheckOption
+	KVStringer      = tx.KVStringer
+	BucketStats     = tx.BucketStats
 )
 
 // WithKVStringer, WithPageId and HexKVStringer are Tx.Check's options, as

@@ -95,3 +95,41 @@ func (t *Tx) MoveBucket(name []byte, src, dst *Bucket) error {
 	}
 	return src.MoveBucket(name, dst)
 }
+
+// BucketStructure is the tree of a bucket's nested buckets with their
+// key counts (bbolt's Inspect).
+type BucketStructure struct {
+	Name     string            `json:"name"`              // the bucket's name
+	KeyN     int               `json:"keyN"`              // keys, nested buckets not counted
+	Children []BucketStructure `json:"buckets,omitempty"` // nested buckets
+}
+
+// Inspect returns the bucket's structure: its key count and its nested
+// buckets', recursively. As in bbolt, the bucket it is called on is named
+// "root" (a read transaction does not keep bucket names).
+func (b *Bucket) Inspect() BucketStructure {
+	s := BucketStructure{Name: "root"}
+	b.inspect(&s, 0)
+	return s
+}
+
+func (b *Bucket) inspect(s *BucketStructure, nesting int) {
+	c := b.Cursor()
+	for k, v := c.First(); k != nil; k, v = c.Next() {
+		if v != nil {
+			s.KeyN++
+			continue
+		}
+		child := b.Bucket(k)
+		if child == nil || nesting >= maxNesting {
+			continue
+		}
+		cs := BucketStructure{Name: string(k)}
+		child.inspect(&cs, nesting+1)
+		s.Children = append(s.Children, cs)
+	}
+}
+
+// Inspect returns the structure of every bucket, under a root named
+// "root".
+func (t *Tx) Inspect() BucketStructure { return t.root.Inspect() }

@@ -134,3 +134,38 @@ func TestMoveBucket(t *testing.T) {
 		t.Errorf("in a read transaction: %v", err)
 	}
 }
+
+// TestInspect checks the structure Inspect reports: keys counted without
+// nested buckets, children in key order, the root named "root".
+func TestInspect(t *testing.T) {
+	db, err := quiver.Open(filepath.Join(t.TempDir(), "db"), 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	err = db.Update(func(tx *quiver.Tx) error {
+		a, _ := tx.CreateBucket([]byte("a"))
+		for i := range 500 {
+			a.Put(fmt.Appendf(nil, "%04d", i), []byte("v"))
+		}
+		b, _ := a.CreateBucket([]byte("b"))
+		b.Put([]byte("x"), []byte("y"))
+		a.CreateBucket([]byte("c"))
+		tx.CreateBucket([]byte("z"))
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	db.View(func(tx *quiver.Tx) error {
+		got := fmt.Sprint(tx.Inspect())
+		want := "{root 0 [{a 500 [{b 1 []} {c 0 []}]} {z 0 []}]}"
+		if got != want {
+			t.Errorf("Inspect: %s, want %s", got, want)
+		}
+		if got := fmt.Sprint(tx.Bucket([]byte("a")).Bucket([]byte("b")).Inspect()); got != "{root 1 []}" {
+			t.Errorf("bucket b: %s", got)
+		}
+		return nil
+	})
+}

@@ -24,10 +24,17 @@ type (
 	TxStats = tx.TxStats
 	// BucketStructure is what Inspect returns.
 	BucketStructure = tx.BucketStructure
-	CheckOption     = tx.CheckOption
-	KVStringer      = tx.KVStringer
-	BucketStats     = tx.BucketStats
+	// PageInfo is what Tx.Page returns.
+	PageInfo    = tx.PageInfo
+	CheckOption = tx.CheckOption
+	KVStringer  = tx.KVStringer
+	BucketStats = tx.BucketStats
 )
+
+// RootBucket returns the transaction's root bucket, whose keys are the
+// top-level buckets' names: for code that treats the top level as any
+// bucket (a cursor's Bucket, bbolt's Tx.Cursor).
+func RootBucket(t *Tx) *Bucket { return tx.Root(t) }
 
 // WithKVStringer, WithPageId and HexKVStringer are Tx.Check's options, as
 // in bbolt (see the tx package).

@@ -59,6 +59,11 @@ func OpenOSFile(path string, flag int, mode os.FileMode) (File, error) {
 	return osFile{f}, nil
 }
 
+// WrapOSFile makes an open *os.File a File, as OpenOSFile does: so that
+// an OpenFile written for bbolt's Options (returning *os.File) serves
+// quiver's.
+func WrapOSFile(f *os.File) File { return osFile{f} }
+
 type osFile struct{ *os.File }
 
 func (f osFile) Sync() error { return mmap.Fdatasync(f.File.Fd()) }

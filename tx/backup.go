@@ -1,6 +1,7 @@
 package tx
 
 import (
+	"fmt"
 	"io"
 	"os"
 
@@ -105,4 +106,43 @@ func (t *Tx) CopyFile(path string, mode os.FileMode) error {
 		return err
 	}
 	return f.Close()
+}
+
+// PageInfo describes a page, as Tx.Page returns it.
+type PageInfo struct {
+	ID            int
+	Type          string // branch, leaf, meta, freelist, commit or free
+	Count         int    // elements
+	OverflowCount int    // pages after the first in its span
+}
+
+// Page describes page id as this transaction sees it: a free page as
+// "free", a page past the end of the data as nil (as bbolt does).
+func (t *Tx) Page(id int) (*PageInfo, error) {
+	if t.closed {
+		return nil, ErrTxClosed
+	}
+	if id < 0 {
+		return nil, fmt.Errorf("quiver: page %d: negative id", id)
+	}
+	if page.Pgid(id) >= t.meta.HighWater {
+		return nil, nil
+	}
+	if id < 2 { // the two meta pages
+		return &PageInfo{ID: id, Type: page.FlagName(page.FlagMeta)}, nil
+	}
+	free, _, err := page.FreeSet(&t.meta, t.readSpan)
+	if err != nil {
+		return nil, err
+	}
+	for _, s := range free {
+		if page.Pgid(id) >= s.ID && page.Pgid(id) < s.ID+page.Pgid(s.N) {
+			return &PageInfo{ID: id, Type: "free"}, nil
+		}
+	}
+	p, err := t.readSpan(page.Pgid(id))
+	if err != nil {
+		return nil, err
+	}
+	return &PageInfo{ID: id, Type: page.FlagName(page.Flags(p)), Count: page.Count(p), OverflowCount: int(page.Overflow(p))}, nil
 }

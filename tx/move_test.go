@@ -169,3 +169,52 @@ func TestInspect(t *testing.T) {
 		return nil
 	})
 }
+
+// TestPage checks Tx.Page's kinds: the two metas, a bucket's leaf, the
+// pages freed by deleting a large bucket, nothing past the end, an error
+// for a negative id.
+func TestPage(t *testing.T) {
+	db, err := quiver.Open(filepath.Join(t.TempDir(), "db"), 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	db.Update(func(tx *quiver.Tx) error {
+		b, _ := tx.CreateBucket([]byte("b"))
+		big, _ := tx.CreateBucket([]byte("big"))
+		for i := range 2000 {
+			big.Put(fmt.Appendf(nil, "%05d", i), make([]byte, 100))
+		}
+		return b.Put([]byte("k"), []byte("v"))
+	})
+	db.Update(func(tx *quiver.Tx) error { return tx.DeleteBucket([]byte("big")) })
+	db.Update(func(tx *quiver.Tx) error { return tx.Bucket([]byte("b")).Put([]byte("k2"), []byte("v")) })
+	db.View(func(tx *quiver.Tx) error {
+		root := int(tx.Bucket([]byte("b")).Root())
+		for id, want := range map[int]string{0: "meta", 1: "meta", root: "leaf"} {
+			p, err := tx.Page(id)
+			if err != nil || p == nil || p.Type != want || p.ID != id {
+				t.Errorf("page %d: %+v, %v; want %s", id, p, err, want)
+			}
+		}
+		if p, _ := tx.Page(root); p.Count != 2 {
+			t.Errorf("leaf count %d", p.Count)
+		}
+		free := 0
+		for id := 0; id < int(tx.Size()/4096); id++ {
+			if p, err := tx.Page(id); err == nil && p.Type == "free" {
+				free++
+			}
+		}
+		if free < 50 {
+			t.Errorf("%d free pages after deleting a bucket of 2,000 values of 100 bytes", free)
+		}
+		if p, err := tx.Page(int(tx.Size() / 4096)); p != nil || err != nil {
+			t.Errorf("past the end: %+v, %v", p, err)
+		}
+		if _, err := tx.Page(-1); err == nil {
+			t.Error("negative id accepted")
+		}
+		return nil
+	})
+}

@@ -1,0 +1,109 @@
+package bbolt_test
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
+)
+
+// TestWrappers checks what the wrappers add to quiver: the types bbolt's
+// API returns (Tx.DB is the *DB, Bucket.Tx the *Tx, Cursor.Bucket the
+// *Bucket), nil for missing buckets, the OpenFile hook with *os.File,
+// the errors package's values, and the settings kept as DB fields.
+func TestWrappers(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "db")
+	opened := 0
+	db, err := bolt.Open(path, 0o600, &bolt.Options{
+		FreelistType: bolt.FreelistArrayType,
+		OpenFile: func(p string, flag int, mode os.FileMode) (*os.File, error) {
+			opened++
+			return os.OpenFile(p, flag, mode)
+		},
+		NoFreelistSync: true,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if opened != 1 || db.FreelistType != bolt.FreelistArrayType || !db.NoFreelistSync || db.Path() != path {
+		t.Errorf("opened %d, freelist %q, NoFreelistSync %v, path %q", opened, db.FreelistType, db.NoFreelistSync, db.Path())
+	}
+	db.StrictMode = true
+	err = db.Update(func(tx *bolt.Tx) error {
+		if tx.DB() != db {
+			t.Error("Tx.DB is not the DB")
+		}
+		b, err := tx.CreateBucket([]byte("b"))
+		if err != nil {
+			return err
+		}
+		if b.Tx() != tx || b.Cursor().Bucket() != b {
+			t.Error("Bucket.Tx or Cursor.Bucket is not its parent")
+		}
+		b.FillPercent = 1.0
+		for i := range 1000 {
+			if err := b.Put([]byte{byte(i >> 8), byte(i)}, make([]byte, 50)); err != nil {
+				return err
+			}
+		}
+		if tx.Bucket([]byte("missing")) != nil || b.Bucket([]byte("missing")) != nil {
+			t.Error("a missing bucket is not nil")
+		}
+		if _, err := tx.CreateBucket([]byte("b")); !errors.Is(err, berrors.ErrBucketExists) || err != bolt.ErrBucketExists {
+			t.Errorf("CreateBucket twice: %v", err)
+		}
+		k, _ := tx.Cursor().First()
+		if string(k) != "b" || tx.Cursor().Bucket().Tx() != tx {
+			t.Errorf("the root cursor: %q", k)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = db.View(func(tx *bolt.Tx) error {
+		st := tx.Bucket([]byte("b")).Stats()
+		// Filled to 100%, 1,000 values of 50 bytes take fewer leaves than
+		// at bbolt's default half fill.
+		if st.KeyN != 1000 || st.LeafPageN > 16 {
+			t.Errorf("%d keys in %d leaves", st.KeyN, st.LeafPageN)
+		}
+		if tx.Inspect().Children[0].KeyN != 1000 {
+			t.Errorf("Inspect: %+v", tx.Inspect())
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info := db.Info(); info == nil || info.PageSize != 4096 || info.Data == 0 {
+		t.Errorf("Info: %+v", info)
+	}
+	if s := db.GoString(); s != `bolt.DB{path:"`+path+`"}` {
+		t.Errorf("GoString: %s", s)
+	}
+	var zero bolt.DB
+	if _, err := zero.Begin(false); err != bolt.ErrDatabaseNotOpen {
+		t.Errorf("Begin on DB{}: %v", err)
+	}
+}
+
+// TestBboltFileRefused writes a file with bbolt's meta magic and checks
+// that Open names the converter instead of misreading it.
+func TestBboltFileRefused(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "bolt.db")
+	b := make([]byte, 8192)
+	b[16], b[17], b[18], b[19] = 0xED, 0xDA, 0x0C, 0xED // 0xED0CDAED, little endian
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, err := bolt.Open(path, 0o600, nil)
+	if !errors.Is(err, berrors.ErrInvalid) || !strings.Contains(err.Error(), "quiver import --from-bbolt") {
+		t.Fatalf("Open of a bbolt file: %v", err)
+	}
+}

@@ -210,24 +210,10 @@ func (b *Bucket) DeleteBucket(name []byte) error {
 	if err := b.checkWritable(); err != nil {
 		return err
 	}
-	if len(name) == 0 {
-		return ErrBucketNotFound
-	}
 	var c Cursor
-	c.init(b)
-	k, _, flags := c.seek(name)
-	if err := b.tx.err; err != nil {
+	child, err := b.seekChild(&c, name)
+	if err != nil {
 		return err
-	}
-	if !bytes.Equal(k, name) {
-		return ErrBucketNotFound
-	}
-	if flags&page.LeafBucket == 0 {
-		return ErrIncompatibleValue
-	}
-	child := b.Bucket(name)
-	if child == nil {
-		return b.tx.errOr(ErrBucketNotFound)
 	}
 	// Free every page of the child and of its descendants.
 	if err := child.freeAll(); err != nil {
@@ -240,6 +226,31 @@ func (b *Bucket) DeleteBucket(name []byte) error {
 	delete(b.buckets, string(name))
 	n.del(name)
 	return nil
+}
+
+// seekChild positions c on the nested bucket name of b and opens it. It
+// returns ErrBucketNotFound if there is no such bucket (an empty name
+// included) and ErrIncompatibleValue if name is a key.
+func (b *Bucket) seekChild(c *Cursor, name []byte) (*Bucket, error) {
+	if len(name) == 0 {
+		return nil, ErrBucketNotFound
+	}
+	c.init(b)
+	k, _, flags := c.seek(name)
+	if err := b.tx.err; err != nil {
+		return nil, err
+	}
+	if !bytes.Equal(k, name) {
+		return nil, ErrBucketNotFound
+	}
+	if flags&page.LeafBucket == 0 {
+		return nil, ErrIncompatibleValue
+	}
+	child := b.Bucket(name)
+	if child == nil {
+		return nil, b.tx.errOr(ErrBucketNotFound)
+	}
+	return child, nil
 }
 
 // freeAll frees every page of the bucket and its nested buckets.

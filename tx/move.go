@@ -30,24 +30,10 @@ func (b *Bucket) MoveBucket(name []byte, dst *Bucket) error {
 	if dst == b {
 		return ErrSameBuckets
 	}
-	if len(name) == 0 {
-		return ErrBucketNotFound
-	}
 	var src Cursor
-	src.init(b)
-	k, _, flags := src.seek(name)
-	if err := b.tx.err; err != nil {
+	child, err := b.seekChild(&src, name)
+	if err != nil {
 		return err
-	}
-	if !bytes.Equal(k, name) {
-		return ErrBucketNotFound
-	}
-	if flags&page.LeafBucket == 0 {
-		return ErrIncompatibleValue
-	}
-	child := b.Bucket(name)
-	if child == nil {
-		return b.tx.errOr(ErrBucketNotFound)
 	}
 	for p := dst; p != nil; p = p.parent {
 		if p == child {
@@ -56,7 +42,7 @@ func (b *Bucket) MoveBucket(name []byte, dst *Bucket) error {
 	}
 	var to Cursor
 	to.init(dst)
-	k, _, flags = to.seek(name)
+	k, _, flags := to.seek(name)
 	if err := b.tx.err; err != nil {
 		return err
 	}

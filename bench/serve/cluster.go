@@ -22,7 +22,8 @@ import (
 type cluster struct {
 	engine string
 	specs  []memberSpec
-	procs  []*exec.Cmd // nil: stopped
+	procs  []*exec.Cmd     // nil: stopped
+	exited []chan struct{} // closed when procs[i] has exited
 }
 
 func freeAddr() (string, error) {
@@ -33,6 +34,10 @@ func freeAddr() (string, error) {
 	defer ln.Close()
 	return ln.Addr().String(), nil
 }
+
+// etcdBinaries maps the engines that are etcd server binaries (-etcd-bin)
+// to their paths.
+var etcdBinaries = map[string]string{}
 
 // startCluster starts n members of engine with their data under dir.
 func startCluster(engine string, n int, dir string, quota int64) (*cluster, error) {
@@ -49,7 +54,8 @@ func startCluster(engine string, n int, dir string, quota int64) (*cluster, erro
 		}
 		name := fmt.Sprintf("m%d", i)
 		c.specs = append(c.specs, memberSpec{Engine: engine, Name: name, Dir: filepath.Join(dir, engine+"-"+name),
-			Client: client, Peer: peer, Token: fmt.Sprintf("bench-%s-%d", engine, time.Now().UnixNano()), QuotaBackendBytes: quota})
+			Client: client, Peer: peer, Token: fmt.Sprintf("bench-%s-%d", engine, time.Now().UnixNano()), QuotaBackendBytes: quota,
+			Binary: etcdBinaries[engine]})
 		parts = append(parts, name+"=http://"+peer)
 	}
 	token := c.specs[0].Token
@@ -57,6 +63,7 @@ func startCluster(engine string, n int, dir string, quota int64) (*cluster, erro
 		c.specs[i].Cluster, c.specs[i].Token = strings.Join(parts, ","), token
 	}
 	c.procs = make([]*exec.Cmd, n)
+	c.exited = make([]chan struct{}, n)
 	// Members of a new cluster wait for each other: start them all, then
 	// wait for each to serve.
 	ready := make([]chan bool, n)
@@ -85,6 +92,9 @@ func startCluster(engine string, n int, dir string, quota int64) (*cluster, erro
 
 // spawn starts member i's process; the channel says whether it served.
 func (c *cluster) spawn(i int) (chan bool, error) {
+	if c.specs[i].Binary != "" {
+		return c.spawnBinary(i)
+	}
 	raw, err := json.Marshal(c.specs[i])
 	if err != nil {
 		return nil, err
@@ -100,6 +110,8 @@ func (c *cluster) spawn(i int) (chan bool, error) {
 		return nil, err
 	}
 	c.procs[i] = cmd
+	c.exited[i] = make(chan struct{})
+	go func(done chan struct{}) { _ = cmd.Wait(); close(done) }(c.exited[i])
 	ready := make(chan bool, 1)
 	go func() {
 		sc := bufio.NewScanner(out)
@@ -113,11 +125,56 @@ func (c *cluster) spawn(i int) (chan bool, error) {
 	return ready, nil
 }
 
+// spawnBinary starts member i from its etcd binary, its output going to
+// a log beside its data; the channel says whether it served (answered
+// Status), checked every 100 ms for a minute.
+func (c *cluster) spawnBinary(i int) (chan bool, error) {
+	spec := c.specs[i]
+	log, err := os.OpenFile(spec.Dir+".log", os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(spec.Binary, etcdFlags(spec)...)
+	cmd.Stdout, cmd.Stderr = log, log
+	if err := cmd.Start(); err != nil {
+		log.Close()
+		return nil, err
+	}
+	c.procs[i] = cmd
+	exited := make(chan struct{})
+	c.exited[i] = exited
+	go func() { _ = cmd.Wait(); log.Close(); close(exited) }()
+	ready := make(chan bool, 1)
+	go func() {
+		defer close(ready)
+		cli, err := newClient(spec.Client)
+		if err != nil {
+			return
+		}
+		defer cli.Close()
+		for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); {
+			select {
+			case <-exited:
+				return
+			case <-time.After(100 * time.Millisecond):
+			}
+			x, cancel := context.WithTimeout(context.Background(), time.Second)
+			_, err := cli.Status(x, spec.Client)
+			cancel()
+			if err == nil {
+				ready <- true
+				return
+			}
+		}
+	}()
+	return ready, nil
+}
+
 // kill stops member i with SIGKILL, by its pid.
 func (c *cluster) kill(i int) {
 	if p := c.procs[i]; p != nil {
 		_ = syscall.Kill(p.Process.Pid, syscall.SIGKILL)
-		_ = p.Wait()
+		<-c.exited[i]
 		c.procs[i] = nil
 	}
 }
@@ -129,8 +186,7 @@ func (c *cluster) stop() {
 			continue
 		}
 		_ = syscall.Kill(p.Process.Pid, syscall.SIGTERM)
-		done := make(chan struct{})
-		go func() { _ = p.Wait(); close(done) }()
+		done := c.exited[i]
 		select {
 		case <-done:
 		case <-time.After(10 * time.Second):

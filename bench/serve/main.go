@@ -5,12 +5,17 @@
 //
 //	go run . -members 1,3 -clients 1,16,64 -duration 5s
 //	go run . -scenario large -updates 5000 -csv /tmp/servemem
+//	go run . -scenario grow -engines etcd-bbolt,etcd-quiver \
+//		-etcd-bin etcd-bbolt=/tmp/etcd-bbolt,etcd-quiver=/tmp/etcd-quiver
 //
 // The first measures put throughput and latency (256-byte values),
 // linearizable and serializable range throughput, and watch fan-out; the
 // second is the large-value scenario of issue 18 (a 1 MiB value rewritten
 // while a follower is stopped, the leader's memory sampled), whose CSV
-// files ../cmd/raftmemplot draws. Its module is its own, so that the
+// files ../cmd/raftmemplot draws. The third is issue 19's: etcd's backend
+// grown to several GB, fragmented, then measured (see grow.go); with
+// -etcd-bin it compares etcd's own server on bbolt and on quiver, built
+// by ../../compat/etcdserver. Its module is its own, so that the
 // engine's module never depends on etcd's server.
 package main
 
@@ -37,7 +42,7 @@ func main() {
 		}
 		return
 	}
-	scenario := flag.String("scenario", "throughput", "throughput or large")
+	scenario := flag.String("scenario", "throughput", "throughput, large or grow")
 	engines := flag.String("engines", "etcd,quiver", "engines to compare, in order")
 	members := flag.String("members", "1,3", "cluster sizes")
 	clientCounts := flag.String("clients", "1,16,64", "client counts of the put benchmark")
@@ -47,7 +52,24 @@ func main() {
 	updates := flag.Int("updates", 5000, "updates of the 1 MiB value (large scenario)")
 	csv := flag.String("csv", "", "large scenario: write the leader's memory samples to PREFIX.<engine>.csv")
 	dir := flag.String("dir", "", "directory for the members' data (default: a temporary one, removed after)")
+	bins := flag.String("etcd-bin", "", "more engines, as NAME=PATH,...: etcd server binaries (../../compat/etcdserver builds etcd on quiver and on bbolt)")
+	growBytes := flag.Int64("grow-bytes", 4<<30, "grow scenario: bytes of values written before fragmenting")
 	flag.Parse()
+	for _, b := range strings.Split(*bins, ",") {
+		if b = strings.TrimSpace(b); b == "" {
+			continue
+		}
+		name, path, ok := strings.Cut(b, "=")
+		if !ok || name == "" || path == "" {
+			fmt.Fprintf(os.Stderr, "bad -etcd-bin %q: want NAME=PATH\n", b)
+			os.Exit(2)
+		}
+		if _, err := os.Stat(path); err != nil {
+			fmt.Fprintln(os.Stderr, "-etcd-bin:", err)
+			os.Exit(2)
+		}
+		etcdBinaries[name] = path
+	}
 	ints := func(s string) []int {
 		var out []int
 		for _, f := range strings.Split(s, ",") {
@@ -76,6 +98,8 @@ func main() {
 		err = throughput(strings.Split(*engines, ","), ints(*members), ints(*clientCounts), *duration, *watchers, *watchPuts, data)
 	case "large":
 		err = large(strings.Split(*engines, ","), *updates, *csv, data)
+	case "grow":
+		err = grow(strings.Split(*engines, ","), *growBytes, *duration, *csv, data)
 	default:
 		err = fmt.Errorf("unknown -scenario %q", *scenario)
 	}

@@ -20,6 +20,25 @@ type memberSpec struct {
 	Token             string
 	QuotaBackendBytes int64
 	SnapshotCount     uint64 // etcd's; 0: its default
+	// Binary, when set, is an etcd server binary (etcdmain: ../../compat/etcdserver)
+	// that runs the member with etcd's flags instead of this program.
+	Binary string
+}
+
+// etcdFlags are the flags that run spec with an etcd binary.
+func etcdFlags(spec memberSpec) []string {
+	args := []string{"--name", spec.Name, "--data-dir", spec.Dir,
+		"--listen-client-urls", "http://" + spec.Client, "--advertise-client-urls", "http://" + spec.Client,
+		"--listen-peer-urls", "http://" + spec.Peer, "--initial-advertise-peer-urls", "http://" + spec.Peer,
+		"--initial-cluster", spec.Cluster, "--initial-cluster-token", spec.Token,
+		"--initial-cluster-state", "new", "--log-level", "error", "--metrics", "extensive"}
+	if spec.QuotaBackendBytes > 0 {
+		args = append(args, "--quota-backend-bytes", fmt.Sprint(spec.QuotaBackendBytes))
+	}
+	if spec.SnapshotCount > 0 {
+		args = append(args, "--snapshot-count", fmt.Sprint(spec.SnapshotCount))
+	}
+	return args
 }
 
 // runMember runs a member until SIGTERM or SIGINT, printing READY once it

@@ -2,7 +2,7 @@ module go.etcd.io/bbolt
 
 go 1.26.0
 
-require github.com/quiverdb/quiver v0.0.0
+require github.com/quiverdb/quiver v0.1.0
 
 require (
 	github.com/cespare/xxhash/v2 v2.3.0 // indirect

@@ -3,7 +3,7 @@ module github.com/quiverdb/quiver/compat/etcdserver
 go 1.26.0
 
 require (
-	github.com/quiverdb/quiver v0.0.0
+	github.com/quiverdb/quiver v0.1.0
 	go.etcd.io/etcd/api/v3 v3.7.3
 	go.etcd.io/etcd/client/v3 v3.7.3
 	go.etcd.io/etcd/server/v3 v3.7.3

@@ -367,12 +367,19 @@ func (db *DB) mapFile(hw page.Pgid) (*mmap.Epoch, int, error) {
 	if m, ok := db.file.(Mapper); ok {
 		data, err = m.Map(size)
 	} else {
-		data, err = mmap.Map(db.file.Fd(), size)
+		data, err = mmap.Map(db.file.Fd(), size, db.opts.MmapFlags)
 	}
 	if err != nil {
 		return nil, 0, err
 	}
-	return mmap.NewEpoch(data), size, nil
+	epoch := mmap.NewEpoch(data)
+	if db.opts.Mlock {
+		if err := mmap.Mlock(data[:min(int64(len(data)), db.fileSize)]); err != nil {
+			_ = epoch.Release()
+			return nil, 0, err
+		}
+	}
+	return epoch, size, nil
 }
 
 // reservation returns a mapping size for need bytes: at least least and

@@ -54,6 +54,16 @@ type Options struct {
 	// InitialMmapSize is the minimum size of the first mapping. quiver
 	// reserves generously anyway; readers never block the writer.
 	InitialMmapSize int
+	// MmapFlags are added to the flags of every mapping of the file
+	// (MAP_SHARED), e.g. syscall.MAP_POPULATE to read the file in when it
+	// is mapped.
+	MmapFlags int
+	// Mlock locks the file's pages in memory (mlock(2)): the whole file
+	// when it is mapped and each extension as the file grows, so that no
+	// read waits for the disk and none of the file is paged out. The
+	// process must be allowed to lock the file's size (RLIMIT_MEMLOCK, or
+	// CAP_IPC_LOCK); Open or the commit that grows the file fails if not.
+	Mlock bool
 	// AllocSize is the largest step by which the file grows (default
 	// 16 MiB); small files double instead. Growing ahead lets commits
 	// overwrite pages rather than append.

@@ -24,7 +24,7 @@ func (f mapFailFile) Map(size int) ([]byte, error) {
 	if f.fail.Load() {
 		return nil, syscall.ENOMEM
 	}
-	return mmap.Map(f.Fd(), size)
+	return mmap.Map(f.Fd(), size, 0)
 }
 
 // TestRemapFailure: a commit that grows the file past the mapping must map

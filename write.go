@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"unsafe"
 
+	"github.com/quiverdb/quiver/mmap"
 	"github.com/quiverdb/quiver/page"
 	"github.com/quiverdb/quiver/tx"
 )
@@ -85,6 +86,17 @@ func (db *DB) grow(size int64) error {
 	}
 	if err := db.file.Truncate(target); err != nil {
 		return err
+	}
+	// With Mlock, the extension is locked in the newest mapping if it
+	// covers it; a commit that outgrows the mapping maps the file anew,
+	// and mapFile locks the whole file in that mapping.
+	if db.opts.Mlock {
+		if data := db.snap.Load().epoch.Data(); int64(len(data)) > db.fileSize {
+			if err := mmap.Mlock(data[db.fileSize:min(int64(len(data)), target)]); err != nil {
+				_ = db.file.Truncate(db.fileSize)
+				return err
+			}
+		}
 	}
 	db.fileSize = target
 	return nil

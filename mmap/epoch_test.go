@@ -20,7 +20,7 @@ func TestEpochReleaseUnmapsOnLast(t *testing.T) {
 	}
 	defer f.Close()
 	// Map far more than the file: a reservation.
-	data, err := mmap.Map(f.Fd(), 1<<30)
+	data, err := mmap.Map(f.Fd(), 1<<30, 0)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -10,9 +10,10 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Map maps size bytes of the file fd read-only and shared.
-func Map(fd uintptr, size int) ([]byte, error) {
-	b, err := unix.Mmap(int(fd), 0, size, unix.PROT_READ, unix.MAP_SHARED)
+// Map maps size bytes of the file fd read-only and shared, with flags
+// (e.g. unix.MAP_POPULATE) added to MAP_SHARED.
+func Map(fd uintptr, size, flags int) ([]byte, error) {
+	b, err := unix.Mmap(int(fd), 0, size, unix.PROT_READ, unix.MAP_SHARED|flags)
 	if err != nil {
 		return nil, fmt.Errorf("quiver: mmap %d bytes: %w", size, err)
 	}
@@ -27,6 +28,18 @@ func Unmap(b []byte) error {
 		return nil
 	}
 	return unix.Munmap(b)
+}
+
+// Mlock locks b's pages in memory (mlock(2)): they are read in now and
+// stay resident until unlocked or unmapped.
+func Mlock(b []byte) error {
+	if len(b) == 0 {
+		return nil
+	}
+	if err := unix.Mlock(b); err != nil {
+		return fmt.Errorf("quiver: mlock %d bytes: %w (RLIMIT_MEMLOCK, ulimit -l, bounds it for a process without CAP_IPC_LOCK)", len(b), err)
+	}
+	return nil
 }
 
 // ErrTimeout is returned by Lock when the lock was not granted in time.

@@ -92,7 +92,13 @@ func mappedRss(t *testing.T, addr uintptr) int64 {
 	inside := false
 	for sc.Scan() {
 		line := sc.Text()
-		if lo, _, ok := strings.Cut(strings.Fields(line+" ")[0], "-"); ok && !strings.HasSuffix(strings.Fields(line)[0], ":") {
+		fields := strings.Fields(line)
+		if len(fields) == 0 {
+			continue
+		}
+		// A mapping's first line starts with its range, lo-hi; the
+		// lines of its figures with a name and a colon.
+		if lo, _, ok := strings.Cut(fields[0], "-"); ok && !strings.HasSuffix(fields[0], ":") {
 			start, err := strconv.ParseUint(lo, 16, 64)
 			inside = err == nil && uintptr(start) == addr
 			continue

@@ -28,6 +28,7 @@ type growFigures struct {
 	commitMean, commitP99         float64 // backend commit seconds while measured, from /metrics
 	commits                       int64
 	defrag                        time.Duration
+	inUseMeasured                 int64 // DbSizeInUse after the measurement, compacted
 	sizeDefragged, inUseDefragged int64
 	restart                       time.Duration // SIGTERM, start, serving again
 	anon, file, heap, peakAnon    int64         // memory at the end of the measurement; peak RssAnon over the run
@@ -39,8 +40,8 @@ type growFigures struct {
 // compaction, which frees their pages all over the file), and then
 // measured for d each: 256-byte puts from 1 client and values of 4-60 KiB
 // from 16 clients (the commits' latency from the member's own
-// etcd_disk_backend_commit_duration_seconds), the member's memory, one
-// defrag, and a restart. Memory is sampled through the run into
+// etcd_disk_backend_commit_duration_seconds), the member's memory, then,
+// after a compaction to the newest revision, one defrag, and a restart. Memory is sampled through the run into
 // csvPrefix.<engine>.csv for ../cmd/raftmemplot.
 func grow(engines []string, growBytes int64, d time.Duration, csvPrefix, dir string) error {
 	var figs []growFigures
@@ -81,6 +82,7 @@ func grow(engines []string, growBytes int64, d time.Duration, csvPrefix, dir str
 			return mib(g.anon) + " / " + mib(g.file) + " / " + mib(g.heap)
 		}},
 		{"peak RssAnon", func(g growFigures) string { return mib(g.peakAnon) }},
+		{"in use after the measurement, compacted", func(g growFigures) string { return mib(g.inUseMeasured) }},
 		{"defrag", func(g growFigures) string { return fmt.Sprintf("%.1f s", g.defrag.Seconds()) }},
 		{"file / in use after defrag", func(g growFigures) string { return mib(g.sizeDefragged) + " / " + mib(g.inUseDefragged) }},
 		{"restart to serving", func(g growFigures) string { return fmt.Sprintf("%.2f s", g.restart.Seconds()) }},
@@ -245,7 +247,21 @@ func growOne(engine string, growBytes int64, d time.Duration, csvPrefix, dir str
 	}
 	fmt.Fprintf(os.Stderr, "%s: measured: %.0f small puts/s, %.0f large puts/s\n", engine, f.small.perSec(), f.large.perSec())
 
-	// Defragment, then restart.
+	// Compact away what the measurement wrote over (the engines did not
+	// write the same amount), then defragment, then restart.
+	if err := in30s(func(x context.Context) (err error) { p, err = cli.Put(x, "measured", "x"); return err }); err != nil {
+		return f, err
+	}
+	x, cancel = context.WithTimeout(context.Background(), 10*time.Minute)
+	_, err = cli.Compact(x, p.Header.Revision, clientv3.WithCompactPhysical())
+	cancel()
+	if err != nil {
+		return f, fmt.Errorf("compact: %w", err)
+	}
+	if err := status(); err != nil {
+		return f, err
+	}
+	f.inUseMeasured = st.DbSizeInUse
 	t0 = time.Now()
 	x, cancel = context.WithTimeout(context.Background(), 30*time.Minute)
 	_, err = cli.Defragment(x, ep)

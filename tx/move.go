@@ -12,8 +12,10 @@ import (
 // It returns ErrBucketNotFound if b has no bucket name (ErrIncompatibleValue
 // if name is a key there), ErrBucketExists if dst has one (and
 // ErrIncompatibleValue if dst has a key name), ErrSameBuckets if dst is b,
-// ErrDifferentDB if dst belongs to another transaction, and
-// ErrIncompatibleValue if dst is the bucket itself or inside it.
+// ErrDifferentDB if dst belongs to another write transaction (one that
+// cannot be written is refused first, with ErrTxNotWritable or ErrTxClosed,
+// as in bbolt), and ErrIncompatibleValue if dst is the bucket itself or
+// inside it.
 func (b *Bucket) MoveBucket(name []byte, dst *Bucket) error {
 	if err := b.checkWritable(); err != nil {
 		return err
@@ -21,11 +23,13 @@ func (b *Bucket) MoveBucket(name []byte, dst *Bucket) error {
 	if dst == nil {
 		return ErrBucketNotFound
 	}
-	if dst.tx != b.tx {
-		return ErrDifferentDB
-	}
+	// As in bbolt, a destination that cannot be written is refused as
+	// such before it is found to be another transaction's.
 	if err := dst.checkWritable(); err != nil {
 		return err
+	}
+	if dst.tx != b.tx {
+		return ErrDifferentDB
 	}
 	if dst == b {
 		return ErrSameBuckets

@@ -121,9 +121,28 @@ func TestMoveBucket(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer other.Rollback()
+	// Into another database's write transaction; into a read transaction,
+	// which is refused as such first (bbolt's order).
+	db2, err := quiver.Open(filepath.Join(t.TempDir(), "db2"), 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db2.Close()
+	tx2, err := db2.Begin(true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx2.Rollback()
+	into, err := tx2.CreateBucket([]byte("into"))
+	if err != nil {
+		t.Fatal(err)
+	}
 	err = db.Update(func(tx *quiver.Tx) error {
-		if err := tx.MoveBucket([]byte("c"), nil, other.Bucket([]byte("a"))); !errors.Is(err, quiver.ErrDifferentDB) {
-			t.Errorf("into another transaction: %v", err)
+		if err := tx.MoveBucket([]byte("c"), nil, into); !errors.Is(err, quiver.ErrDifferentDB) {
+			t.Errorf("into another database: %v", err)
+		}
+		if err := tx.MoveBucket([]byte("c"), nil, other.Bucket([]byte("a"))); !errors.Is(err, quiver.ErrTxNotWritable) {
+			t.Errorf("into a read transaction: %v", err)
 		}
 		return nil
 	})

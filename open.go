@@ -237,6 +237,10 @@ func (db *DB) readMeta(size int64) (*page.Meta, page.Pgid, error) {
 			}
 		}
 	}
+	if m0 != nil && size < 2*int64(m0.PageSize) {
+		// A quiver file cut short of its second meta (bbolt's words for it).
+		return nil, 0, page.Corruptf(1, "file size too small: %d bytes, less than the two meta pages of %d", size, m0.PageSize)
+	}
 	if m0 != nil && m1 != nil && m0.PageSize != m1.PageSize {
 		return nil, 0, page.Corruptf(1, "meta page sizes differ (%d, %d)", m0.PageSize, m1.PageSize)
 	}

@@ -3,6 +3,7 @@ package quiver_test
 import (
 	"errors"
 	"os"
+	"strings"
 	"testing"
 
 	"github.com/quiverdb/quiver"
@@ -90,5 +91,20 @@ func TestTornCommitWithoutFallback(t *testing.T) {
 	var ce *quiver.CorruptionError
 	if !errors.As(err, &ce) {
 		t.Fatalf("open: %v, want a *CorruptionError", err)
+	}
+}
+
+// TestTruncatedBelowMetas cuts a database short of its second meta page:
+// open reports corruption of page 1, saying the file is too small (bbolt's
+// words, which bbolt's programs look for), rather than a foreign file.
+func TestTruncatedBelowMetas(t *testing.T) {
+	path, raw, _ := tornFixture(t)
+	for _, size := range []int{4096, 4096 + 2000} {
+		ok(t, os.WriteFile(path, raw[:size], 0o600))
+		_, err := quiver.Open(path, 0o600, nil)
+		var ce *quiver.CorruptionError
+		if !errors.As(err, &ce) || ce.Pgid != 1 || !strings.Contains(err.Error(), "file size too small") {
+			t.Errorf("%d bytes: open: %v, want corruption of page 1, file size too small", size, err)
+		}
 	}
 }

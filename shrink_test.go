@@ -101,3 +101,32 @@ func TestFreeTailShrinksFile(t *testing.T) {
 		}
 	})
 }
+
+// TestBigFirstCommitLeavesRoom: one commit that grows a new file to many
+// megabytes grows it in the step for its new size, so that the next
+// commits, a reopen's included, find room and do not grow it again (bbolt's
+// TestOpen_Size). The step used to be the old size's, which left a new
+// file's first big commit no room at all.
+func TestBigFirstCommitLeavesRoom(t *testing.T) {
+	db := openDB(t, quiver.FreelistHashmap, &quiver.Options{AllocSize: 4 << 20})
+	ok(t, db.Update(func(tx *quiver.Tx) error {
+		b, err := tx.CreateBucket([]byte("b"))
+		if err != nil {
+			return err
+		}
+		for i := 0; i < 6000; i++ {
+			if err := b.Put(key(i), value(i, 1000)); err != nil {
+				return err
+			}
+		}
+		return nil
+	}))
+	size := fileSize(t, db)
+	db.reopen()
+	for i := 0; i < 3; i++ {
+		ok(t, db.Update(func(tx *quiver.Tx) error { return tx.Bucket([]byte("b")).Put([]byte{byte(i)}, []byte("x")) }))
+	}
+	if grown := fileSize(t, db); grown != size {
+		t.Fatalf("file grew from %d to %d bytes for three small commits after a big one", size, grown)
+	}
+}

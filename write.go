@@ -67,7 +67,10 @@ func sortWrites(w []tx.Write) {
 }
 
 // grow makes the file at least size bytes, in steps that double small files
-// and add AllocSize to large ones, so that most commits overwrite.
+// and add AllocSize to large ones, so that most commits overwrite. The step
+// is the one for the size needed, not for the file's current size: one
+// commit that grows a small file to many megabytes leaves room for the next
+// ones, as a file grown by many commits would have.
 func (db *DB) grow(size int64) error {
 	if size <= db.fileSize {
 		return nil
@@ -76,7 +79,7 @@ func (db *DB) grow(size int64) error {
 	if limit > 0 && size > limit {
 		return fmt.Errorf("%w (%d bytes needed, MaxSize %d)", ErrMaxSizeReached, size, limit)
 	}
-	step := db.growStep(db.fileSize)
+	step := db.growStep(size)
 	target := db.fileSize
 	for target < size {
 		target += step

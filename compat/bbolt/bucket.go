@@ -24,8 +24,14 @@ func (b *Bucket) fill() *quiver.Bucket {
 // Tx returns the bucket's transaction.
 func (b *Bucket) Tx() *Tx { return b.tx }
 
-// Root returns the bucket's root page id (0 for a bucket without pages).
-func (b *Bucket) Root() common.Pgid { return common.Pgid(b.b.Root()) }
+// RootPage returns the bucket's root page id (0 for a bucket without
+// pages).
+func (b *Bucket) RootPage() common.Pgid { return common.Pgid(b.b.Root()) }
+
+// Root returns the bucket's root page id.
+//
+// Deprecated: use RootPage, as bbolt says.
+func (b *Bucket) Root() common.Pgid { return b.RootPage() }
 
 // Writable reports whether the bucket may be changed.
 func (b *Bucket) Writable() bool { return b.b.Writable() }
@@ -83,4 +89,56 @@ func (b *Bucket) ForEach(fn func(k, v []byte) error) error { return b.b.ForEach(
 func (b *Bucket) ForEachBucket(fn func(k []byte) error) error { return b.b.ForEachBucket(fn) }
 
 // Stats returns the bucket's page and key counts.
-func (b *Bucket) Stats() BucketStats { return b.b.Stats() }
+func (b *Bucket) Stats() BucketStats {
+	s := b.b.Stats()
+	return BucketStats{
+		BranchPageN:     s.BranchPageN,
+		BranchOverflowN: s.BranchOverflowN,
+		LeafPageN:       s.LeafPageN,
+		LeafOverflowN:   s.LeafOverflowN,
+		KeyN:            s.KeyN,
+		Depth:           s.Depth,
+		BranchAlloc:     s.BranchAlloc,
+		BranchInuse:     s.BranchInuse,
+		LeafAlloc:       s.LeafAlloc,
+		LeafInuse:       s.LeafInuse,
+		BucketN:         s.BucketN,
+		InlineBucketN:   s.EmptyBucketN,
+	}
+}
+
+// BucketStats are bbolt's bucket counts. quiver stores no bucket inline in
+// its parent's leaf: what comes closest is a bucket without pages, which
+// InlineBucketN counts; it takes no bytes, so InlineBucketInuse is 0.
+type BucketStats struct {
+	BranchPageN       int // branch pages
+	BranchOverflowN   int // extra pages of branch spans
+	LeafPageN         int // leaf pages
+	LeafOverflowN     int // extra pages of leaf spans
+	KeyN              int // keys, nested bucket names included
+	Depth             int // levels of the deepest tree
+	BranchAlloc       int // bytes of branch pages
+	BranchInuse       int // bytes used in branch pages
+	LeafAlloc         int // bytes of leaf pages
+	LeafInuse         int // bytes used in leaf pages
+	BucketN           int // buckets, this one included
+	InlineBucketN     int // buckets without pages
+	InlineBucketInuse int // always 0: see above
+}
+
+// Add accumulates other into s.
+func (s *BucketStats) Add(other BucketStats) {
+	s.BranchPageN += other.BranchPageN
+	s.BranchOverflowN += other.BranchOverflowN
+	s.LeafPageN += other.LeafPageN
+	s.LeafOverflowN += other.LeafOverflowN
+	s.KeyN += other.KeyN
+	s.Depth = max(s.Depth, other.Depth)
+	s.BranchAlloc += other.BranchAlloc
+	s.BranchInuse += other.BranchInuse
+	s.LeafAlloc += other.LeafAlloc
+	s.LeafInuse += other.LeafInuse
+	s.BucketN += other.BucketN
+	s.InlineBucketN += other.InlineBucketN
+	s.InlineBucketInuse += other.InlineBucketInuse
+}

@@ -107,3 +107,82 @@ func TestBboltFileRefused(t *testing.T) {
 		t.Fatalf("Open of a bbolt file: %v", err)
 	}
 }
+
+// TestBboltBehaviours checks what the wrappers do as bbolt does where
+// quiver differs: Open's bare ErrInvalid for a file that is no database,
+// a panic for Commit or Rollback inside Update or View, "meta N copy" for
+// a copy that fails in its first pages, and bbolt's BucketStats.
+func TestBboltBehaviours(t *testing.T) {
+	dir := t.TempDir()
+	junk := filepath.Join(dir, "junk")
+	if err := os.WriteFile(junk, []byte("this is not a bolt database\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := bolt.Open(junk, 0o600, nil); err != bolt.ErrInvalid {
+		t.Errorf("Open of a text file: %v, want ErrInvalid itself", err)
+	}
+
+	db, err := bolt.Open(filepath.Join(dir, "db"), 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	panics := func(f func() error) (p bool) {
+		defer func() { p = recover() != nil }()
+		_ = f()
+		return false
+	}
+	err = db.Update(func(tx *bolt.Tx) error {
+		if !panics(tx.Commit) || !panics(tx.Rollback) {
+			t.Error("Commit or Rollback in Update did not panic")
+		}
+		_, err := tx.CreateBucket([]byte("empty"))
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = db.View(func(tx *bolt.Tx) error {
+		if !panics(tx.Commit) || !panics(tx.Rollback) {
+			t.Error("Commit or Rollback in View did not panic")
+		}
+		ps := db.Info().PageSize
+		for _, c := range []struct {
+			after int
+			want  string
+		}{{0, "meta 0 copy: injected"}, {ps + 10, "meta 1 copy: injected"}, {2 * ps, "injected"}} {
+			after := c.after
+			if err := tx.Copy(failAfter{&after}); err == nil || err.Error() != c.want {
+				t.Errorf("copy failing after %d bytes: %v, want %q", c.after, err, c.want)
+			}
+		}
+		b := tx.Bucket([]byte("empty"))
+		if st := b.Stats(); st.BucketN != 1 || st.InlineBucketN != 1 || b.RootPage() != 0 {
+			t.Errorf("an empty bucket: %+v, root %d", st, b.RootPage())
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tx, err := db.Begin(false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.Rollback(); err != nil {
+		t.Errorf("Rollback of a transaction of Begin: %v", err)
+	}
+}
+
+// failAfter is a writer that fails once *n bytes were written.
+type failAfter struct{ n *int }
+
+func (f failAfter) Write(p []byte) (int, error) {
+	if len(p) > *f.n {
+		n := *f.n
+		*f.n = 0
+		return n, errors.New("injected")
+	}
+	*f.n -= len(p)
+	return len(p), nil
+}

@@ -1,7 +1,10 @@
 package bbolt
 
 import (
+	"encoding/binary"
+	"errors"
 	"fmt"
+	"io"
 	"os"
 	"time"
 
@@ -57,12 +60,11 @@ var (
 	ErrIncompatibleValue  = berrors.ErrIncompatibleValue
 )
 
-// Stats, TxStats, BucketStats, BucketStructure and Info are quiver's,
-// which have bbolt's fields (and a few more).
+// Stats, TxStats, BucketStructure and Info are quiver's, which have
+// bbolt's fields (and a few more); BucketStats is bbolt's own (bucket.go).
 type (
 	Stats           = quiver.Stats
 	TxStats         = quiver.TxStats
-	BucketStats     = quiver.BucketStats
 	BucketStructure = quiver.BucketStructure
 	Info            = quiver.Info
 	Logger          = quiver.Logger
@@ -164,6 +166,12 @@ func Open(path string, mode os.FileMode, options *Options) (*DB, error) {
 	}
 	q, err := quiver.Open(path, mode, o)
 	if err != nil {
+		// bbolt's callers compare Open's error with ErrInvalid (==), and
+		// quiver's carries detail: the detail is kept only for a bbolt
+		// file, where it names the command that converts it.
+		if errors.Is(err, quiver.ErrInvalid) && !isBboltFile(path) {
+			return nil, ErrInvalid
+		}
 		return nil, err
 	}
 	return &DB{
@@ -174,6 +182,22 @@ func Open(path string, mode os.FileMode, options *Options) (*DB, error) {
 		MmapFlags:       options.MmapFlags,
 		Mlock:           options.Mlock,
 	}, nil
+}
+
+// isBboltFile reports whether the file at path starts with a bbolt meta
+// page: a 16-byte page header, then the magic number in the machine's byte
+// order.
+func isBboltFile(path string) bool {
+	f, err := os.Open(path)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	var b [20]byte
+	if _, err := io.ReadFull(f, b[:]); err != nil {
+		return false
+	}
+	return binary.NativeEndian.Uint32(b[16:]) == 0xED0CDAED
 }
 
 // Path returns the path of the database file ("" for a DB not opened).
@@ -266,7 +290,7 @@ func (db *DB) Update(fn func(*Tx) error) error {
 		return ErrDatabaseNotOpen
 	}
 	return db.quiverDB.Update(func(t *quiver.Tx) error {
-		tx := &Tx{db: db, tx: t}
+		tx := &Tx{db: db, tx: t, managed: true}
 		if db.StrictMode {
 			t.OnCommit(func() { db.strictCheck() })
 		}
@@ -279,7 +303,7 @@ func (db *DB) View(fn func(*Tx) error) error {
 	if db.quiverDB == nil {
 		return ErrDatabaseNotOpen
 	}
-	return db.quiverDB.View(func(t *quiver.Tx) error { return fn(&Tx{db: db, tx: t}) })
+	return db.quiverDB.View(func(t *quiver.Tx) error { return fn(&Tx{db: db, tx: t, managed: true}) })
 }
 
 // Batch runs fn with other concurrent Batch calls in one write
@@ -288,7 +312,7 @@ func (db *DB) Batch(fn func(*Tx) error) error {
 	if db.quiverDB == nil {
 		return ErrDatabaseNotOpen
 	}
-	return db.quiverDB.Batch(func(t *quiver.Tx) error { return fn(&Tx{db: db, tx: t}) })
+	return db.quiverDB.Batch(func(t *quiver.Tx) error { return fn(&Tx{db: db, tx: t, managed: true}) })
 }
 
 // Compact copies every bucket of src into dst, committing about every

@@ -27,4 +27,17 @@
 //   - StrictMode: honoured here: each commit is followed by Tx.Check, and
 //     a failed check panics, as in bbolt.
 //   - Tx.WriteFlag: accepted; WriteTo copies from quiver's mapping.
+//
+// Where quiver answers otherwise than bbolt, the wrappers answer as bbolt:
+//
+//   - Open of a file that is no database returns ErrInvalid itself, which
+//     bbolt's callers compare with ==; only a bbolt file keeps quiver's
+//     detail, which names the command that converts it.
+//   - Commit or Rollback inside Update, View or Batch panics.
+//   - WriteTo failing in the first two pages says "meta N copy: ...".
+//   - BucketStats has bbolt's fields. quiver keeps no bucket inline in its
+//     parent's page: InlineBucketN counts the buckets without pages, and
+//     InlineBucketInuse is 0.
+//
+// compat/bbolttest runs bbolt's own tests of its API against this module.
 package bbolt

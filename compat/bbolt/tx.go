@@ -1,6 +1,7 @@
 package bbolt
 
 import (
+	"fmt"
 	"io"
 	"os"
 
@@ -16,6 +17,8 @@ type Tx struct {
 
 	db *DB
 	tx *quiver.Tx
+	// managed: the transaction of an Update, View or Batch, which ends it.
+	managed bool
 }
 
 // wrapBucket wraps b, keeping nil nil.
@@ -89,11 +92,24 @@ func (tx *Tx) ForEach(fn func(name []byte, b *Bucket) error) error {
 // OnCommit registers fn to run after a successful commit.
 func (tx *Tx) OnCommit(fn func()) { tx.tx.OnCommit(fn) }
 
-// Commit writes the transaction's changes and makes them durable.
-func (tx *Tx) Commit() error { return tx.tx.Commit() }
+// Commit writes the transaction's changes and makes them durable. As in
+// bbolt, it panics in the function of an Update, View or Batch, which
+// commits or rolls back itself (quiver returns ErrTxManaged instead).
+func (tx *Tx) Commit() error {
+	if tx.managed {
+		panic("managed tx commit not allowed")
+	}
+	return tx.tx.Commit()
+}
 
-// Rollback ends the transaction, discarding its changes.
-func (tx *Tx) Rollback() error { return tx.tx.Rollback() }
+// Rollback ends the transaction, discarding its changes; it panics, as
+// Commit does, in the function of an Update, View or Batch.
+func (tx *Tx) Rollback() error {
+	if tx.managed {
+		panic("managed tx rollback not allowed")
+	}
+	return tx.tx.Rollback()
+}
 
 // Copy writes the database to w.
 //
@@ -104,7 +120,33 @@ func (tx *Tx) Copy(w io.Writer) error {
 }
 
 // WriteTo writes a consistent copy of the database (quiver's format) to w.
-func (tx *Tx) WriteTo(w io.Writer) (int64, error) { return tx.tx.WriteTo(w) }
+// A write error in one of the two meta pages the copy starts with is
+// wrapped as bbolt's, "meta N copy: ...".
+func (tx *Tx) WriteTo(w io.Writer) (int64, error) {
+	cw := &copyWriter{w: w}
+	n, err := tx.tx.WriteTo(cw)
+	if info := tx.db.Info(); err != nil && err == cw.err && info != nil {
+		if ps := int64(info.PageSize); n < 2*ps {
+			err = fmt.Errorf("meta %d copy: %w", n/ps, err)
+		}
+	}
+	return n, err
+}
+
+// copyWriter keeps the error of the writer a copy goes to, so that WriteTo
+// tells it from quiver's own.
+type copyWriter struct {
+	w   io.Writer
+	err error
+}
+
+func (c *copyWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	if err != nil {
+		c.err = err
+	}
+	return n, err
+}
 
 // CopyFile writes a copy of the database to the file at path.
 func (tx *Tx) CopyFile(path string, mode os.FileMode) error { return tx.tx.CopyFile(path, mode) }

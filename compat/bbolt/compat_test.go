@@ -109,7 +109,8 @@ func TestBboltFileRefused(t *testing.T) {
 }
 
 // TestBboltBehaviours checks what the wrappers do as bbolt does where
-// quiver differs: Open's bare ErrInvalid for a file that is no database,
+// quiver differs: Open's bare ErrInvalid for a file that is no database and
+// ErrChecksum for one whose metas are both damaged,
 // a panic for Commit or Rollback inside Update or View, "meta N copy" for
 // a copy that fails in its first pages, and bbolt's BucketStats.
 func TestBboltBehaviours(t *testing.T) {
@@ -120,6 +121,26 @@ func TestBboltBehaviours(t *testing.T) {
 	}
 	if _, err := bolt.Open(junk, 0o600, nil); err != bolt.ErrInvalid {
 		t.Errorf("Open of a text file: %v, want ErrInvalid itself", err)
+	}
+
+	damaged := filepath.Join(dir, "damaged")
+	d, err := bolt.Open(damaged, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ps := d.Info().PageSize
+	d.Close()
+	raw, err := os.ReadFile(damaged)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw[50] ^= 1
+	raw[ps+50] ^= 1
+	if err := os.WriteFile(damaged, raw, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := bolt.Open(damaged, 0o600, nil); err != bolt.ErrChecksum {
+		t.Errorf("Open with both metas damaged: %v, want ErrChecksum itself", err)
 	}
 
 	db, err := bolt.Open(filepath.Join(dir, "db"), 0o600, nil)
@@ -146,7 +167,6 @@ func TestBboltBehaviours(t *testing.T) {
 		if !panics(tx.Commit) || !panics(tx.Rollback) {
 			t.Error("Commit or Rollback in View did not panic")
 		}
-		ps := db.Info().PageSize
 		for _, c := range []struct {
 			after int
 			want  string

@@ -172,6 +172,10 @@ func Open(path string, mode os.FileMode, options *Options) (*DB, error) {
 		if errors.Is(err, quiver.ErrInvalid) && !isBboltFile(path) {
 			return nil, ErrInvalid
 		}
+		// Both metas damaged: bbolt's ErrChecksum, again compared with ==.
+		if metasCorrupt(err) {
+			return nil, ErrChecksum
+		}
 		return nil, err
 	}
 	return &DB{
@@ -198,6 +202,23 @@ func isBboltFile(path string) bool {
 		return false
 	}
 	return binary.NativeEndian.Uint32(b[16:]) == 0xED0CDAED
+}
+
+// metasCorrupt reports whether err is quiver's answer to a file of which
+// no meta page could be read: the joined corruption errors of the meta
+// pages (quiver's checksum covers every field of a meta).
+func metasCorrupt(err error) bool {
+	j, ok := err.(interface{ Unwrap() []error })
+	if !ok || len(j.Unwrap()) == 0 {
+		return false
+	}
+	for _, e := range j.Unwrap() {
+		ce, ok := e.(*quiver.CorruptionError)
+		if !ok || ce.Pgid > 1 {
+			return false
+		}
+	}
+	return true
 }
 
 // Path returns the path of the database file ("" for a DB not opened).

@@ -32,7 +32,8 @@
 //
 //   - Open of a file that is no database returns ErrInvalid itself, which
 //     bbolt's callers compare with ==; only a bbolt file keeps quiver's
-//     detail, which names the command that converts it.
+//     detail, which names the command that converts it. Of a file whose
+//     two metas are damaged, Open returns ErrChecksum itself.
 //   - Commit or Rollback inside Update, View or Batch panics.
 //   - WriteTo failing in the first two pages says "meta N copy: ...".
 //   - BucketStats has bbolt's fields. quiver keeps no bucket inline in its

@@ -53,7 +53,7 @@ func (f faultyFile) Map(size int) ([]byte, error) {
 	if err := f.fail("map", syscall.ENOMEM); err != nil {
 		return nil, err
 	}
-	return mmap.Map(f.Fd(), size)
+	return mmap.Map(f.Fd(), size, 0)
 }
 
 func (f faultyFile) Sync() error {

@@ -374,3 +374,30 @@ func TestFillPercent(t *testing.T) {
 		t.Errorf("leaves at fill 0.5: %d, at 1.0: %d", leaves[0.5], leaves[1.0])
 	}
 }
+
+// TestLargeElementsPairUp checks that leaves of elements too large for
+// two to stay under FillPercent still take two when two fit a page (as
+// bbolt's do), and take one when two do not: 1000 keys of 1000- and
+// 1900-byte values need about 500 leaves, of 2100-byte values 1000,
+// never an overflow page.
+func TestLargeElementsPairUp(t *testing.T) {
+	for _, tc := range []struct{ size, maxLeaves int }{{1000, 510}, {1900, 510}, {2100, 1000}} {
+		db := openDB(t, quiver.FreelistArray, nil)
+		ok(t, db.Update(func(tx *quiver.Tx) error {
+			b, err := tx.CreateBucket([]byte("b"))
+			ok(t, err)
+			for i := 0; i < 1000; i++ {
+				ok(t, b.Put(key(i), value(i, tc.size)))
+			}
+			return nil
+		}))
+		ok(t, db.View(func(tx *quiver.Tx) error {
+			s := tx.Bucket([]byte("b")).Stats()
+			if s.LeafPageN > tc.maxLeaves || s.LeafPageN < tc.maxLeaves/2 || s.LeafOverflowN != 0 {
+				t.Errorf("%d-byte values: %d leaves, %d overflow pages; want at most %d leaves and no overflow",
+					tc.size, s.LeafPageN, s.LeafOverflowN, tc.maxLeaves)
+			}
+			return nil
+		}))
+	}
+}

@@ -21,7 +21,8 @@ func fileSize(t *testing.T, db *testDB) int64 {
 func TestFreeTailShrinksFile(t *testing.T) {
 	forEachFreelist(t, func(t *testing.T, ft quiver.FreelistType) {
 		db := openDB(t, ft, &quiver.Options{AllocSize: 1 << 20})
-		const keys = 6000
+		// Values too large for two to share a page: a leaf each.
+		const keys, size = 6000, 2100
 		for i := 0; i < keys; i += 500 {
 			ok(t, db.Update(func(tx *quiver.Tx) error {
 				b, err := tx.CreateBucketIfNotExists([]byte("b"))
@@ -29,7 +30,7 @@ func TestFreeTailShrinksFile(t *testing.T) {
 					return err
 				}
 				for j := i; j < i+500; j++ {
-					if err := b.Put(key(j), value(j, 2000)); err != nil {
+					if err := b.Put(key(j), value(j, size)); err != nil {
 						return err
 					}
 				}
@@ -57,7 +58,7 @@ func TestFreeTailShrinksFile(t *testing.T) {
 		// The reader still sees every value.
 		b := reader.Bucket([]byte("b"))
 		for j := 0; j < keys; j += 37 {
-			if string(b.Get(key(j))) != string(value(j, 2000)) {
+			if string(b.Get(key(j))) != string(value(j, size)) {
 				t.Fatalf("reader lost key %d", j)
 			}
 		}
@@ -68,7 +69,7 @@ func TestFreeTailShrinksFile(t *testing.T) {
 		// pages and bring a checkpoint, and then the tail is free.
 		for i := 0; i < 12; i++ {
 			ok(t, db.Update(func(tx *quiver.Tx) error {
-				return tx.Bucket([]byte("b")).Put(key(i), value(i, 2000))
+				return tx.Bucket([]byte("b")).Put(key(i), value(i, size))
 			}))
 		}
 		small := fileSize(t, db)
@@ -84,13 +85,13 @@ func TestFreeTailShrinksFile(t *testing.T) {
 		ok(t, db.Update(func(tx *quiver.Tx) error {
 			b := tx.Bucket([]byte("b"))
 			for j := 0; j < 100; j++ {
-				if string(b.Get(key(j))) != string(value(j, 2000)) {
+				if string(b.Get(key(j))) != string(value(j, size)) {
 					t.Fatalf("key %d lost", j)
 				}
 			}
 			// Grows again.
 			for j := keys; j < keys+2000; j++ {
-				if err := b.Put(key(j), value(j, 2000)); err != nil {
+				if err := b.Put(key(j), value(j, size)); err != nil {
 					return err
 				}
 			}

@@ -176,7 +176,11 @@ func (n *node) split(pageSize int) []*node {
 		if sz+total-before <= pageSize {
 			break // the rest fits one page
 		}
-		if i-start >= min && len(n.inodes)-i >= min && sz+es > threshold {
+		// A leaf piece of one element takes a second one if the two fit
+		// a page, whatever the threshold (as bbolt's pages take two
+		// elements at least): elements just over half the threshold would
+		// otherwise go one to a page, a quarter full at the default.
+		if i-start >= min && len(n.inodes)-i >= min && sz+es > threshold && (i-start >= 2 || sz+es > pageSize) {
 			cuts = append(cuts, i)
 			start, sz = i, page.HeaderSize
 		}

@@ -146,6 +146,8 @@ func Open(path string, mode os.FileMode, options *Options) (*DB, error) {
 		InitialMmapSize: options.InitialMmapSize,
 		MaxSize:         options.MaxSize,
 		Logger:          options.Logger,
+		MmapFlags:       options.MmapFlags,
+		Mlock:           options.Mlock,
 	}
 	switch options.FreelistType {
 	case FreelistArrayType:

@@ -20,8 +20,9 @@
 //   - InitialMmapSize, NoGrowSync: accepted; quiver maps with room to spare
 //     (readers never block the writer) and its one fdatasync per commit
 //     covers the file's growth.
-//   - MmapFlags, Mlock: accepted and kept; the mapping is made by quiver
-//     with its own advice.
+//   - MmapFlags, Mlock: passed to quiver, which adds the flags to every
+//     mapping of the file and, with Mlock, locks the whole file in memory
+//     as it grows.
 //   - NoStatistics: accepted; quiver's counters are atomics added once per
 //     transaction, cheap enough to keep.
 //   - StrictMode: honoured here: each commit is followed by Tx.Check, and

@@ -15,6 +15,7 @@ import (
 	"bufio"
 	"flag"
 	"fmt"
+	"html"
 	"io"
 	"math"
 	"os"
@@ -36,14 +37,18 @@ var colors = []string{"#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e"}
 func main() {
 	out := flag.String("out", "raftmem.svg", "SVG file to write")
 	limit := flag.Float64("limit", 0, "the leader's limit in MiB, drawn on the heap and RssAnon panels (0: none)")
+	title := flag.String("title", defaultTitle, "the figure's title")
 	flag.Parse()
-	if err := run(*out, *limit, flag.Args()); err != nil {
+	if err := run(*out, *title, *limit, flag.Args()); err != nil {
 		fmt.Fprintln(os.Stderr, "raftmemplot:", err)
 		os.Exit(1)
 	}
 }
 
-func run(out string, limit float64, files []string) error {
+// defaultTitle names the scenario the command was written for.
+const defaultTitle = "raftadapter, 2 MiB values rewritten, a follower stopped: memory of each member over time"
+
+func run(out, title string, limit float64, files []string) error {
 	if len(files) == 0 {
 		return fmt.Errorf("no CSV files given")
 	}
@@ -64,7 +69,7 @@ func run(out string, limit float64, files []string) error {
 	if err != nil {
 		return err
 	}
-	if err := draw(w, all, limit); err != nil {
+	if err := draw(w, title, all, limit); err != nil {
 		w.Close()
 		return err
 	}
@@ -110,11 +115,11 @@ var panels = []panel{
 	{"RssFile (the mapped file), MiB", func(s sample) float64 { return s.file }, false},
 }
 
-func draw(w io.Writer, all []series, limit float64) error {
+func draw(w io.Writer, title string, all []series, limit float64) error {
 	const width, ph, left, top, gap = 760, 200, 60, 30, 50
 	height := top + len(panels)*(ph+gap) + 20*len(all)
 	fmt.Fprintf(w, `<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" font-family="sans-serif" font-size="11">`+"\n", width, height)
-	fmt.Fprintf(w, `<text x="%d" y="18" font-size="13">raftadapter, 2 MiB values rewritten, a follower stopped: memory of each member over time</text>`+"\n", left)
+	fmt.Fprintf(w, `<text x="%d" y="18" font-size="13">%s</text>`+"\n", left, html.EscapeString(title))
 	tmax := 0.0
 	for _, s := range all {
 		tmax = max(tmax, s.samples[len(s.samples)-1].t)

@@ -19,8 +19,11 @@ func TestPlot(t *testing.T) {
 		t.Fatalf("readCSV: %+v, %v", s, err)
 	}
 	var b bytes.Buffer
-	if err := draw(&b, []series{s}, 192); err != nil {
+	if err := draw(&b, "etcd <on> quiver", []series{s}, 192); err != nil {
 		t.Fatal(err)
+	}
+	if !strings.Contains(b.String(), ">etcd &lt;on&gt; quiver</text>") {
+		t.Fatal("the title is not drawn, escaped")
 	}
 	if n := strings.Count(b.String(), "<polyline"); n != 3 || !strings.Contains(b.String(), "limit 192 MiB") {
 		t.Fatalf("%d lines drawn, limit shown: %v", n, strings.Contains(b.String(), "limit 192 MiB"))
@@ -34,7 +37,7 @@ func TestPlot(t *testing.T) {
 			t.Fatalf("%s: a malformed line was accepted", name)
 		}
 	}
-	if err := run(filepath.Join(dir, "out.svg"), 0, nil); err == nil {
+	if err := run(filepath.Join(dir, "out.svg"), defaultTitle, 0, nil); err == nil {
 		t.Fatal("no files: no error")
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/quiverdb/quiver"
+	"github.com/quiverdb/quiver/page"
 )
 
 func TestOpenCreatesAndReopens(t *testing.T) {
@@ -43,7 +44,7 @@ func TestOpenCreatesAndReopens(t *testing.T) {
 
 func TestOpenBadPageSize(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "db")
-	for _, ps := range []int{100, 3000, 1 << 17} {
+	for _, ps := range []int{100, 3000, 512, 1 << 25, 3 << 20} {
 		if _, err := quiver.Open(path, 0o600, &quiver.Options{PageSize: ps}); err == nil {
 			t.Errorf("page size %d accepted", ps)
 		}
@@ -54,7 +55,7 @@ func TestOpenBadPageSize(t *testing.T) {
 }
 
 func TestOpenPageSizes(t *testing.T) {
-	for _, ps := range []int{1024, 8192, 65536} {
+	for _, ps := range []int{1024, 8192, 65536, 1 << 20, 1 << 24} {
 		t.Run(fmt.Sprint(ps), func(t *testing.T) {
 			db := openDB(t, defaultFreelist, &quiver.Options{PageSize: ps})
 			fill(t, db.DB, "b", 3000, 50)
@@ -62,6 +63,46 @@ func TestOpenPageSizes(t *testing.T) {
 			expectFill(t, db.DB, "b", 3000, 50)
 		})
 	}
+}
+
+// TestPageCountLimit fills 1 MiB pages with more of the smallest elements
+// than a page's 16-bit count can number: leaves are cut at the count
+// limit, and every key reads back after a reopen and passes Check.
+func TestPageCountLimit(t *testing.T) {
+	const n = 150000
+	db := openDB(t, defaultFreelist, &quiver.Options{PageSize: 1 << 20})
+	ok(t, db.Update(func(tx *quiver.Tx) error {
+		b, err := tx.CreateBucket([]byte("b"))
+		if err != nil {
+			return err
+		}
+		b.FillPercent = 1
+		for i := 0; i < n; i++ {
+			if err := b.Put([]byte{byte(i >> 16), byte(i >> 8), byte(i)}, nil); err != nil {
+				return err
+			}
+		}
+		return nil
+	}))
+	db.reopen()
+	ok(t, db.View(func(tx *quiver.Tx) error {
+		b := tx.Bucket([]byte("b"))
+		st := b.Stats()
+		if st.KeyN != n || st.LeafPageN < 3 {
+			t.Errorf("%d keys in %d leaves; want %d keys in at least 3 leaves of at most %d", st.KeyN, st.LeafPageN, n, page.MaxCount)
+		}
+		i, c := 0, b.Cursor()
+		for k, _ := c.First(); k != nil; k, _ = c.Next() {
+			if want := []byte{byte(i >> 16), byte(i >> 8), byte(i)}; !bytes.Equal(k, want) {
+				t.Fatalf("key %d is %x, want %x", i, k, want)
+			}
+			i++
+		}
+		if i != n {
+			t.Errorf("%d keys read back, want %d", i, n)
+		}
+		return nil
+	}))
 }
 
 func TestClosedDatabase(t *testing.T) {

@@ -31,7 +31,11 @@ const (
 const (
 	HeaderSize  = 32
 	MinPageSize = 1024
-	MaxPageSize = 65536
+	MaxPageSize = 1 << 24 // 16 MiB, as bbolt's largest
+	// MaxCount is the most elements a branch or leaf page holds: the
+	// header's count has 16 bits. Only pages of 512 KiB and more can hold
+	// that many of the smallest elements.
+	MaxCount = 1<<16 - 1
 	// DefaultPageSize is used when Options.PageSize is zero.
 	DefaultPageSize = 4096
 	// BucketHeaderSize is the size of a bucket header value.

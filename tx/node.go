@@ -155,7 +155,11 @@ func (n *node) write(buf []byte, id page.Pgid, txid page.Txid, pageSize int) {
 // root.
 func (n *node) split(pageSize int) []*node {
 	min := n.minKeys()
-	if len(n.inodes) <= 2*min || n.sizeLess(pageSize+1) {
+	// A piece is cut at maxCount elements at the latest; it may then take
+	// the last one or two (so that the rest is not left below min), and
+	// still fits the header's count.
+	const maxCount = page.MaxCount - 2
+	if len(n.inodes) <= 2*min || (len(n.inodes) <= maxCount && n.sizeLess(pageSize+1)) {
 		return []*node{n}
 	}
 	fill := n.bucket.FillPercent
@@ -173,14 +177,15 @@ func (n *node) split(pageSize int) []*node {
 	start, sz, before := 0, page.HeaderSize, 0
 	for i := range n.inodes {
 		es := n.elemSize(&n.inodes[i])
-		if sz+total-before <= pageSize {
+		if sz+total-before <= pageSize && len(n.inodes)-start <= maxCount {
 			break // the rest fits one page
 		}
 		// A leaf piece of one element takes a second one if the two fit
 		// a page, whatever the threshold (as bbolt's pages take two
 		// elements at least): elements just over half the threshold would
 		// otherwise go one to a page, a quarter full at the default.
-		if i-start >= min && len(n.inodes)-i >= min && sz+es > threshold && (i-start >= 2 || sz+es > pageSize) {
+		full := sz+es > threshold && (i-start >= 2 || sz+es > pageSize)
+		if i-start >= min && len(n.inodes)-i >= min && (full || i-start >= maxCount) {
 			cuts = append(cuts, i)
 			start, sz = i, page.HeaderSize
 		}

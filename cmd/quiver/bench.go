@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/quiverdb/quiver"
+	"github.com/quiverdb/quiver/page"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 )
@@ -65,7 +66,7 @@ func (o *benchOptions) addFlags(fs *pflag.FlagSet) {
 	fs.BoolVar(&o.noSync, "no-sync", false, "skip the sync of each commit")
 	fs.BoolVar(&o.work, "work", false, "keep the database file and print its path")
 	fs.StringVar(&o.path, "path", "", "database file (default a new temporary file); removed at the end unless --work")
-	fs.IntVar(&o.pageSize, "page-size", os.Getpagesize(), "page size of a new database, a power of two from 1024 to 65536")
+	fs.IntVar(&o.pageSize, "page-size", os.Getpagesize(), fmt.Sprintf("page size of a new database, a power of two from %d to %d", page.MinPageSize, page.MaxPageSize))
 	fs.IntVar(&o.initialMmapSize, "initial-mmap-size", 0, "initial mmap size in bytes")
 	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile to this file")
 	fs.StringVar(&o.memProfile, "memprofile", "", "write a heap profile to this file")
@@ -148,8 +149,8 @@ func (o *benchOptions) check() error {
 	if !(o.fillPercent >= 0.1 && o.fillPercent <= 1) { // also refuses NaN
 		return usagef("invalid --fill-percent %v: want 0.1 to 1", o.fillPercent)
 	}
-	if o.pageSize < 1024 || o.pageSize > 65536 || o.pageSize&(o.pageSize-1) != 0 {
-		return usagef("invalid --page-size %d: want a power of two from 1024 to 65536", o.pageSize)
+	if !page.ValidPageSize(o.pageSize) {
+		return usagef("invalid --page-size %d: want a power of two from %d to %d", o.pageSize, page.MinPageSize, page.MaxPageSize)
 	}
 	if o.initialMmapSize < 0 {
 		return usagef("invalid --initial-mmap-size %d: want at least 0", o.initialMmapSize)

@@ -25,7 +25,7 @@ sequence, key and value, in order), and prints:
 
 SRC is opened read-only, under a shared lock, and left as it is. DST must not
 exist; it gets SRC's permissions and SRC's page size if quiver allows it (a
-power of two from 1 KiB to 64 KiB; 4 KiB otherwise). When both stdout and
+power of two from 1 KiB to 16 MiB; 4 KiB otherwise). When both stdout and
 stderr are terminals, progress is shown on stderr. If anything fails, DST is
 removed. quiver export --to-bbolt goes back.
 

@@ -29,8 +29,7 @@ BBOLT_VERSION=v1.5.0
 # The skip list, each entry with its reason. The only reasons allowed: the
 # test asserts bbolt's page counts, its file growth steps, its on-disk
 # format (page layout, meta pages, freelist pages read raw, guts_cli) or a
-# figure internal to bbolt; or it needs a quiver feature not implemented
-# (listed last, apart).
+# figure internal to bbolt.
 skip=(
 	# --- bbolt's page counts
 	TestBucket_Stats             # exact page and byte counts for 4/16/64 KiB pages
@@ -57,9 +56,6 @@ skip=(
 	TestTx_Check_Panic          # guts_cli: clears bbolt's branch flag; wants bbolt's message
 	# --- a figure internal to bbolt
 	TestDBUnmap # reflects on bbolt.DB's unexported fields dataref, data, datasz
-	# --- quiver feature not implemented
-	# Page sizes from 128 KiB to 16 MiB: quiver's are 1 KiB to 64 KiB.
-	TestOpen_ReadPageSize_FromMeta1_Given
 )
 
 # Scaled down unless -full: these run with -test.short, where bbolt skips

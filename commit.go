@@ -78,8 +78,19 @@ func (b *backend) Commit(t *tx.Tx, cp tx.CommitPages, root page.BucketHeader) er
 	var fresh *mmap.Epoch
 	freshSize := 0
 	if need := int64(meta.HighWater) * int64(ps); need > int64(db.mapSize) {
+		// With Mlock the new mapping locks the whole file: unlock the
+		// current one first (its readers still read it), so that the
+		// file is locked once, not twice, and lock it again if mapping
+		// anew fails.
+		var old []byte
+		if db.opts.Mlock {
+			old = db.snap.Load().epoch.Data()
+			old = old[:min(int64(len(old)), db.fileSize)]
+			_ = mmap.Munlock(old)
+		}
 		var err error
 		if fresh, freshSize, err = db.mapFile(meta.HighWater); err != nil {
+			_ = mmap.Mlock(old)
 			return err
 		}
 	}

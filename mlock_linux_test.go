@@ -2,15 +2,16 @@ package quiver_test
 
 import (
 	"bufio"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"testing"
 
 	"github.com/quiverdb/quiver"
+	"github.com/quiverdb/quiver/internal/testhook"
 	"golang.org/x/sys/unix"
 )
 
@@ -34,16 +35,33 @@ func vmLck(t *testing.T) int64 {
 	return 0
 }
 
+// canLock skips the test unless this process may lock n bytes.
+func canLock(t *testing.T, n int) {
+	t.Helper()
+	b := make([]byte, n)
+	if err := unix.Mlock(b); err != nil {
+		t.Skipf("this process may not lock %d bytes (RLIMIT_MEMLOCK, CAP_IPC_LOCK): %v", n, err)
+	}
+	_ = unix.Munlock(b)
+}
+
 // TestMlock checks that Mlock keeps the whole file locked as it grows:
-// within the mapping it has and across new mappings, and that Close
-// unlocks it.
+// within the mapping it has and across new mappings (a 64 KiB least
+// mapping makes commits map the file anew), and that Close unlocks it.
 func TestMlock(t *testing.T) {
+	canLock(t, 128<<20)
+	for _, reservation := range []int{0, 64 << 10} {
+		t.Run(fmt.Sprint("reservation=", reservation), func(t *testing.T) { testMlock(t, reservation) })
+	}
+}
+
+func testMlock(t *testing.T, reservation int) {
 	before := vmLck(t)
 	path := filepath.Join(t.TempDir(), "db")
-	db, err := quiver.Open(path, 0o600, &quiver.Options{Mlock: true})
-	if errors.Is(err, unix.EPERM) || errors.Is(err, unix.ENOMEM) {
-		t.Skipf("this process may not lock memory: %v", err)
+	if reservation > 0 {
+		setHooks(t, path, &testhook.Hooks{MinReservation: reservation})
 	}
+	db, err := quiver.Open(path, 0o600, &quiver.Options{Mlock: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -63,12 +81,15 @@ func TestMlock(t *testing.T) {
 		}); err != nil {
 			t.Fatal(err)
 		}
-		fi, err := os.Stat(path)
-		if err != nil {
+		// The used part of the file (its high-water mark) is mapped and
+		// must be locked; the file may have grown ahead of it, past the
+		// mapping.
+		var used int64
+		if err := db.View(func(tx *quiver.Tx) error { used = tx.Size(); return nil }); err != nil {
 			t.Fatal(err)
 		}
-		if locked := vmLck(t) - before; locked < fi.Size() {
-			t.Fatalf("round %d: %d bytes locked, the file has %d", round, locked, fi.Size())
+		if locked := vmLck(t) - before; locked < used {
+			t.Fatalf("round %d: %d bytes locked, %d of the file used", round, locked, used)
 		}
 	}
 	if err := db.Close(); err != nil {
@@ -76,6 +97,79 @@ func TestMlock(t *testing.T) {
 	}
 	if after := vmLck(t); after != before {
 		t.Errorf("%d bytes locked after Close, %d before Open", after, before)
+	}
+}
+
+// TestMlockRemapLocksOnce checks that a commit that maps the file anew
+// does not hold the file locked twice (the old mapping and the new) on the
+// way: with a locked-memory limit of 8 MiB and no CAP_IPC_LOCK, a file
+// whose used part grows to 5.5 MiB through many new mappings stays
+// lockable (locking it twice would need about 10 MiB).
+func TestMlockRemapLocksOnce(t *testing.T) {
+	canLock(t, 64<<20)
+	// Capabilities are per thread: this goroutine keeps its thread, and
+	// the thread drops CAP_IPC_LOCK from its effective set for the test.
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
+	var caps [2]unix.CapUserData
+	if err := unix.Capget(&hdr, &caps[0]); err != nil {
+		t.Skipf("capget: %v", err)
+	}
+	saved := caps
+	caps[0].Effective &^= 1 << unix.CAP_IPC_LOCK
+	if err := unix.Capset(&hdr, &caps[0]); err != nil {
+		t.Skipf("capset: %v", err)
+	}
+	defer func() {
+		if err := unix.Capset(&hdr, &saved[0]); err != nil {
+			t.Errorf("restoring the capabilities: %v", err)
+		}
+	}()
+	var lim unix.Rlimit
+	if err := unix.Getrlimit(unix.RLIMIT_MEMLOCK, &lim); err != nil {
+		t.Fatal(err)
+	}
+	newLim := lim
+	newLim.Cur = 8 << 20
+	if newLim.Max < newLim.Cur {
+		t.Skipf("RLIMIT_MEMLOCK's hard limit is %d", lim.Max)
+	}
+	if err := unix.Setrlimit(unix.RLIMIT_MEMLOCK, &newLim); err != nil {
+		t.Skipf("setrlimit: %v", err)
+	}
+	defer func() { _ = unix.Setrlimit(unix.RLIMIT_MEMLOCK, &lim) }()
+
+	path := filepath.Join(t.TempDir(), "db")
+	setHooks(t, path, &testhook.Hooks{MinReservation: 64 << 10})
+	db, err := quiver.Open(path, 0o600, &quiver.Options{Mlock: true, AllocSize: 1 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	value := make([]byte, 1000)
+	for round := 0; ; round++ {
+		var used int64
+		if err := db.View(func(tx *quiver.Tx) error { used = tx.Size(); return nil }); err != nil {
+			t.Fatal(err)
+		}
+		if used >= 11<<19 {
+			break
+		}
+		if err := db.Update(func(tx *quiver.Tx) error {
+			b, err := tx.CreateBucketIfNotExists([]byte("b"))
+			if err != nil {
+				return err
+			}
+			for i := 0; i < 200; i++ {
+				if err := b.Put([]byte(fmt.Sprintf("%05d-%04d", round, i)), value); err != nil {
+					return err
+				}
+			}
+			return nil
+		}); err != nil {
+			t.Fatalf("round %d, %d bytes of the file used: %v", round, used, err)
+		}
 	}
 }
 

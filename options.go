@@ -63,6 +63,8 @@ type Options struct {
 	// read waits for the disk and none of the file is paged out. The
 	// process must be allowed to lock the file's size (RLIMIT_MEMLOCK, or
 	// CAP_IPC_LOCK); Open or the commit that grows the file fails if not.
+	// DB.Compact opens its copy with the same options: while it runs, the
+	// copy is locked too.
 	Mlock bool
 	// AllocSize is the largest step by which the file grows (default
 	// 16 MiB); small files double instead. Growing ahead lets commits

@@ -42,6 +42,14 @@ func Mlock(b []byte) error {
 	return nil
 }
 
+// Munlock unlocks b's pages (munlock(2)); they stay mapped.
+func Munlock(b []byte) error {
+	if len(b) == 0 {
+		return nil
+	}
+	return unix.Munlock(b)
+}
+
 // ErrTimeout is returned by Lock when the lock was not granted in time.
 var ErrTimeout = errors.New("quiver: timeout waiting for the file lock")
 

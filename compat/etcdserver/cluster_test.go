@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"os/exec"
@@ -122,13 +123,16 @@ func TestClusterOnQuiver(t *testing.T) {
 	deadline := time.Now().Add(time.Minute)
 	for i := 0; i < 20; i++ {
 		for {
-			_, err := cli.Put(ctxT(t), fmt.Sprintf("after-kill/%02d", i), "x")
+			x, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			_, err := cli.Put(x, fmt.Sprintf("after-kill/%02d", i), "x")
+			cancel()
 			if err == nil {
 				break
 			}
 			if time.Now().After(deadline) {
 				c.fail("put with the leader down: %v", err)
 			}
+			time.Sleep(100 * time.Millisecond)
 		}
 	}
 	c.start(leader, bins.etcdQuiver)
@@ -186,6 +190,7 @@ func TestClusterOnQuiver(t *testing.T) {
 	for _, m := range c.members {
 		c.start(m, bins.etcdQuiver)
 	}
+	cli = c.client(c.endpoints()...) // a new connection, without the old one's backoff
 	c.waitServing(cli)
 	after, rev2 := dump(t, cli)
 	if rev2 != rev || !reflect.DeepEqual(after, before) {
@@ -294,12 +299,18 @@ func TestMigrateMemberFromBbolt(t *testing.T) {
 	if _, err := cli.Get(ctxT(t), "key/00", clientv3.WithRev(compactAt-1)); err != rpctypes.ErrCompacted {
 		c.fail("get below the compaction: %v, want %v", err, rpctypes.ErrCompacted)
 	}
+	if _, err := cli.Get(ctxT(t), "key/00", clientv3.WithRev(compactAt)); err != nil {
+		c.fail("get at the compacted revision: %v", err)
+	}
 	ttl, err := cli.TimeToLive(ctxT(t), lease.ID, clientv3.WithAttachedKeys())
 	if err != nil || ttl.TTL <= 0 || len(ttl.Keys) == 0 {
 		c.fail("the lease after the import: %v %+v", err, ttl)
 	}
 	p, err := cli.Put(ctxT(t), "new", "x")
-	if err != nil || p.Header.Revision != rev+1 {
-		c.fail("the first put after the import: %v, revision %d, want %d", err, p.Header.Revision, rev+1)
+	if err != nil {
+		c.fail("the first put after the import: %v", err)
+	}
+	if p.Header.Revision != rev+1 {
+		c.fail("the first put after the import: revision %d, want %d", p.Header.Revision, rev+1)
 	}
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
@@ -64,14 +65,22 @@ type cluster struct {
 	initial string // --initial-cluster
 }
 
+// freeAddr returns a free port on 127.0.0.1 below the ephemeral range
+// (32768 and up on Linux), as etcd's own end-to-end tests pick theirs: a
+// port the kernel hands out to outgoing connections could be taken, while
+// its member is down, by a client reconnecting to it.
 func freeAddr(t *testing.T) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	for try := 0; try < 1000; try++ {
+		addr := fmt.Sprintf("127.0.0.1:%d", 20000+rand.IntN(12000))
+		ln, err := net.Listen("tcp", addr)
+		if err == nil {
+			ln.Close()
+			return addr
+		}
 	}
-	defer ln.Close()
-	return ln.Addr().String()
+	t.Fatal("no free port from 20000 to 32000")
+	return ""
 }
 
 // newCluster names n members with their data under t.TempDir(); none runs
@@ -115,6 +124,7 @@ func (c *cluster) start(m *member, bin string) {
 		"--initial-cluster", c.initial, "--initial-cluster-token", "quiver-compat",
 		"--initial-cluster-state", "new", "--log-level", "warn")
 	m.cmd.Stdout, m.cmd.Stderr = log, log
+	dieWithParent(m.cmd) // a test binary killed on timeout leaves no member behind
 	if err := m.cmd.Start(); err != nil {
 		c.t.Fatal(err)
 	}
@@ -122,12 +132,13 @@ func (c *cluster) start(m *member, bin string) {
 	go func(cmd *exec.Cmd, done chan struct{}) { _ = cmd.Wait(); close(done) }(m.cmd, m.exited)
 }
 
-// kill stops m with SIGKILL, by its pid.
+// kill stops m with SIGKILL (through its os.Process, which signals no
+// other process once m's has been waited for).
 func (c *cluster) kill(m *member) {
 	if m.cmd == nil {
 		return
 	}
-	_ = syscall.Kill(m.cmd.Process.Pid, syscall.SIGKILL)
+	_ = m.cmd.Process.Kill()
 	<-m.exited
 	m.cmd = nil
 	m.log.Close()
@@ -139,7 +150,7 @@ func (c *cluster) stop(m *member) {
 	if m.cmd == nil {
 		return
 	}
-	_ = syscall.Kill(m.cmd.Process.Pid, syscall.SIGTERM)
+	_ = m.cmd.Process.Signal(syscall.SIGTERM)
 	select {
 	case <-m.exited:
 	case <-time.After(30 * time.Second):

@@ -110,17 +110,22 @@ func (c *cluster) spawn(i int) (chan bool, error) {
 		return nil, err
 	}
 	c.procs[i] = cmd
-	c.exited[i] = make(chan struct{})
-	go func(done chan struct{}) { _ = cmd.Wait(); close(done) }(c.exited[i])
+	done := make(chan struct{})
+	c.exited[i] = done
 	ready := make(chan bool, 1)
 	go func() {
+		// The pipe is read to its end before Wait, which closes it.
 		sc := bufio.NewScanner(out)
+		said := false
 		for sc.Scan() {
-			if sc.Text() == "READY" {
+			if sc.Text() == "READY" && !said {
 				ready <- true
+				said = true
 			}
 		}
 		close(ready)
+		_ = cmd.Wait()
+		close(done)
 	}()
 	return ready, nil
 }
@@ -170,10 +175,11 @@ func (c *cluster) spawnBinary(i int) (chan bool, error) {
 	return ready, nil
 }
 
-// kill stops member i with SIGKILL, by its pid.
+// kill stops member i with SIGKILL, through its os.Process (which
+// signals no other process once the member's has been waited for).
 func (c *cluster) kill(i int) {
 	if p := c.procs[i]; p != nil {
-		_ = syscall.Kill(p.Process.Pid, syscall.SIGKILL)
+		_ = p.Process.Kill()
 		<-c.exited[i]
 		c.procs[i] = nil
 	}
@@ -185,15 +191,22 @@ func (c *cluster) stop() {
 		if p == nil {
 			continue
 		}
-		_ = syscall.Kill(p.Process.Pid, syscall.SIGTERM)
+		_ = p.Process.Signal(syscall.SIGTERM)
 		done := c.exited[i]
 		select {
 		case <-done:
 		case <-time.After(10 * time.Second):
-			_ = syscall.Kill(p.Process.Pid, syscall.SIGKILL)
+			_ = p.Process.Kill()
 			<-done
 		}
 		c.procs[i] = nil
+	}
+}
+
+// removeData removes the members' data directories (their logs stay).
+func (c *cluster) removeData() {
+	for _, s := range c.specs {
+		_ = os.RemoveAll(s.Dir)
 	}
 }
 

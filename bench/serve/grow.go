@@ -51,8 +51,6 @@ func grow(engines []string, growBytes int64, d time.Duration, csvPrefix, dir str
 			return fmt.Errorf("%s: %w", engine, err)
 		}
 		figs = append(figs, f)
-		_ = os.RemoveAll(dir)
-		_ = os.MkdirAll(dir, 0o755)
 	}
 	mib := func(b int64) string { return fmt.Sprintf("%.0f MiB", float64(b)/(1<<20)) }
 	ms := func(s float64) string { return fmt.Sprintf("%.2f ms", s*1000) }
@@ -112,6 +110,7 @@ func growOne(engine string, growBytes int64, d time.Duration, csvPrefix, dir str
 	if err != nil {
 		return f, err
 	}
+	defer c.removeData() // after stop: only the members' own directories
 	defer c.stop()
 	ep := c.specs[0].Client
 	cli, err := newClient(ep)
@@ -280,8 +279,13 @@ func growOne(engine string, growBytes int64, d time.Duration, csvPrefix, dir str
 	if err != nil {
 		return f, err
 	}
-	if ok := <-ready; !ok {
-		return f, fmt.Errorf("did not serve after a restart")
+	select {
+	case ok := <-ready:
+		if !ok {
+			return f, fmt.Errorf("did not serve after a restart")
+		}
+	case <-time.After(5 * time.Minute):
+		return f, fmt.Errorf("did not serve in 5 minutes after a restart")
 	}
 	f.restart = time.Since(t0)
 	pid.Store(int64(c.procs[0].Process.Pid))

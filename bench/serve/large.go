@@ -80,6 +80,7 @@ func largeValues(engine, dir string, updates int, csvPrefix string) ([]memSample
 	if err != nil {
 		return nil, err
 	}
+	defer c.removeData() // after stop: only the members' own directories
 	defer c.stop()
 	cli, err := newClient(c.endpoints()...)
 	if err != nil {

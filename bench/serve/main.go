@@ -83,7 +83,12 @@ func main() {
 		return out
 	}
 	data := *dir
-	if data == "" {
+	if data != "" {
+		if err := os.MkdirAll(data, 0o755); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+	} else {
 		d, err := os.MkdirTemp("", "servebench")
 		if err != nil {
 			fmt.Fprintln(os.Stderr, err)
@@ -105,6 +110,9 @@ func main() {
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "serve bench:", err)
+		if *dir == "" {
+			_ = os.RemoveAll(data) // os.Exit skips the deferred removal
+		}
 		os.Exit(1)
 	}
 }
@@ -135,6 +143,7 @@ func throughput(engines []string, members, clientCounts []int, d time.Duration, 
 				return err
 			}
 			err = func() error {
+				defer c.removeData() // after stop: only the members' own directories
 				defer c.stop()
 				cli, err := newClient(c.endpoints()...)
 				if err != nil {
@@ -178,8 +187,6 @@ func throughput(engines []string, members, clientCounts []int, d time.Duration, 
 			if err != nil {
 				return fmt.Errorf("%s, %d members: %w", engine, n, err)
 			}
-			_ = os.RemoveAll(dir)
-			_ = os.MkdirAll(dir, 0o755)
 		}
 	}
 	fmt.Print("| measure |")
@@ -232,8 +239,6 @@ func large(engines []string, updates int, csv, dir string) error {
 			heap, anon, file = max(heap, s.heap), max(anon, s.anon), max(file, s.rss)
 		}
 		fmt.Printf("| %s | %d | %.0f | %d | %d | %d |\n", engine, updates, time.Since(start).Seconds(), heap>>20, anon>>20, file>>20)
-		_ = os.RemoveAll(dir)
-		_ = os.MkdirAll(dir, 0o755)
 	}
 	return nil
 }

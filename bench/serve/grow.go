@@ -195,15 +195,8 @@ func growOne(engine string, growBytes int64, d time.Duration, csvPrefix, dir str
 	}); err != nil {
 		return f, fmt.Errorf("fragment: %w", err)
 	}
-	var p *clientv3.PutResponse
-	if err := in30s(func(x context.Context) (err error) { p, err = cli.Put(x, "fragmented", "x"); return err }); err != nil {
+	if err := compactAll(cli, "fragmented"); err != nil {
 		return f, err
-	}
-	x, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
-	_, err = cli.Compact(x, p.Header.Revision, clientv3.WithCompactPhysical())
-	cancel()
-	if err != nil {
-		return f, fmt.Errorf("compact: %w", err)
 	}
 	if err := status(); err != nil {
 		return f, err
@@ -248,21 +241,15 @@ func growOne(engine string, growBytes int64, d time.Duration, csvPrefix, dir str
 
 	// Compact away what the measurement wrote over (the engines did not
 	// write the same amount), then defragment, then restart.
-	if err := in30s(func(x context.Context) (err error) { p, err = cli.Put(x, "measured", "x"); return err }); err != nil {
+	if err := compactAll(cli, "measured"); err != nil {
 		return f, err
-	}
-	x, cancel = context.WithTimeout(context.Background(), 10*time.Minute)
-	_, err = cli.Compact(x, p.Header.Revision, clientv3.WithCompactPhysical())
-	cancel()
-	if err != nil {
-		return f, fmt.Errorf("compact: %w", err)
 	}
 	if err := status(); err != nil {
 		return f, err
 	}
 	f.inUseMeasured = st.DbSizeInUse
 	t0 = time.Now()
-	x, cancel = context.WithTimeout(context.Background(), 30*time.Minute)
+	x, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
 	_, err = cli.Defragment(x, ep)
 	cancel()
 	if err != nil {
@@ -296,16 +283,22 @@ func growOne(engine string, growBytes int64, d time.Duration, csvPrefix, dir str
 	for _, s := range mem {
 		f.peakAnon = max(f.peakAnon, s.anon)
 	}
-	if csvPrefix != "" {
-		var b strings.Builder
-		for _, s := range mem {
-			fmt.Fprintf(&b, "%.3f,%d,%d,%d\n", s.t.Seconds(), s.heap, s.anon, s.rss)
-		}
-		if err := os.WriteFile(csvPrefix+"."+engine+".csv", []byte(b.String()), 0o644); err != nil {
-			return f, err
-		}
+	return f, writeMemCSV(csvPrefix, engine, mem)
+}
+
+// compactAll puts key (to learn the newest revision) and compacts the
+// store to that revision, physically.
+func compactAll(cli *clientv3.Client, key string) error {
+	var p *clientv3.PutResponse
+	if err := in30s(func(x context.Context) (err error) { p, err = cli.Put(x, key, "x"); return err }); err != nil {
+		return err
 	}
-	return f, nil
+	x, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	if _, err := cli.Compact(x, p.Header.Revision, clientv3.WithCompactPhysical()); err != nil {
+		return fmt.Errorf("compact: %w", err)
+	}
+	return nil
 }
 
 // in30s runs f with a context that ends in 30 s.

@@ -140,14 +140,22 @@ func largeValues(engine, dir string, updates int, csvPrefix string) ([]memSample
 	time.Sleep(time.Second) // a last few samples
 	close(stop)
 	samples := <-samplesc
-	if csvPrefix != "" {
-		var b strings.Builder
-		for _, s := range samples {
-			fmt.Fprintf(&b, "%.3f,%d,%d,%d\n", s.t.Seconds(), s.heap, s.anon, s.rss)
-		}
-		if err := os.WriteFile(csvPrefix+"."+engine+".csv", []byte(b.String()), 0o644); err != nil {
-			return samples, err
-		}
+	if err := writeMemCSV(csvPrefix, engine, samples); err != nil {
+		return samples, err
 	}
 	return samples, werr
+}
+
+// writeMemCSV writes samples to prefix.<engine>.csv (seconds, heap,
+// RssAnon, RssFile bytes: cmd/raftmemplot's format); nothing if prefix is
+// empty.
+func writeMemCSV(prefix, engine string, samples []memSample) error {
+	if prefix == "" {
+		return nil
+	}
+	var b strings.Builder
+	for _, s := range samples {
+		fmt.Fprintf(&b, "%.3f,%d,%d,%d\n", s.t.Seconds(), s.heap, s.anon, s.rss)
+	}
+	return os.WriteFile(prefix+"."+engine+".csv", []byte(b.String()), 0o644)
 }

@@ -124,32 +124,12 @@ func growOne(engine string, growBytes int64, d time.Duration, csvPrefix, dir str
 
 	// Memory, sampled through the run; the member's pid changes at the
 	// restart, so each sample looks it up.
-	stop := make(chan struct{})
-	samplesc := make(chan []memSample)
-	start := time.Now()
 	var pid atomic.Int64
 	pid.Store(int64(c.procs[0].Process.Pid))
-	go func() {
-		var out []memSample
-		tick := time.NewTicker(500 * time.Millisecond)
-		defer tick.Stop()
-		for {
-			anon, file, err1 := procMem(int(pid.Load()))
-			heap, err2 := goHeap(ep)
-			if err1 == nil && err2 == nil {
-				out = append(out, memSample{t: time.Since(start), heap: heap, anon: anon, rss: file})
-			}
-			select {
-			case <-stop:
-				samplesc <- out
-				return
-			case <-tick.C:
-			}
-		}
-	}()
-	samples := func() []memSample { close(stop); return <-samplesc }
+	samples := sampleMemory(func() int { return int(pid.Load()) }, ep, 500*time.Millisecond)
+	sampling := true
 	defer func() {
-		if stop != nil {
+		if sampling {
 			samples()
 		}
 	}()
@@ -279,7 +259,7 @@ func growOne(engine string, growBytes int64, d time.Duration, csvPrefix, dir str
 	time.Sleep(time.Second) // a few samples after the restart
 
 	mem := samples()
-	stop = nil
+	sampling = false
 	for _, s := range mem {
 		f.peakAnon = max(f.peakAnon, s.anon)
 	}

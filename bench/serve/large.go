@@ -98,28 +98,7 @@ func largeValues(engine, dir string, updates int, csvPrefix string) ([]memSample
 	}
 	defer one.Close()
 	pid := c.procs[lead].Process.Pid
-
-	stop := make(chan struct{})
-	samplesc := make(chan []memSample)
-	start := time.Now()
-	go func() {
-		var out []memSample
-		tick := time.NewTicker(250 * time.Millisecond)
-		defer tick.Stop()
-		for {
-			anon, file, err1 := procMem(pid)
-			heap, err2 := goHeap(c.specs[lead].Client)
-			if err1 == nil && err2 == nil {
-				out = append(out, memSample{t: time.Since(start), heap: heap, anon: anon, rss: file})
-			}
-			select {
-			case <-stop:
-				samplesc <- out
-				return
-			case <-tick.C:
-			}
-		}
-	}()
+	stop := sampleMemory(func() int { return pid }, c.specs[lead].Client, 250*time.Millisecond)
 	value := strings.Repeat("x", 1<<20)
 	var werr error
 	for i := 0; i < updates && werr == nil; i++ {
@@ -138,12 +117,39 @@ func largeValues(engine, dir string, updates int, csvPrefix string) ([]memSample
 		}
 	}
 	time.Sleep(time.Second) // a last few samples
-	close(stop)
-	samples := <-samplesc
+	samples := stop()
 	if err := writeMemCSV(csvPrefix, engine, samples); err != nil {
 		return samples, err
 	}
 	return samples, werr
+}
+
+// sampleMemory samples the memory of the process pid() (its /metrics at
+// addr for the Go heap) every interval until the function it returns is
+// called, which returns the samples.
+func sampleMemory(pid func() int, addr string, interval time.Duration) (stop func() []memSample) {
+	done := make(chan struct{})
+	samplesc := make(chan []memSample)
+	start := time.Now()
+	go func() {
+		var out []memSample
+		tick := time.NewTicker(interval)
+		defer tick.Stop()
+		for {
+			anon, file, err1 := procMem(pid())
+			heap, err2 := goHeap(addr)
+			if err1 == nil && err2 == nil {
+				out = append(out, memSample{t: time.Since(start), heap: heap, anon: anon, rss: file})
+			}
+			select {
+			case <-done:
+				samplesc <- out
+				return
+			case <-tick.C:
+			}
+		}
+	}()
+	return func() []memSample { close(done); return <-samplesc }
 }
 
 // writeMemCSV writes samples to prefix.<engine>.csv (seconds, heap,

@@ -85,6 +85,12 @@ func TestBackupAfterFileShrinks(t *testing.T) {
 		if !bytes.Equal(data, buf.Bytes()) {
 			t.Fatalf("CopyFile and WriteTo differ")
 		}
+		var copied bytes.Buffer
+		//lint:ignore SA1019 the deprecated name must still work
+		ok(t, r.Copy(&copied))
+		if !bytes.Equal(copied.Bytes(), buf.Bytes()) {
+			t.Fatalf("Copy and WriteTo differ")
+		}
 	})
 }
 

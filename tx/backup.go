@@ -19,6 +19,9 @@ import (
 // as zeros. A concurrent writer may reuse them, and may truncate the file
 // below the snapshot's high-water mark when its end is free, so reading
 // them could return another commit's bytes or fault.
+//
+// WriteFlag is not used: bbolt opens the file with those flags (e.g.
+// O_DIRECT) to read it for WriteTo; quiver copies from its mapping.
 func (t *Tx) WriteTo(w io.Writer) (int64, error) {
 	if t.closed {
 		return 0, ErrTxClosed
@@ -145,4 +148,12 @@ func (t *Tx) Page(id int) (*PageInfo, error) {
 		return nil, err
 	}
 	return &PageInfo{ID: id, Type: page.FlagName(page.Flags(p)), Count: page.Count(p), OverflowCount: int(page.Overflow(p))}, nil
+}
+
+// Copy writes the database to w, as WriteTo does.
+//
+// Deprecated: use WriteTo, as bbolt says of its Copy.
+func (t *Tx) Copy(w io.Writer) error {
+	_, err := t.WriteTo(w)
+	return err
 }

@@ -62,6 +62,11 @@ type Backend interface {
 // may run at once. One read-write transaction runs at a time. A Tx is not
 // safe for concurrent use by several goroutines.
 type Tx struct {
+	// WriteFlag is bbolt's, kept so that programs setting it compile: the
+	// flags bbolt opens the file with to read it in WriteTo. quiver's
+	// WriteTo copies from its mapping and does not use it.
+	WriteFlag int
+
 	backend  Backend
 	writable bool
 	managed  bool

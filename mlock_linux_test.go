@@ -65,30 +65,14 @@ func testMlock(t *testing.T, reservation int) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	value := make([]byte, 1000)
 	for round := 0; round < 40; round++ {
-		if err := db.Update(func(tx *quiver.Tx) error {
-			b, err := tx.CreateBucketIfNotExists([]byte("b"))
-			if err != nil {
-				return err
-			}
-			for i := 0; i < 1000; i++ {
-				if err := b.Put([]byte(fmt.Sprintf("%03d-%04d", round, i)), value); err != nil {
-					return err
-				}
-			}
-			return nil
-		}); err != nil {
+		if err := putRound(db, round, 1000); err != nil {
 			t.Fatal(err)
 		}
 		// The used part of the file (its high-water mark) is mapped and
 		// must be locked; the file may have grown ahead of it, past the
 		// mapping.
-		var used int64
-		if err := db.View(func(tx *quiver.Tx) error { used = tx.Size(); return nil }); err != nil {
-			t.Fatal(err)
-		}
-		if locked := vmLck(t) - before; locked < used {
+		if locked, used := vmLck(t)-before, usedBytes(t, db); locked < used {
 			t.Fatalf("round %d: %d bytes locked, %d of the file used", round, locked, used)
 		}
 	}
@@ -147,30 +131,43 @@ func TestMlockRemapLocksOnce(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	value := make([]byte, 1000)
 	for round := 0; ; round++ {
-		var used int64
-		if err := db.View(func(tx *quiver.Tx) error { used = tx.Size(); return nil }); err != nil {
-			t.Fatal(err)
-		}
+		used := usedBytes(t, db)
 		if used >= 11<<19 {
 			break
 		}
-		if err := db.Update(func(tx *quiver.Tx) error {
-			b, err := tx.CreateBucketIfNotExists([]byte("b"))
-			if err != nil {
-				return err
-			}
-			for i := 0; i < 200; i++ {
-				if err := b.Put([]byte(fmt.Sprintf("%05d-%04d", round, i)), value); err != nil {
-					return err
-				}
-			}
-			return nil
-		}); err != nil {
+		if err := putRound(db, round, 200); err != nil {
 			t.Fatalf("round %d, %d bytes of the file used: %v", round, used, err)
 		}
 	}
+}
+
+// putRound puts n values of 1000 bytes, under keys of the round, in one
+// write transaction.
+func putRound(db *quiver.DB, round, n int) error {
+	value := make([]byte, 1000)
+	return db.Update(func(tx *quiver.Tx) error {
+		b, err := tx.CreateBucketIfNotExists([]byte("b"))
+		if err != nil {
+			return err
+		}
+		for i := 0; i < n; i++ {
+			if err := b.Put([]byte(fmt.Sprintf("%05d-%04d", round, i)), value); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// usedBytes is the used part of the file: its high-water mark.
+func usedBytes(t *testing.T, db *quiver.DB) int64 {
+	t.Helper()
+	var used int64
+	if err := db.View(func(tx *quiver.Tx) error { used = tx.Size(); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	return used
 }
 
 // mappedRss is the resident size of the mapping that starts at addr

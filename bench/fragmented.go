@@ -109,6 +109,11 @@ type FragmentedWorkload struct {
 	block     []byte
 	keys      []byte // keys of the ops being built
 	ops       []Op
+	// The hot set (SetHot): keys whose first 8 bytes are below hotBelow,
+	// a contiguous range of the key space, take a fraction hotOps of the
+	// operations NextCommit makes; 0 means no hot set.
+	hotBelow uint64
+	hotOps   float64
 }
 
 // maxValueSize is the largest value size sizeCode can record.
@@ -182,6 +187,38 @@ func (w *FragmentedWorkload) SetMix(ops int, insert, update float64) error {
 	return nil
 }
 
+// SetHot makes a fraction keys of the key space hot from now on: the keys
+// whose first 8 bytes are below keys×2^64, one contiguous range (so that
+// they share leaves, and a hot set of keys is a hot set of pages). A
+// fraction ops of the operations NextCommit makes then go to hot keys and
+// the rest to the others: inserts draw new keys in the chosen part,
+// updates and deletes live keys of it. SetHot(0, 0) turns it off.
+func (w *FragmentedWorkload) SetHot(keys, ops float64) error {
+	if keys < 0 || keys >= 1 || ops < 0 || ops > 1 || (keys == 0) != (ops == 0) {
+		return fmt.Errorf("bench: hot set of %v of the keys taking %v of the operations: want both in (0, 1), or both 0", keys, ops)
+	}
+	w.hotBelow, w.hotOps = uint64(keys*(1<<64)), ops
+	return nil
+}
+
+// isHot reports whether key id lies in the hot set.
+func (w *FragmentedWorkload) isHot(id uint64) bool { return mix(id^w.salt) < w.hotBelow }
+
+// HotKeys calls fn with each live key of the hot set, in id order. The key
+// is valid only during the call.
+func (w *FragmentedWorkload) HotKeys(fn func(key []byte) error) error {
+	var k [KeySize]byte
+	for id := range uint64(len(w.sizes)) {
+		if w.isLive(id) && w.isHot(id) {
+			PutKey(k[:], mix(id^w.salt))
+			if err := fn(k[:]); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
 func (w *FragmentedWorkload) isLive(id uint64) bool { return w.sizes[id] != 0 }
 
 // setValue records that key id now has a value of size bytes.
@@ -237,9 +274,18 @@ func (w *FragmentedWorkload) key(i int, id uint64) []byte {
 }
 
 // insertOp appends a put of a new key.
-func (w *FragmentedWorkload) insertOp() {
+func (w *FragmentedWorkload) insertOp() { w.insertIn(false, false) }
+
+// insertIn appends a put of a new key; with part, one in the hot set if hot
+// is set, else one outside it. Ids whose keys lie in the other part are
+// skipped: they stay never live.
+func (w *FragmentedWorkload) insertIn(part, hot bool) {
 	id := uint64(len(w.sizes))
 	w.sizes = append(w.sizes, 0)
+	for part && w.isHot(id) != hot {
+		id++
+		w.sizes = append(w.sizes, 0)
+	}
 	op := Op{Key: w.key(len(w.ops), id), Value: w.value(id)}
 	w.inserted += int64(len(op.Key) + len(op.Value))
 	w.ops = append(w.ops, op)
@@ -253,6 +299,25 @@ func (w *FragmentedWorkload) randomLive() uint64 {
 			return id
 		}
 	}
+}
+
+// maxHotDraws bounds the draws liveIn makes for a live key of one
+// part before it settles for any live key (a part may have none).
+const maxHotDraws = 1 << 16
+
+// liveIn returns a random live key id; with part, one of the hot set if hot
+// is set, else one outside it (any live key if many draws found none there).
+func (w *FragmentedWorkload) liveIn(part, hot bool) uint64 {
+	if !part {
+		return w.randomLive()
+	}
+	n := uint64(len(w.sizes))
+	for range maxHotDraws {
+		if id := w.rng.Uint64N(n); w.isLive(id) && w.isHot(id) == hot {
+			return id
+		}
+	}
+	return w.randomLive()
 }
 
 // Grow inserts new keys into e, Batch per commit, until the key and value
@@ -303,15 +368,19 @@ func (w *FragmentedWorkload) Fragment(e Engine, fraction float64) error {
 func (w *FragmentedWorkload) NextCommit() []Op {
 	w.ops = w.ops[:0]
 	for len(w.ops) < w.cfg.OpsPerCommit {
+		part, hot := w.hotOps > 0, false
+		if part {
+			hot = w.rng.Float64() < w.hotOps
+		}
 		r := w.rng.Float64()
 		switch {
 		case r < w.cfg.Insert || w.nlive == 0:
-			w.insertOp()
+			w.insertIn(part, hot)
 		case r < w.cfg.Insert+w.cfg.Update:
-			id := w.randomLive()
+			id := w.liveIn(part, hot)
 			w.ops = append(w.ops, Op{Key: w.key(len(w.ops), id), Value: w.value(id)})
 		default:
-			id := w.randomLive()
+			id := w.liveIn(part, hot)
 			w.remove(id)
 			w.ops = append(w.ops, Op{Key: w.key(len(w.ops), id), Delete: true})
 		}

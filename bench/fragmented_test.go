@@ -1,8 +1,10 @@
 package bench
 
 import (
+	"encoding/binary"
 	"flag"
 	"fmt"
+	"math"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -319,5 +321,110 @@ func TestSizeCode(t *testing.T) {
 		if code := sizeCode(size); code == 0 || sizeOf(code) != size {
 			t.Errorf("size %d: code %#x decodes to %d", size, code, sizeOf(code))
 		}
+	}
+}
+
+// TestFragmentedHotSet checks SetHot: the share of operations on hot keys,
+// that a hot key is one of a contiguous range, that inserts, updates and
+// deletes all follow it, that HotKeys lists exactly the live hot keys, and
+// that the live count and bytes still match a map of the operations.
+func TestFragmentedHotSet(t *testing.T) {
+	cfg := DefaultFragmentedConfig()
+	cfg.Seed = *flagSeed
+	cfg.Batch = 500
+	t.Logf("seed %d (-seed)", cfg.Seed)
+	e := &mapEngine{m: map[string]int{}}
+	w, err := NewFragmentedWorkload(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Grow(e, 2<<20); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Fragment(e, 0.2); err != nil {
+		t.Fatal(err)
+	}
+	for _, bad := range [][2]float64{{0.1, 0}, {0, 0.9}, {1, 0.9}, {-0.1, 0.9}, {0.1, 1.1}} {
+		if err := w.SetHot(bad[0], bad[1]); err == nil {
+			t.Errorf("SetHot(%v, %v) = nil; want an error", bad[0], bad[1])
+		}
+	}
+	keys, share := 0.1, 0.9
+	if err := w.SetHot(keys, share); err != nil {
+		t.Fatal(err)
+	}
+	below := uint64(keys * (1 << 64))
+	hot := func(k []byte) bool { return binary.BigEndian.Uint64(k) < below }
+	// Each kind of operation is counted apart: a workload that sent only
+	// its inserts (or only its deletes) to the hot set would show.
+	var n, inHot [3]int // puts of new keys, updates, deletes
+	for i := 0; i < 2000; i++ {
+		for _, op := range w.NextCommit() {
+			_, existed := e.m[string(op.Key)]
+			kind := 0
+			switch {
+			case op.Delete:
+				kind = 2
+			case existed:
+				kind = 1
+			}
+			n[kind]++
+			if hot(op.Key) {
+				inHot[kind]++
+			}
+		}
+		if err := e.Apply(w.ops); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for kind, name := range []string{"inserts", "updates", "deletes"} {
+		got := float64(inHot[kind]) / float64(n[kind])
+		// ~7,000 operations of each kind: the share's standard deviation
+		// is ~0.004.
+		if math.Abs(got-share) > 0.03 {
+			t.Errorf("%d of %d %s hit the hot set (%.3f), want ~%v", inHot[kind], n[kind], name, got, share)
+		}
+	}
+	var bytes int64
+	liveHot := 0
+	for k, size := range e.m {
+		bytes += int64(len(k) + size)
+		if hot([]byte(k)) {
+			liveHot++
+		}
+	}
+	if len(e.m) != w.Live() || bytes != w.LiveBytes() {
+		t.Fatalf("map has %d keys, %d bytes; workload says %d, %d", len(e.m), bytes, w.Live(), w.LiveBytes())
+	}
+	listed := 0
+	err = w.HotKeys(func(k []byte) error {
+		if _, ok := e.m[string(k)]; !ok || !hot(k) {
+			return fmt.Errorf("HotKeys listed %x: live %v, hot %v", k, ok, hot(k))
+		}
+		listed++
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if listed != liveHot || liveHot == 0 {
+		t.Errorf("HotKeys listed %d keys; %d live keys are hot", listed, liveHot)
+	}
+	if err := w.SetHot(0, 0); err != nil {
+		t.Fatal(err)
+	}
+	hits := 0
+	for i := 0; i < 500; i++ {
+		for _, op := range w.NextCommit() {
+			if hot(op.Key) {
+				hits++
+			}
+		}
+		if err := e.Apply(w.ops); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := float64(hits) / 5000; got > 0.2 {
+		t.Errorf("after SetHot(0, 0), %.3f of the operations hit the old hot set, want ~%v", got, keys)
 	}
 }

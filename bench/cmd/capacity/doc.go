@@ -34,6 +34,14 @@
 // 1000, which scatters free pages over the whole file before the
 // measurement. Compare sizes within one mode.
 //
+// Users with large databases usually have a hot set that fits in RAM. With
+// -hot keys,ops (0.1,0.9 by default), each size is measured a second time
+// after the uniform measurement: the live keys of a contiguous keys
+// fraction of the key space are first read into the page cache, then the
+// same number of small commits send the fraction ops of their operations
+// (inserts, updates and deletes alike) there and the rest elsewhere. -hot ""
+// measures uniform keys only.
+//
 // Results go to stdout as a table and, with -out, as JSON lines for
 // cmd/capacityplot.
 package main

@@ -28,6 +28,13 @@ type Result struct {
 	// Label names the run (-label), so that cmd/capacityplot draws runs of
 	// the same engine as lines of their own.
 	Label string `json:"label,omitempty"`
+	// HotKeys and HotOps are set on the row measured with a hot set
+	// (-hot): HotOps of the measured operations went to the HotKeys
+	// fraction of the key space, whose pages were read in first
+	// (WarmTime). The growth is the same as the uniform row's before it.
+	HotKeys  float64       `json:"hot_keys,omitempty"`
+	HotOps   float64       `json:"hot_ops,omitempty"`
+	WarmTime time.Duration `json:"warm_ns,omitempty"`
 	// FragmentTime is the time of the bulk mode's delete pass.
 	FragmentTime time.Duration `json:"fragment_ns,omitempty"`
 	// FlushTime is the time the growth's unsynced writes took to reach
@@ -81,6 +88,8 @@ type options struct {
 	bulkOps        int
 	fragment       float64
 	prefetch       int
+	hotKeys        float64
+	hotOps         float64
 }
 
 func main() {
@@ -109,6 +118,7 @@ func run(args []string) error {
 	fs.IntVar(&o.bulkOps, "bulk-ops", 50000, "inserts per growth commit (bulk growth)")
 	fs.Float64Var(&o.fragment, "fragment", 0.2, "fraction of the live keys deleted after each bulk growth step")
 	fs.IntVar(&o.prefetch, "prefetch", 16, "goroutines that look up a growth commit's keys before it, so that its page faults overlap (0: none); measured commits never prefetch")
+	hot := fs.String("hot", "0.1,0.9", "after each uniform measurement, measure again with a hot set: `keys,ops`, the fraction of the key space (one contiguous range, read into the page cache first) that takes the fraction ops of the measured operations; empty: uniform only")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -134,6 +144,15 @@ func run(args []string) error {
 	}
 	if o.bulkOps < 1 || o.fragment < 0 || o.fragment >= 1 {
 		return errors.New("want -bulk-ops >= 1 and -fragment in [0, 1)")
+	}
+	if *hot != "" {
+		k, op, ok := strings.Cut(*hot, ",")
+		var err1, err2 error
+		o.hotKeys, err1 = strconv.ParseFloat(strings.TrimSpace(k), 64)
+		o.hotOps, err2 = strconv.ParseFloat(strings.TrimSpace(op), 64)
+		if !ok || err1 != nil || err2 != nil || o.hotKeys <= 0 || o.hotKeys >= 1 || o.hotOps <= 0 || o.hotOps > 1 {
+			return fmt.Errorf("-hot %q: want keys,ops with keys in (0, 1) and ops in (0, 1], e.g. 0.1,0.9", *hot)
+		}
 	}
 	for _, name := range o.engines {
 		if _, err := engine(name); err != nil {
@@ -356,34 +375,58 @@ func runChild(o options) error {
 			}
 			return nil
 		}
-		if err := measure(spec, path, w, o, &r); err != nil {
+		if err := measure(spec, path, w, o, &r, false); err != nil {
 			return err
 		}
 		r.PeakRSS = peakRSS()
 		if err := enc.Encode(r); err != nil {
 			return err
 		}
+		if o.hotKeys > 0 {
+			hr := Result{Engine: r.Engine, Target: r.Target, Grow: r.Grow, Label: r.Label, HotKeys: o.hotKeys, HotOps: o.hotOps}
+			if err := measure(spec, path, w, o, &hr, true); err != nil {
+				return err
+			}
+			hr.PeakRSS = peakRSS()
+			if err := enc.Encode(hr); err != nil {
+				return err
+			}
+		}
 	}
 	return nil
 }
 
 // measure times an open, then o.commits small synced commits, and fills
-// in r.
-func measure(spec bench.EngineSpec, path string, w *bench.FragmentedWorkload, o options, r *Result) error {
+// in r. With hot, the hot set is read in after the open and the commits'
+// operations go to it as -hot says.
+func measure(spec bench.EngineSpec, path string, w *bench.FragmentedWorkload, o options, r *Result, hot bool) error {
 	start := time.Now()
 	e, d, err := bench.TimeOpen(spec, path, bench.OpenOptions{})
 	if err != nil {
 		return err
 	}
 	r.OpenTime = d
-	if err := w.SetMix(10, 0.35, 0.30); err != nil {
+	fail := func(err error) error {
 		e.Close()
 		return err
 	}
+	if err := w.SetMix(10, 0.35, 0.30); err != nil {
+		return fail(err)
+	}
+	if hot {
+		if err := w.SetHot(o.hotKeys, o.hotOps); err != nil {
+			return fail(err)
+		}
+		defer w.SetHot(0, 0)
+		warm := time.Now()
+		if err := withProcs(o.prefetch, func() error { return readIn(e, w, max(o.prefetch, 1)) }); err != nil {
+			return fail(fmt.Errorf("reading the hot set in: %w", err))
+		}
+		r.WarmTime = time.Since(warm)
+	}
 	samples, err := bench.Steady(e, w, o.warmup, o.commits)
 	if err != nil {
-		e.Close()
-		return err
+		return fail(err)
 	}
 	s := bench.SummarizeCommits(samples)
 	r.P50, r.P99, r.Max = s.P50, s.P99, s.Max
@@ -393,8 +436,7 @@ func measure(spec bench.EngineSpec, path string, w *bench.FragmentedWorkload, o 
 	r.CommitBytes, r.FreelistB = s.Bytes, s.FreelistBytes
 	r.FreePages = e.Stats().FreePages
 	if r.FileSize, err = e.FileSize(); err != nil {
-		e.Close()
-		return err
+		return fail(err)
 	}
 	r.Keys, r.LiveBytes = w.Live(), w.LiveBytes()
 	r.MeasuredTime = time.Since(start)
@@ -457,19 +499,24 @@ func newBar(on bool, max int64, desc string) bar {
 }
 
 func printTable(w io.Writer, rs []Result) {
-	fmt.Fprintln(w, "| engine | size | grow | file / live | keys | commit p50 | p99 | max | p99 without major faults (faults/commit) | p99 of write+sync / of the rest | alloc/commit | bytes/commit | open | peak RSS |")
-	fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+	fmt.Fprintln(w, "| engine | size | keys hit | grow | file / live | keys | commit p50 | p99 | max | p99 without major faults (faults/commit) | p99 of write+sync / of the rest | alloc/commit | bytes/commit | open | peak RSS |")
+	fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
 	for _, r := range rs {
 		if r.GaveUp {
-			fmt.Fprintf(w, "| %s | %g GiB | gave up after %s at %.2f GiB | | | | | | | | | | | |\n", r.Engine, r.Target, r.GrowTime.Round(time.Second), float64(r.FileSize)/gib)
+			fmt.Fprintf(w, "| %s | %g GiB | | gave up after %s at %.2f GiB | | | | | | | | | | | |\n", r.Engine, r.Target, r.GrowTime.Round(time.Second), float64(r.FileSize)/gib)
 			continue
 		}
 		ratio := 0.0
 		if r.LiveBytes > 0 {
 			ratio = float64(r.FileSize) / float64(r.LiveBytes)
 		}
-		fmt.Fprintf(w, "| %s | %g GiB | %s | %.2f GiB / %.2f GiB (%.2f×) | %d | %s | %s | %s | %s (%.2f) | %s / %s | %s | %.0f KiB | %s | %.2f GiB |\n",
-			r.Engine, r.Target, r.GrowTime.Round(time.Second),
+		keys, grew := "uniform", r.GrowTime.Round(time.Second).String()
+		if r.HotKeys > 0 {
+			keys = fmt.Sprintf("%g%% of ops in %g%% of keys", 100*r.HotOps, 100*r.HotKeys)
+			grew = "(as above; read in " + r.WarmTime.Round(time.Millisecond).String() + ")"
+		}
+		fmt.Fprintf(w, "| %s | %g GiB | %s | %s | %.2f GiB / %.2f GiB (%.2f×) | %d | %s | %s | %s | %s (%.2f) | %s / %s | %s | %.0f KiB | %s | %.2f GiB |\n",
+			r.Engine, r.Target, keys, grew,
 			float64(r.FileSize)/gib, float64(r.LiveBytes)/gib, ratio, r.Keys,
 			r.P50.Round(time.Microsecond), r.P99.Round(time.Microsecond), r.Max.Round(time.Microsecond),
 			r.P99Cached.Round(time.Microsecond), r.MajorFaults,

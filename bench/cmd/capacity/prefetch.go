@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"runtime"
 	"sync"
 
@@ -56,4 +57,43 @@ func (p prefetcher) Apply(ops []bench.Op) error {
 		}
 	}
 	return p.Engine.Apply(ops)
+}
+
+// readIn looks up every live key of w's hot set from n goroutines, so that
+// the hot set's pages are in the page cache before a measurement, as a
+// long-running database's working set would be.
+func readIn(e bench.Engine, w *bench.FragmentedWorkload, n int) error {
+	const batch = 4096
+	keys := make([]byte, 0, batch*bench.KeySize)
+	flush := func() error {
+		var wg sync.WaitGroup
+		errs := make([]error, n)
+		count := len(keys) / bench.KeySize
+		for g := range n {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := g; i < count; i += n {
+					if _, err := e.Get(keys[i*bench.KeySize : (i+1)*bench.KeySize]); err != nil {
+						errs[g] = err
+						return
+					}
+				}
+			}()
+		}
+		wg.Wait()
+		keys = keys[:0]
+		return errors.Join(errs...)
+	}
+	err := w.HotKeys(func(k []byte) error {
+		keys = append(keys, k...)
+		if len(keys) == cap(keys) {
+			return flush()
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	return flush()
 }

@@ -24,6 +24,8 @@ type result struct {
 	P99       float64 `json:"p99_ns"`
 	OpenTime  float64 `json:"open_ns"`
 	Alloc     float64 `json:"alloc_ns"`
+	HotKeys   float64 `json:"hot_keys"`
+	HotOps    float64 `json:"hot_ops"`
 }
 
 // series names the line a result belongs to: engine, growth mode and the
@@ -35,6 +37,9 @@ func (r result) series() string {
 	}
 	if r.Label != "" {
 		s += ", " + r.Label
+	}
+	if r.HotKeys > 0 {
+		s += fmt.Sprintf(", %g%% of ops in %g%% of keys", 100*r.HotOps, 100*r.HotKeys)
 	}
 	return s
 }
@@ -55,13 +60,29 @@ var panels = []panel{
 	{"allocation (quiver) or spill (bbolt) per commit", "µs", true, func(r result) float64 { return r.Alloc / 1e3 }},
 }
 
-var colors = []string{"#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b"}
+// colors gives each line its own colour while there are no more lines than
+// colours; past that, lines reuse colours with a dash pattern of their own.
+var colors = []string{"#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"}
+
+// style returns line k's colour and dash pattern ("" for solid). A hot-set
+// line is dotted, so that it reads as the companion of its uniform line.
+func style(k int, hot bool) (string, string) {
+	dash := []string{"", "6,3", "2,2", "8,3,2,3"}[(k/len(colors))%4]
+	if hot && dash == "" {
+		dash = "2,2"
+	}
+	return colors[k%len(colors)], dash
+}
 
 func main() {
 	in := flag.String("in", "capacity.json", "JSON lines written by cmd/capacity -out")
 	out := flag.String("out", "capacity.svg", "SVG file to write")
+	runs := flag.String("runs", "", "comma-separated run labels (cmd/capacity -label) to draw; empty: every run")
 	flag.Parse()
 	rs, err := read(*in)
+	if err == nil && *runs != "" {
+		rs = onlyRuns(rs, strings.Split(*runs, ","))
+	}
 	if err == nil && len(rs) == 0 {
 		err = fmt.Errorf("%s has no results", *in)
 	}
@@ -99,6 +120,20 @@ func read(path string) ([]result, error) {
 		}
 	}
 	return rs, sc.Err()
+}
+
+// onlyRuns keeps the results of the runs labelled in labels.
+func onlyRuns(rs []result, labels []string) []result {
+	var out []result
+	for _, r := range rs {
+		for _, l := range labels {
+			if r.Label == strings.TrimSpace(l) {
+				out = append(out, r)
+				break
+			}
+		}
+	}
+	return out
 }
 
 const (
@@ -192,8 +227,8 @@ func draw(w io.Writer, rs []result) {
 			for _, r := range byEngine[e] {
 				pts = append(pts, fmt.Sprintf("%.1f,%.1f", sx(r.Target), sy(p.value(r))))
 			}
-			c := colors[k%len(colors)]
-			fmt.Fprintf(w, `<polyline points="%s" fill="none" stroke="%s" stroke-width="2"/>`+"\n", strings.Join(pts, " "), c)
+			c, dash := style(k, byEngine[e][0].HotKeys > 0)
+			fmt.Fprintf(w, `<polyline points="%s" fill="none" stroke="%s" stroke-width="2"%s/>`+"\n", strings.Join(pts, " "), c, dashAttr(dash))
 			for _, pt := range pts {
 				xy := strings.Split(pt, ",")
 				fmt.Fprintf(w, `<circle cx="%s" cy="%s" r="3" fill="%s"/>`+"\n", xy[0], xy[1], c)
@@ -203,9 +238,17 @@ func draw(w io.Writer, rs []result) {
 	// legend
 	for k, e := range engines {
 		x, y := marginL+(k%perRow)*300, height-18*legendRows+18*(k/perRow)+4
-		fmt.Fprintf(w, `<rect x="%d" y="%d" width="14" height="4" fill="%s"/><text x="%d" y="%d">%s</text>`+"\n", x, y-4, colors[k%len(colors)], x+20, y, e)
+		c, dash := style(k, byEngine[e][0].HotKeys > 0)
+		fmt.Fprintf(w, `<line x1="%d" y1="%d" x2="%d" y2="%d" stroke="%s" stroke-width="3"%s/><text x="%d" y="%d">%s</text>`+"\n", x, y-3, x+16, y-3, c, dashAttr(dash), x+20, y, e)
 	}
 	fmt.Fprintln(w, "</svg>")
+}
+
+func dashAttr(dash string) string {
+	if dash == "" {
+		return ""
+	}
+	return ` stroke-dasharray="` + dash + `"`
 }
 
 func label(v float64) string {

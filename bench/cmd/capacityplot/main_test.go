@@ -73,3 +73,51 @@ func TestReadAndDraw(t *testing.T) {
 		t.Errorf("reading a malformed line: %v, want an error naming the file", err)
 	}
 }
+
+// TestStyles checks that no two lines look alike, however many there are,
+// and that a hot-set line is dashed while its uniform companion is solid.
+func TestStyles(t *testing.T) {
+	seen := map[[2]string]int{}
+	for k := 0; k < 4*len(colors); k++ {
+		c, dash := style(k, false)
+		if prev, ok := seen[[2]string{c, dash}]; ok {
+			t.Errorf("lines %d and %d share colour %s and dash %q", prev, k, c, dash)
+		}
+		seen[[2]string{c, dash}] = k
+	}
+	if _, dash := style(0, false); dash != "" {
+		t.Errorf("the first uniform line is dashed %q, want solid", dash)
+	}
+	if _, dash := style(1, true); dash == "" {
+		t.Error("a hot-set line is solid, want dashed")
+	}
+}
+
+// TestOnlyRuns checks -runs: the figure of one run holds both engines of
+// that run and nothing of the others, the hot-set row as a line of its own.
+func TestOnlyRuns(t *testing.T) {
+	rs := []result{
+		{Engine: "quiver-hashmap", Label: "run 1", Target: 1, FileSize: 2, LiveBytes: 1, P50: 1, P99: 2, OpenTime: 1, Alloc: 1},
+		{Engine: "quiver-hashmap", Label: "run 2", Target: 1, FileSize: 2, LiveBytes: 1, P50: 1, P99: 2, OpenTime: 1, Alloc: 1},
+		{Engine: "quiver-hashmap", Label: "run 2", Target: 1, FileSize: 2, LiveBytes: 1, P50: 1, P99: 2, OpenTime: 1, Alloc: 1, HotKeys: 0.1, HotOps: 0.9},
+		{Engine: "bbolt-array", Label: "run 2", Target: 1, FileSize: 2, LiveBytes: 1, P50: 1, P99: 2, OpenTime: 1, Alloc: 1},
+	}
+	got := onlyRuns(rs, []string{" run 2"})
+	if len(got) != 3 {
+		t.Fatalf("onlyRuns kept %d results, want the 3 of run 2", len(got))
+	}
+	var b bytes.Buffer
+	draw(&b, got)
+	svg := b.String()
+	for _, name := range []string{"quiver-hashmap, run 2", "quiver-hashmap, run 2, 90% of ops in 10% of keys", "bbolt-array, run 2"} {
+		if n := strings.Count(svg, ">"+name+"</text>"); n != 1 {
+			t.Errorf("legend has %q %d times, want once", name, n)
+		}
+	}
+	if strings.Contains(svg, "run 1") {
+		t.Error("the figure of run 2 shows run 1")
+	}
+	if n := strings.Count(svg, "stroke-dasharray"); n != len(panels)+1 {
+		t.Errorf("%d dashed lines, want the hot-set line in %d panels and the legend", n, len(panels))
+	}
+}

@@ -13,7 +13,11 @@
 //   - sequential: the same bytes as one run, one pwrite;
 //   - gap-filled: the clustered pages written as one run from the first
 //     to the last, the pages between them rewritten unchanged;
-//   - single page: one 4 KB pwrite (the single-put commit's floor).
+//   - single page: one 4 KB pwrite (the single-put commit's floor);
+//   - small commit, scattered: 4 pages anywhere (a single-put commit's
+//     leaf, branch, record and meta, each where a free page was);
+//   - small commit, one run + meta: 3 adjacent pages and page 0 (the
+//     best a commit can do: its pages as one run, the meta apart).
 //
 // The patterns take turns round by round, so that drift of the shared
 // disk falls on all of them alike; it prints each pattern's p50 and mean
@@ -122,6 +126,10 @@ func run(dir string, size int64, n, rounds int, seed uint64) error {
 		}},
 		{name: "sequential", pages: func(r *rand.Rand) [][2]int64 { return [][2]int64{{r.Int64N(filePages - int64(n)), int64(n)}} }},
 		{name: "single page", pages: func(r *rand.Rand) [][2]int64 { return [][2]int64{{r.Int64N(filePages), 1}} }},
+		{name: "small commit, 4 scattered pages", pages: func(r *rand.Rand) [][2]int64 { return runsOf(pick(r, 0, filePages, 4)) }},
+		{name: "small commit, a 3-page run and the meta", pages: func(r *rand.Rand) [][2]int64 {
+			return [][2]int64{{0, 1}, {1 + r.Int64N(filePages-4), 3}}
+		}},
 	}
 	fd := int(f.Fd())
 	for round := 0; round < rounds; round++ {
@@ -151,7 +159,7 @@ func run(dir string, size int64, n, rounds int, seed uint64) error {
 		}
 		return ms(s[len(s)/2]), ms(sum) / float64(len(s))
 	}
-	fmt.Printf("%d pages of 4 KB a round (single page: 1), %d rounds, %d MiB file in %s\n\n", n, rounds, size>>20, dir)
+	fmt.Printf("%d pages of 4 KB a round (single page and small commits: as named), %d rounds, %d MiB file in %s\n\n", n, rounds, size>>20, dir)
 	fmt.Println("| pattern | pwrite p50 ms | pwrite mean | fdatasync p50 ms | fdatasync mean | total p50 ms |")
 	fmt.Println("|---|---:|---:|---:|---:|---:|")
 	for _, p := range patterns {
@@ -162,7 +170,7 @@ func run(dir string, size int64, n, rounds int, seed uint64) error {
 			tot[i] = p.write[i] + p.sync[i]
 		}
 		t50, _ := stat(tot)
-		fmt.Printf("| %s | %.2f | %.2f | %.2f | %.2f | %.2f |\n", p.name, w50, wm, s50, sm, t50)
+		fmt.Printf("| %s | %.3f | %.3f | %.3f | %.3f | %.3f |\n", p.name, w50, wm, s50, sm, t50)
 	}
 	return nil
 }

@@ -233,6 +233,30 @@ func openFixture(b *testing.B, spec EngineSpec) (Engine, *Keys) {
 	return e, keys
 }
 
+// BenchmarkScanRead is BenchmarkScan reading each key's first byte and
+// each value's last, as a scan that uses its pairs does. Every engine must
+// find the same sum.
+func BenchmarkScanRead(b *testing.B) {
+	forEachEngine(b, func(b *testing.B, spec EngineSpec) {
+		e, keys := openFixture(b, spec)
+		_, values := dataSet(b)
+		var want uint64
+		for i := 0; i < keys.Len(); i++ {
+			want += uint64(keys.Key(i)[0]) + lastByte(values.Value(i))
+		}
+		b.ReportAllocs()
+		b.ResetTimer()
+		for i := 0; i < b.N; i++ {
+			n, sum, err := e.ScanRead()
+			if err != nil || n != keys.Len() || sum != want {
+				b.Fatalf("scan read %d keys with sum %d, want %d with sum %d (error %v)", n, sum, keys.Len(), want, err)
+			}
+		}
+		b.StopTimer()
+		b.ReportMetric(float64(keys.Len())*float64(b.N)/b.Elapsed().Seconds(), "keys/s")
+	})
+}
+
 // BenchmarkGetTxEach looks up one random existing key per read transaction.
 // One op is one transaction and one get.
 func BenchmarkGetTxEach(b *testing.B) {

@@ -36,6 +36,11 @@ type Engine interface {
 	// Scan walks every key and value with a cursor in one read transaction
 	// and returns the number of pairs.
 	Scan() (int, error)
+	// ScanRead walks every pair as Scan does and also reads each key's
+	// first byte and each value's last, as a scan that uses what it finds
+	// does; it returns the number of pairs and the sum of those bytes.
+	// Scan alone favours a layout that keeps lengths apart from the bytes.
+	ScanRead() (n int, sum uint64, err error)
 	// FileSize returns the size of the database file in bytes.
 	FileSize() (int64, error)
 	// Stats returns the engine's counters. The cumulative ones count from
@@ -145,4 +150,12 @@ func fileSize(path string) (int64, error) {
 		return 0, err
 	}
 	return st.Size(), nil
+}
+
+// lastByte returns the last byte of v, or 0 for an empty value.
+func lastByte(v []byte) uint64 {
+	if len(v) == 0 {
+		return 0
+	}
+	return uint64(v[len(v)-1])
 }

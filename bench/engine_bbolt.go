@@ -158,6 +158,22 @@ func (e *bboltEngine) Scan() (int, error) {
 	return count, err
 }
 
+func (e *bboltEngine) ScanRead() (n int, sum uint64, err error) {
+	err = e.db.View(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketName)
+		if b == nil {
+			return errMissingBucket
+		}
+		c := b.Cursor()
+		for k, v := c.First(); k != nil; k, v = c.Next() {
+			n++
+			sum += uint64(k[0]) + lastByte(v)
+		}
+		return nil
+	})
+	return n, sum, err
+}
+
 func (e *bboltEngine) FileSize() (int64, error) { return fileSize(e.path) }
 
 func (e *bboltEngine) Stats() EngineStats {

@@ -132,6 +132,22 @@ func (e *quiverEngine) Scan() (int, error) {
 	return count, err
 }
 
+func (e *quiverEngine) ScanRead() (n int, sum uint64, err error) {
+	err = e.db.View(func(tx *quiver.Tx) error {
+		b := tx.Bucket(bucketName)
+		if b == nil {
+			return errMissingBucket
+		}
+		c := b.Cursor()
+		for k, v := c.First(); k != nil; k, v = c.Next() {
+			n++
+			sum += uint64(k[0]) + lastByte(v)
+		}
+		return nil
+	})
+	return n, sum, err
+}
+
 func (e *quiverEngine) FileSize() (int64, error) { return fileSize(e.path) }
 
 func (e *quiverEngine) Stats() EngineStats {

@@ -2,6 +2,7 @@ package bench
 
 import (
 	"encoding/binary"
+	"errors"
 	"flag"
 	"fmt"
 	"math"
@@ -244,7 +245,10 @@ func (e *mapEngine) GetInTx(n int, key func(int) []byte) (int, error) {
 	return found, nil
 }
 
-func (e *mapEngine) Scan() (int, error)       { return len(e.m), nil }
+func (e *mapEngine) Scan() (int, error) { return len(e.m), nil }
+func (e *mapEngine) ScanRead() (int, uint64, error) {
+	return 0, 0, errors.New("mapEngine: ScanRead not used")
+}
 func (e *mapEngine) FileSize() (int64, error) { return 0, nil }
 func (e *mapEngine) Stats() EngineStats       { return EngineStats{} }
 func (e *mapEngine) Close() error             { return nil }

@@ -189,6 +189,21 @@ func TestQuota(t *testing.T) {
 	if got := must[*clientv3.AlarmResponse](t)(cli.AlarmList(x)); len(got.Alarms) != 0 {
 		t.Fatalf("alarms after the disarm: %v", got.Alarms)
 	}
+	// The client may send the next put to any member: each one refuses it
+	// until it has applied the disarm itself and, like the member that
+	// answered the disarm, counts the freed pages as free.
+	for i, s := range c.servers {
+		for deadline := time.Now().Add(10 * time.Second); ; {
+			raised, inUse := s.alarms.raised(pb.AlarmType_NOSPACE), s.sizeInUse()
+			if !raised && inUse+int64(len(val))+1024 <= quota {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("member %d after the disarm: alarm raised %v, in use %d of %d", i, raised, inUse, quota)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
 	for i := 0; i < 10; i++ {
 		if _, err := cli.Put(x, fmt.Sprintf("after%d", i), val); err != nil {
 			t.Fatalf("put %d after freeing space and clearing the alarm: %v (in use %d of %d)", i, err, c.servers[0].sizeInUse(), quota)

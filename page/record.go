@@ -1,8 +1,9 @@
 package page
 
 import (
+	"cmp"
 	"encoding/binary"
-	"sort"
+	"slices"
 )
 
 // Span is a run of N contiguous pages starting at ID.
@@ -97,7 +98,11 @@ func DecodeRecord(b []byte, id Pgid) (*Record, error) {
 // overriding an earlier one, so the work is O(k log k) in the k spans the
 // records list plus the checkpoint's spans, whatever the spans' lengths.
 func Replay(base []Span, records []*Record) []Span {
-	var sets []spanSet
+	n := 0
+	for _, r := range records {
+		n += len(r.Allocated) + len(r.Freed)
+	}
+	sets := make([]spanSet, 0, n)
 	for _, r := range records {
 		for _, sp := range r.Allocated {
 			sets = append(sets, spanSet{id: sp.ID, end: sp.ID + Pgid(sp.N), free: false})
@@ -110,7 +115,7 @@ func Replay(base []Span, records []*Record) []Span {
 
 	// Merge the checkpoint's spans, less the touched ranges, with the
 	// touched ranges left free; both lists ascend.
-	var out []Span
+	out := make([]Span, 0, len(base)+len(touched))
 	emit := func(id Pgid, n uint64) {
 		if n == 0 {
 			return
@@ -169,8 +174,10 @@ func latestSets(sets []spanSet) []spanSet {
 			bounds = append(bounds, bound{s.id, i, true}, bound{s.end, i, false})
 		}
 	}
-	sort.Slice(bounds, func(i, j int) bool { return bounds[i].at < bounds[j].at })
-	var out []spanSet
+	// Bounds at one point are taken together, so their order among
+	// themselves does not matter.
+	slices.SortFunc(bounds, func(a, b bound) int { return cmp.Compare(a.at, b.at) })
+	out := make([]spanSet, 0, len(sets))
 	var open latestHeap
 	closed := make([]bool, len(sets))
 	prev := Pgid(0)
@@ -258,7 +265,7 @@ func FreeSet(m *Meta, read func(id Pgid) ([]byte, error)) (free []Span, chain []
 	if err != nil {
 		return nil, nil, err
 	}
-	var base []Span
+	base := make([]Span, 0, freelistSpans(cp))
 	if err := DecodeFreelist(cp, m.Freelist, m.HighWater, func(id Pgid, n uint64) {
 		base = append(base, Span{ID: id, N: n})
 	}); err != nil {

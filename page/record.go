@@ -163,15 +163,17 @@ type spanSet struct {
 // each with the state the latest set covering it gave it: a sweep over the
 // sets' ends with a heap of the sets open at each point, latest on top.
 func latestSets(sets []spanSet) []spanSet {
+	// 16 bytes a bound, for the sort's moves: a set's index fits 32 bits
+	// (2^31 sets would take 48 GiB before their bounds).
 	type bound struct {
 		at    Pgid
-		set   int
+		set   int32
 		start bool
 	}
 	bounds := make([]bound, 0, 2*len(sets))
 	for i, s := range sets {
 		if s.end > s.id {
-			bounds = append(bounds, bound{s.id, i, true}, bound{s.end, i, false})
+			bounds = append(bounds, bound{s.id, int32(i), true}, bound{s.end, int32(i), false})
 		}
 	}
 	// Bounds at one point are taken together, so their order among
@@ -196,7 +198,7 @@ func latestSets(sets []spanSet) []spanSet {
 		}
 		for ; i < len(bounds) && bounds[i].at == at; i++ {
 			if b := bounds[i]; b.start {
-				open.push(b.set)
+				open.push(int(b.set))
 			} else {
 				closed[b.set] = true
 			}

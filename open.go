@@ -299,7 +299,7 @@ func (db *DB) verifyRecord(m *page.Meta) error {
 		return nil
 	}
 	ps := int(m.PageSize)
-	rec, err := db.readSpan(m.Record, ps, m.HighWater)
+	rec, err := db.readSpan(m.Record, ps, m.HighWater, nil)
 	if err != nil {
 		return err
 	}
@@ -314,7 +314,7 @@ func (db *DB) verifyRecord(m *page.Meta) error {
 		return page.Corruptf(m.Record, "commit record of tx %d, meta is tx %d", page.TxidOf(rec), m.Txid)
 	}
 	for _, w := range r.Written {
-		p, err := db.readSpan(w.ID, ps, m.HighWater)
+		p, err := db.readSpan(w.ID, ps, m.HighWater, nil)
 		if err != nil {
 			return err
 		}
@@ -327,12 +327,23 @@ func (db *DB) verifyRecord(m *page.Meta) error {
 	return nil
 }
 
-// readSpan reads and verifies the page span at id through the file.
-func (db *DB) readSpan(id page.Pgid, ps int, hw page.Pgid) ([]byte, error) {
+// readSpan reads and verifies the page span at id through the file. With
+// buf, it reads into *buf, grown as needed, and the span returned aliases
+// it until the next call with the same buf.
+func (db *DB) readSpan(id page.Pgid, ps int, hw page.Pgid, buf *[]byte) ([]byte, error) {
 	if id < 2 || id >= hw {
 		return nil, page.Corruptf(id, "page id out of range (high water %d)", hw)
 	}
-	head := make([]byte, ps)
+	alloc := func(n int) []byte {
+		if buf == nil {
+			return make([]byte, n)
+		}
+		if cap(*buf) < n {
+			*buf = make([]byte, n)
+		}
+		return (*buf)[:n]
+	}
+	head := alloc(ps)
 	if _, err := db.file.ReadAt(head, int64(id)*int64(ps)); err != nil {
 		return nil, shortRead(id, err)
 	}
@@ -345,7 +356,7 @@ func (db *DB) readSpan(id page.Pgid, ps int, hw page.Pgid) ([]byte, error) {
 	}
 	p := head
 	if n > 1 {
-		p = make([]byte, int(n)*ps)
+		p = alloc(int(n) * ps)
 		if _, err := db.file.ReadAt(p, int64(id)*int64(ps)); err != nil {
 			return nil, shortRead(id, err)
 		}
@@ -423,8 +434,11 @@ func (db *DB) loadFreelist(m *page.Meta) error {
 	// The checkpoint and the records are read through the file, not the
 	// mapping just made: there, each of the chain's scattered pages would
 	// cost a page fault, measured at 10–20× a pread of the page.
+	// FreeSet is done with a span before it reads the next: one buffer
+	// serves them all.
+	var buf []byte
 	read := func(id page.Pgid) ([]byte, error) {
-		b, err := db.readSpan(id, ps, m.HighWater)
+		b, err := db.readSpan(id, ps, m.HighWater, &buf)
 		if err == nil && id == m.Freelist {
 			db.checkpointPages = len(b) / ps
 		}

@@ -163,13 +163,6 @@ type spanSet struct {
 // each with the state the latest set covering it gave it: a sweep over the
 // sets' ends with a heap of the sets open at each point, latest on top.
 func latestSets(sets []spanSet) []spanSet {
-	// 16 bytes a bound, for the sort's moves: a set's index fits 32 bits
-	// (2^31 sets would take 48 GiB before their bounds).
-	type bound struct {
-		at    Pgid
-		set   int32
-		start bool
-	}
 	bounds := make([]bound, 0, 2*len(sets))
 	for i, s := range sets {
 		if s.end > s.id {
@@ -178,7 +171,7 @@ func latestSets(sets []spanSet) []spanSet {
 	}
 	// Bounds at one point are taken together, so their order among
 	// themselves does not matter.
-	slices.SortFunc(bounds, func(a, b bound) int { return cmp.Compare(a.at, b.at) })
+	sortBounds(bounds)
 	out := make([]spanSet, 0, len(sets))
 	var open latestHeap
 	closed := make([]bool, len(sets))
@@ -206,6 +199,49 @@ func latestSets(sets []spanSet) []spanSet {
 		prev = at
 	}
 	return out
+}
+
+// bound is where a set starts or ends, for latestSets' sweep: 16 bytes, a
+// set's index in 32 bits (2^31 sets would take 48 GiB before their bounds).
+type bound struct {
+	at    Pgid
+	set   int32
+	start bool
+}
+
+// sortBounds sorts b by at: a least-significant-digit radix sort, a byte
+// a pass over the bytes the largest at uses, where a comparison sort of
+// the few thousand bounds of a long chain took a millisecond of an open.
+func sortBounds(b []bound) {
+	if len(b) < 256 {
+		slices.SortFunc(b, func(x, y bound) int { return cmp.Compare(x.at, y.at) })
+		return
+	}
+	var top Pgid
+	for _, x := range b {
+		top = max(top, x.at)
+	}
+	src, dst := b, make([]bound, len(b))
+	for shift := 0; shift < 64 && top>>shift != 0; shift += 8 {
+		var next [256]int
+		for _, x := range src {
+			next[byte(x.at>>shift)]++
+		}
+		at := 0
+		for d, n := range next {
+			next[d] = at
+			at += n
+		}
+		for _, x := range src {
+			d := byte(x.at >> shift)
+			dst[next[d]] = x
+			next[d]++
+		}
+		src, dst = dst, src
+	}
+	if &src[0] != &b[0] {
+		copy(b, src)
+	}
 }
 
 // latestHeap is a max-heap of set indices: the latest set on top.
@@ -259,8 +295,8 @@ type ChainRecord struct {
 
 // FreeSet reads the free spans of the state meta m describes: its freelist
 // checkpoint with the deltas of the chained records newer than the
-// checkpoint replayed in order. read returns the verified span of a page.
-// It also returns the whole chain, oldest first: those records stay
+// checkpoint replayed in order. read returns the verified span of a page,
+// which FreeSet is done with before it calls read again. It also returns the whole chain, oldest first: those records stay
 // allocated until a checkpoint supersedes them.
 func FreeSet(m *Meta, read func(id Pgid) ([]byte, error)) (free []Span, chain []ChainRecord, err error) {
 	cp, err := read(m.Freelist)

@@ -25,6 +25,7 @@ func Run(t *testing.T, newIndex func() freelist.Freelist) {
 	t.Run("SpansIncludePending", func(t *testing.T) { testSpansIncludePending(t, newIndex) })
 	t.Run("Take", func(t *testing.T) { testTake(t, newIndex) })
 	t.Run("TakeTail", func(t *testing.T) { testTakeTail(t, newIndex) })
+	t.Run("LoadLarge", func(t *testing.T) { testLoadLarge(t, newIndex) })
 	t.Run("RandomAgainstModel", func(t *testing.T) { testRandom(t, newIndex) })
 }
 
@@ -226,7 +227,9 @@ func testSpansIncludePending(t *testing.T, newIndex func() freelist.Freelist) {
 // testRandom drives the freelist with random allocations, frees, commits,
 // rollbacks and readers, against a model of which pages are free, pending
 // or in use, and checks that no page is handed out twice.
-func testRandom(t *testing.T, newIndex func() freelist.Freelist) {
+// seed returns the seed of a randomised test, logged: -freelist.seed,
+// QUIVER_SEED or the clock.
+func seed(t *testing.T) uint64 {
 	seed := *seedFlag
 	if seed == 0 {
 		seed, _ = strconv.ParseUint(os.Getenv("QUIVER_SEED"), 10, 64)
@@ -235,6 +238,71 @@ func testRandom(t *testing.T, newIndex func() freelist.Freelist) {
 		seed = uint64(time.Now().UnixNano())
 	}
 	t.Logf("seed %d (rerun with -freelist.seed %d)", seed, seed)
+	return seed
+}
+
+// testLoadLarge: an empty index given many spans at once (more than the
+// hashmap index loads with a second goroutine) holds exactly their pages;
+// freeing every gap between them then joins each span with both
+// neighbours, which finds each span by its first page and by its last, so
+// that the whole range comes out as one run.
+func testLoadLarge(t *testing.T, newIndex func() freelist.Freelist) {
+	seed := seed(t)
+	r := rand.New(rand.NewPCG(seed, 2))
+	x := newIndex()
+	var spans, gaps []page.Span
+	id := page.Pgid(2)
+	for len(spans) < 10000 {
+		n := 1 + r.IntN(4)
+		if r.IntN(50) == 0 {
+			n = 64 + r.IntN(500)
+		}
+		spans = append(spans, span(int(id), n))
+		id += page.Pgid(n)
+		if r.IntN(8) != 0 { // else the next span touches this one
+			g := 1 + r.IntN(3)
+			gaps = append(gaps, span(int(id), g))
+			id += page.Pgid(g)
+		}
+	}
+	x.Free(spans)
+	want := 0
+	for _, s := range spans {
+		want += int(s.N)
+	}
+	if got := x.FreeCount(); got != want {
+		t.Fatalf("seed %d: FreeCount %d after loading %d pages", seed, got, want)
+	}
+	next, i := page.Pgid(0), 0
+	x.Spans(func(id page.Pgid, n uint64) {
+		if id < next {
+			t.Fatalf("seed %d: span %d+%d reported after one ending at %d", seed, id, n, next)
+		}
+		for p := id; p < id+page.Pgid(n); p++ {
+			for i < len(spans) && spans[i].ID+page.Pgid(spans[i].N) <= p {
+				i++
+			}
+			if i == len(spans) || p < spans[i].ID {
+				t.Fatalf("seed %d: page %d reported free, never loaded", seed, p)
+			}
+		}
+		next = id + page.Pgid(n)
+	})
+	x.Free(gaps)
+	all := int(id - 2)
+	if got := x.FreeCount(); got != all {
+		t.Fatalf("seed %d: FreeCount %d with every page of [2, %d) freed", seed, got, id)
+	}
+	if got := x.Allocate(all); got != 2 {
+		t.Fatalf("seed %d: a run of all %d pages at %d, want 2: some gap did not join its neighbours", seed, all, got)
+	}
+	if x.FreeCount() != 0 {
+		t.Fatalf("seed %d: %d pages free after allocating them all", seed, x.FreeCount())
+	}
+}
+
+func testRandom(t *testing.T, newIndex func() freelist.Freelist) {
+	seed := seed(t)
 	r := rand.New(rand.NewPCG(seed, 1))
 	f := freelist.New(newIndex())
 	const hw0 = 2

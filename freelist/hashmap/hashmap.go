@@ -108,10 +108,19 @@ func (x *Freelist) insert(start page.Pgid, size uint64) {
 // link files a span in its class and region lists and returns its slot;
 // the caller enters its ends in the id table.
 func (x *Freelist) link(start page.Pgid, size uint64) int32 {
+	i := x.newSlot()
+	x.start[i], x.size[i] = start, uint32(size)
+	x.linkSlot(i)
+	return i
+}
+
+// linkSlot files slot i, whose start and size are set, at the head of its
+// (class, region) list.
+func (x *Freelist) linkSlot(i int32) {
+	start, size := x.start[i], uint64(x.size[i])
 	c, r := classOf(size), regionOf(start)
 	head := x.head(c, r)
-	i := x.newSlot()
-	x.start[i], x.size[i], x.prev[i], x.next[i] = start, uint32(size), none, head
+	x.prev[i], x.next[i] = none, head
 	if head != none {
 		x.prev[head] = i
 	} else {
@@ -121,7 +130,6 @@ func (x *Freelist) link(start page.Pgid, size uint64) int32 {
 	x.setHead(c, r, i)
 	x.count += int(size)
 	x.nspans++
-	return i
 }
 
 // lookupStart returns the slot of the span starting at id, or none.
@@ -291,8 +299,55 @@ func (x *Freelist) Free(spans []page.Span) {
 
 // load fills an empty index from sorted spans: adjacent spans are joined
 // in one pass, with no lookups; the id table is sized once and filled in
-// one sweep (idTable.fill).
+// one sweep (idTable.fill). An index that never held a span (the one an
+// open loads) gets its slots in order and, for many spans, fills the id
+// table on another core while this one links the class lists: the two
+// share only the slots' starts and sizes, which neither writes.
 func (x *Freelist) load(spans []page.Span) {
+	if len(x.start) != 0 {
+		x.loadSlots(spans)
+		return
+	}
+	x.start = make([]page.Pgid, 0, len(spans))
+	x.size = make([]uint32, 0, len(spans))
+	eachRun(spans, func(start page.Pgid, n uint64) {
+		x.start = append(x.start, start)
+		x.size = append(x.size, uint32(n))
+	})
+	x.prev = make([]int32, len(x.start))
+	x.next = make([]int32, len(x.start))
+	fill := func() {
+		x.ids.reserve(2 * len(x.start))
+		ends := make([]uint32, 0, 2*len(x.start))
+		for i, n := range x.size {
+			ends = append(ends, uint32(i)<<1)
+			if n > 1 {
+				ends = append(ends, uint32(i)<<1|1)
+			}
+		}
+		x.fillIDs(ends)
+	}
+	if len(x.start) < parallelLoad {
+		fill()
+	} else {
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			fill()
+		}()
+		defer func() { <-done }()
+	}
+	for i := range x.start {
+		x.linkSlot(int32(i))
+	}
+}
+
+// parallelLoad is the span count from which load fills the id table on
+// a second goroutine (at 40,000 spans, an open's largest step).
+const parallelLoad = 4096
+
+// loadSlots is load into an index that has slots, free ones among them.
+func (x *Freelist) loadSlots(spans []page.Span) {
 	x.ids.reserve(2 * len(spans))
 	if n := len(x.start) + len(spans); cap(x.start) < n {
 		x.start = append(make([]page.Pgid, 0, n), x.start...)
@@ -300,17 +355,24 @@ func (x *Freelist) load(spans []page.Span) {
 		x.prev = append(make([]int32, 0, n), x.prev...)
 		x.next = append(make([]int32, 0, n), x.next...)
 	}
-	// ends holds slot<<1 for each span's first page and slot<<1|1 for
-	// its last.
 	ends := make([]uint32, 0, 2*len(spans))
+	eachRun(spans, func(start page.Pgid, n uint64) {
+		i := x.link(start, n)
+		ends = append(ends, uint32(i)<<1)
+		if n > 1 {
+			ends = append(ends, uint32(i)<<1|1)
+		}
+	})
+	x.fillIDs(ends)
+}
+
+// eachRun calls fn for each run of sorted spans, adjacent ones joined and
+// each cut at maxSpan pages.
+func eachRun(spans []page.Span, fn func(start page.Pgid, n uint64)) {
 	add := func(start page.Pgid, size uint64) {
 		for size > 0 {
 			n := min(size, maxSpan)
-			i := x.link(start, n)
-			ends = append(ends, uint32(i)<<1)
-			if n > 1 {
-				ends = append(ends, uint32(i)<<1|1)
-			}
+			fn(start, n)
 			start, size = start+page.Pgid(n), size-n
 		}
 	}
@@ -328,6 +390,11 @@ func (x *Freelist) load(spans []page.Span) {
 		start, size = s.ID, s.N
 	}
 	add(start, size)
+}
+
+// fillIDs puts the first page (p = slot<<1) and the last (slot<<1|1) of
+// spans in the id table.
+func (x *Freelist) fillIDs(ends []uint32) {
 	x.ids.fill(ends, func(p uint32) (uint32, int32) {
 		i := int32(p >> 1)
 		id := x.start[i]

@@ -121,7 +121,7 @@ func openLocked(path string, mode os.FileMode, o *Options) (File, error) {
 	}
 }
 
-func (db *DB) open() error {
+func (db *DB) open() (err error) {
 	size, err := db.file.Size()
 	if err != nil {
 		return err
@@ -143,21 +143,16 @@ func (db *DB) open() error {
 			return err
 		}
 	} else if !db.readOnly {
-		// Again on every writable open: an Open that created the file may
-		// have failed at the sync above, or a crash may have come between
-		// the creation and it. A directory this process may not read is
-		// not an error for an existing file.
-		if err := syncDirOf(db.file, db.path); err != nil && !errors.Is(err, fs.ErrPermission) {
-			return fmt.Errorf("quiver: syncing the directory of the file: %w", err)
-		}
-		// A process that died without syncing (killed after a commit that
-		// deferred its sync, or between a commit's writes and its sync)
-		// left writes in the page cache that this one will read as
-		// committed; make them durable before building on them, so that
-		// the next commit can take the pages the newest state freed.
-		if err := db.file.Sync(); err != nil {
-			return fmt.Errorf("quiver: syncing the file: %w", err)
-		}
+		// The syncs wait on the device, not the processor: they run
+		// while the rest of the open reads the metas and loads the
+		// freelist, and Open returns once they are done.
+		synced := make(chan error, 1)
+		go func() { synced <- db.syncExisting() }()
+		defer func() {
+			if serr := <-synced; serr != nil && err == nil {
+				err = serr
+			}
+		}()
 	}
 	db.fileSize = size
 	meta, slot, err := db.readMeta(size)
@@ -187,6 +182,27 @@ func (db *DB) open() error {
 		db.stats.FreePageN = db.freelist.FreeCount()
 		db.stats.FreeAlloc = db.stats.FreePageN * db.pageSize
 		db.stats.FreelistInuse = db.freelistBytes()
+	}
+	return nil
+}
+
+// syncExisting makes an existing file's directory entry and contents
+// durable, for a writable open.
+func (db *DB) syncExisting() error {
+	// Again on every writable open: an Open that created the file may
+	// have failed at the sync in open, or a crash may have come between
+	// the creation and it. A directory this process may not read is not
+	// an error for an existing file.
+	if err := syncDirOf(db.file, db.path); err != nil && !errors.Is(err, fs.ErrPermission) {
+		return fmt.Errorf("quiver: syncing the directory of the file: %w", err)
+	}
+	// A process that died without syncing (killed after a commit that
+	// deferred its sync, or between a commit's writes and its sync) left
+	// writes in the page cache that this one will read as committed; make
+	// them durable before building on them, so that the next commit can
+	// take the pages the newest state freed.
+	if err := db.file.Sync(); err != nil {
+		return fmt.Errorf("quiver: syncing the file: %w", err)
 	}
 	return nil
 }
@@ -313,8 +329,9 @@ func (db *DB) verifyRecord(m *page.Meta) error {
 	if page.TxidOf(rec) != m.Txid {
 		return page.Corruptf(m.Record, "commit record of tx %d, meta is tx %d", page.TxidOf(rec), m.Txid)
 	}
+	var buf []byte
 	for _, w := range r.Written {
-		p, err := db.readSpan(w.ID, ps, m.HighWater, nil)
+		p, err := db.readSpan(w.ID, ps, m.HighWater, &buf)
 		if err != nil {
 			return err
 		}

@@ -95,9 +95,16 @@ func DecodeRecord(b []byte, id Pgid) (*Record, error) {
 // spans of a checkpoint (ascending) and returns the free spans after them,
 // ascending and joined. A record's allocations are applied before its
 // frees. Every span a record lists sets the state of its pages, a later one
-// overriding an earlier one, so the work is O(k log k) in the k spans the
-// records list plus the checkpoint's spans, whatever the spans' lengths.
+// overriding an earlier one, so the work is linear (a radix sort) in the
+// spans the records list plus the checkpoint's, whatever their lengths.
+// Where base has the spare capacity, the result takes its array.
 func Replay(base []Span, records []*Record) []Span {
+	return merge(base, touchedBy(records))
+}
+
+// touchedBy returns the ranges records set, ascending and disjoint, each
+// with the state the latest record gave it.
+func touchedBy(records []*Record) []spanSet {
 	n := 0
 	for _, r := range records {
 		n += len(r.Allocated) + len(r.Freed)
@@ -111,11 +118,30 @@ func Replay(base []Span, records []*Record) []Span {
 			sets = append(sets, spanSet{id: sp.ID, end: sp.ID + Pgid(sp.N), free: true})
 		}
 	}
-	touched := latestSets(sets)
+	return latestSets(sets)
+}
 
-	// Merge the checkpoint's spans, less the touched ranges, with the
-	// touched ranges left free; both lists ascend.
-	out := make([]Span, 0, len(base)+len(touched))
+// mergeRoom is the capacity beyond its spans that base needs for merge to
+// work in place.
+func mergeRoom(touched []spanSet) int { return 2*len(touched) + 1 }
+
+// merge returns base's spans less the touched ranges, with the free touched
+// ranges added, ascending and joined. When base has mergeRoom spare
+// capacity, the result takes base's array (base's spans are then gone).
+func merge(base []Span, touched []spanSet) []Span {
+	var out []Span
+	if room := mergeRoom(touched); cap(base)-len(base) >= room {
+		// In place: base moves up by room and out grows from the front.
+		// Once merge has read base span j, it has written at most j+1
+		// spans for base spans and two (a gap and a free range) for each
+		// touched range, at most 2*len(touched) in all: it never writes
+		// over a span it has yet to read.
+		buf := base[:len(base)+room]
+		copy(buf[room:], base)
+		base, out = buf[room:], buf[:0]
+	} else {
+		out = make([]Span, 0, len(base)+len(touched))
+	}
 	emit := func(id Pgid, n uint64) {
 		if n == 0 {
 			return
@@ -303,13 +329,7 @@ func FreeSet(m *Meta, read func(id Pgid) ([]byte, error)) (free []Span, chain []
 	if err != nil {
 		return nil, nil, err
 	}
-	base := make([]Span, 0, freelistSpans(cp))
-	if err := DecodeFreelist(cp, m.Freelist, m.HighWater, func(id Pgid, n uint64) {
-		base = append(base, Span{ID: id, N: n})
-	}); err != nil {
-		return nil, nil, err
-	}
-	since := TxidOf(cp)
+	since, spans := TxidOf(cp), freelistSpans(cp)
 	last := m.Txid + 1
 	for id := m.Record; id != 0; {
 		if len(chain) == maxChain {
@@ -352,7 +372,22 @@ func FreeSet(m *Meta, read func(id Pgid) ([]byte, error)) (free []Span, chain []
 			newer = append(newer, c.Record)
 		}
 	}
-	return Replay(base, newer), chain, nil
+	touched := touchedBy(newer)
+	// The checkpoint once more (the records may have taken its bytes),
+	// decoded with room for merge to work in place: a free set of tens
+	// of thousands of spans is then allocated once, not twice.
+	if len(chain) > 0 {
+		if cp, err = read(m.Freelist); err != nil {
+			return nil, nil, err
+		}
+	}
+	base := make([]Span, 0, spans+mergeRoom(touched))
+	if err := DecodeFreelist(cp, m.Freelist, m.HighWater, func(id Pgid, n uint64) {
+		base = append(base, Span{ID: id, N: n})
+	}); err != nil {
+		return nil, nil, err
+	}
+	return merge(base, touched), chain, nil
 }
 
 // checkDeltas reports a span of c's freelist deltas that wraps around or

@@ -318,14 +318,20 @@ func (x *Freelist) load(spans []page.Span) {
 	x.next = make([]int32, len(x.start))
 	fill := func() {
 		x.ids.reserve(2 * len(x.start))
-		ends := make([]uint32, 0, 2*len(x.start))
-		for i, n := range x.size {
-			ends = append(ends, uint32(i)<<1)
-			if n > 1 {
-				ends = append(ends, uint32(i)<<1|1)
+		// The ends of 32 slots at a time, fill's batch.
+		var ends [64]uint32
+		for lo := 0; lo < len(x.size); lo += 32 {
+			k := 0
+			for i := lo; i < min(lo+32, len(x.size)); i++ {
+				ends[k] = uint32(i) << 1
+				k++
+				if x.size[i] > 1 {
+					ends[k] = uint32(i)<<1 | 1
+					k++
+				}
 			}
+			x.fillIDs(ends[:k])
 		}
-		x.fillIDs(ends)
 	}
 	if len(x.start) < parallelLoad {
 		fill()

@@ -95,9 +95,10 @@ func DecodeRecord(b []byte, id Pgid) (*Record, error) {
 // spans of a checkpoint (ascending) and returns the free spans after them,
 // ascending and joined. A record's allocations are applied before its
 // frees. Every span a record lists sets the state of its pages, a later one
-// overriding an earlier one, so the work is linear (a radix sort) in the
-// spans the records list plus the checkpoint's, whatever their lengths.
-// Where base has the spare capacity, the result takes its array.
+// overriding an earlier one, so the work is O(k log k) in the k spans the
+// records list (a radix sort, then a sweep with a heap) plus linear in the
+// checkpoint's spans, whatever the spans' lengths. Where base has the spare
+// capacity, the result takes its array.
 func Replay(base []Span, records []*Record) []Span {
 	return merge(base, touchedBy(records))
 }

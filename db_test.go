@@ -359,16 +359,22 @@ func (f failingFile) Sync() error {
 	return f.File.Sync()
 }
 
-func TestFailedSyncRefusesWrites(t *testing.T) {
-	var fail atomic.Bool
-	var syncs atomic.Int64
-	opts := &quiver.Options{OpenFile: func(path string, flag int, mode os.FileMode) (quiver.File, error) {
+// failingSyncs returns options whose files fail Sync while fail is set and
+// count every Sync in syncs.
+func failingSyncs(fail *atomic.Bool, syncs *atomic.Int64) *quiver.Options {
+	return &quiver.Options{OpenFile: func(path string, flag int, mode os.FileMode) (quiver.File, error) {
 		f, err := quiver.OpenOSFile(path, flag, mode)
 		if err != nil {
 			return nil, err
 		}
-		return failingFile{File: f, failSync: &fail, syncs: &syncs}, nil
+		return failingFile{File: f, failSync: fail, syncs: syncs}, nil
 	}}
+}
+
+func TestFailedSyncRefusesWrites(t *testing.T) {
+	var fail atomic.Bool
+	var syncs atomic.Int64
+	opts := failingSyncs(&fail, &syncs)
 	db := openDB(t, defaultFreelist, opts)
 	fill(t, db.DB, "b", 100, 10)
 	before := syncs.Load()

@@ -30,13 +30,7 @@ func TestOpenSyncFailure(t *testing.T) {
 	path := fileWith(t)
 	var fail atomic.Bool
 	var syncs atomic.Int64
-	opts := &quiver.Options{OpenFile: func(path string, flag int, mode os.FileMode) (quiver.File, error) {
-		f, err := quiver.OpenOSFile(path, flag, mode)
-		if err != nil {
-			return nil, err
-		}
-		return failingFile{File: f, failSync: &fail, syncs: &syncs}, nil
-	}}
+	opts := failingSyncs(&fail, &syncs)
 	fail.Store(true)
 	if db, err := quiver.Open(path, 0600, opts); !errors.Is(err, syscall.EIO) {
 		if err == nil {

@@ -192,15 +192,15 @@ func sendGarbage(t *testing.T, addr, name string, data []byte) {
 
 // putEventually puts key=value, retrying for up to 20 s while a new
 // cluster elects its leader.
-func putEventually(t *testing.T, cli *clientv3.Client, key, value string) {
+func putEventually(t *testing.T, cli *clientv3.Client, key, value string) *clientv3.PutResponse {
 	t.Helper()
-	var err error
 	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-		if _, err = cli.Put(ctx(t), key, value); err == nil || time.Now().After(deadline) {
-			break
+		resp, err := cli.Put(ctx(t), key, value)
+		if err == nil {
+			return resp
 		}
-	}
-	if err != nil {
-		t.Fatalf("put %s: %v", key, err)
+		if time.Now().After(deadline) {
+			t.Fatalf("put %s: %v", key, err)
+		}
 	}
 }

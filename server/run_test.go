@@ -60,19 +60,10 @@ func TestRun(t *testing.T) {
 		addrs = append(addrs, clientAddr[n])
 	}
 	cli := client(t, addrs...)
-	x := ctx(t)
-	var resp *clientv3.PutResponse
-	var err error
-	for deadline := time.Now().Add(20 * time.Second); ; {
-		if resp, err = cli.Put(x, "k", "v1"); err == nil || time.Now().After(deadline) {
-			break
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	if err != nil {
-		t.Fatalf("put: %v", err)
-	}
-	if g := must[*clientv3.GetResponse](t)(cli.Get(x, "k")); kvs(g) != "k=v1" {
+	// Each call has a context of its own: starting and restarting three
+	// members on a loaded machine can take longer than one 10 s timeout.
+	resp := putEventually(t, cli, "k", "v1")
+	if g := must[*clientv3.GetResponse](t)(cli.Get(ctx(t), "k")); kvs(g) != "k=v1" {
 		t.Fatalf("get: %s", kvs(g))
 	}
 	for _, n := range names {
@@ -98,7 +89,7 @@ func TestRun(t *testing.T) {
 			t.Fatalf("/metrics has no %q:\n%s", want, body)
 		}
 	}
-	ml := must[*clientv3.MemberListResponse](t)(cli.MemberList(x))
+	ml := must[*clientv3.MemberListResponse](t)(cli.MemberList(ctx(t)))
 	if len(ml.Members) != 3 {
 		t.Fatalf("member list: %v", ml.Members)
 	}
@@ -109,7 +100,7 @@ func TestRun(t *testing.T) {
 	}
 	// Every member's client URLs, as each published them through the log.
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
-		ml = must[*clientv3.MemberListResponse](t)(clientv3.NewCluster(client(t, clientAddr["m2"])).MemberList(x))
+		ml = must[*clientv3.MemberListResponse](t)(clientv3.NewCluster(client(t, clientAddr["m2"])).MemberList(ctx(t)))
 		n := 0
 		for _, m := range ml.Members {
 			if len(m.ClientURLs) == 1 && m.ClientURLs[0] == "http://"+clientAddr[m.Name] {
@@ -132,7 +123,7 @@ func TestRun(t *testing.T) {
 	cli = client(t, addrs...)
 	var g *clientv3.GetResponse
 	for deadline := time.Now().Add(20 * time.Second); ; {
-		if g, err = cli.Get(x, "k"); err == nil || time.Now().After(deadline) {
+		if g, err = cli.Get(ctx(t), "k"); err == nil || time.Now().After(deadline) {
 			break
 		}
 		time.Sleep(50 * time.Millisecond)
@@ -145,7 +136,7 @@ func TestRun(t *testing.T) {
 	// `quiver serve --initial-cluster-state existing`: the others learn
 	// its address from the change, it catches up and serves.
 	p4, c4 := testutil.FreeAddr(t), testutil.FreeAddr(t)
-	add := must[*clientv3.MemberAddResponse](t)(cli.MemberAdd(x, []string{"http://" + p4}))
+	add := must[*clientv3.MemberAddResponse](t)(cli.MemberAdd(ctx(t), []string{"http://" + p4}))
 	cfg := memberConfig(dir, "http", "m4", token, strings.Join(append(cluster, "m4=http://"+p4), ","), p4, c4)
 	cfg.InitialClusterState = "existing"
 	ctx4, cancel4 := context.WithCancel(context.Background())
@@ -159,14 +150,14 @@ func TestRun(t *testing.T) {
 	}()
 	one := client(t, c4)
 	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(50 * time.Millisecond) {
-		if g, err = one.Get(x, "k"); err == nil && kvs(g) == "k=v1" {
+		if g, err = one.Get(ctx(t), "k"); err == nil && kvs(g) == "k=v1" {
 			break
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("the added member did not catch up: %v, %v", g, err)
 		}
 	}
-	ml = must[*clientv3.MemberListResponse](t)(one.MemberList(x))
+	ml = must[*clientv3.MemberListResponse](t)(one.MemberList(ctx(t)))
 	var found bool
 	for _, m := range ml.Members {
 		if m.ID == add.Member.ID {
@@ -264,8 +255,8 @@ func TestRunTLS(t *testing.T) {
 		return cli
 	}
 	cli := tlsClient(certs.Cert, certs.Key)
-	x := ctx(t)
 	putEventually(t, cli, "k", "v")
+	x := ctx(t) // after the members' start, however long that took
 	for _, n := range names {
 		// Every member serves, so the peers' TLS carries raft.
 		one := tlsClient(certs.Cert, certs.Key)

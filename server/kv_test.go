@@ -99,8 +99,11 @@ func client(t testing.TB, addrs ...string) *clientv3.Client {
 	return cli
 }
 
+// ctx bounds a test's calls. Tests share one across several calls, so
+// the bound is wide enough for a loaded CI machine: a server that hangs
+// still fails the test, 30 s later.
 func ctx(t testing.TB) context.Context {
-	c, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	c, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	t.Cleanup(cancel)
 	return c
 }

@@ -109,10 +109,11 @@ func (b *backend) Commit(t *tx.Tx, cp tx.CommitPages, root page.BucketHeader) er
 	}
 	// The meta goes to the slot the last durable commit is not in: that
 	// one stays intact however this commit ends. A commit may skip its
-	// sync (DeferSync) only after a synced one, and never when it cuts
-	// the file: the next commit syncs, overwriting its meta.
+	// sync (DeferSync), and so may the ones after it, each overwriting
+	// the meta before, until one syncs; never one that cuts the file, nor
+	// one that would carry too many spans.
 	slot := 1 - db.metaSlot
-	deferred := t.SyncDeferred() && !db.unsynced && !plan.shrinking
+	deferred := t.SyncDeferred() && !plan.shrinking && len(db.carry) < maxCarry
 	mbuf := make([]byte, ps)
 	page.PutMeta(mbuf, slot, &meta)
 	if _, err := db.file.WriteAt(mbuf, int64(slot)*int64(ps)); err != nil {
@@ -124,6 +125,9 @@ func (b *backend) Commit(t *tx.Tx, cp tx.CommitPages, root page.BucketHeader) er
 		}
 	}
 	if deferred && !db.NoSync {
+		if !db.unsynced {
+			db.durable = base.Txid // the commit before this one synced
+		}
 		db.unsynced = true
 		db.carry = append(append(db.carry[:0], written...), page.Written{ID: recID, N: uint32(len(recBuf) / ps), Checksum: recSum})
 	} else {

@@ -112,16 +112,23 @@ type fileState struct {
 	plan            commitPlan  // the open commit's, from Reserve to Commit
 	spansBuf        []page.Span // reused for a checkpoint's free set
 	// metaSlot is the meta page holding the last durable commit: the next
-	// commit writes the other. unsynced: the last commit skipped its sync
-	// (Tx.DeferSync), so its meta is in the other slot and the commit
-	// before it is the durable one.
+	// commit writes the other. unsynced: the commits since durable skipped
+	// their sync (Tx.DeferSync): each wrote its meta to the other slot,
+	// over the one before, and durable is the last commit synced.
 	metaSlot page.Pgid
 	unsynced bool
-	// carry lists what the unsynced commit wrote (its pages and its
-	// record): the next commit's record lists them too, so that a crash
-	// that kept its meta but lost them makes it fail verification.
+	durable  page.Txid
+	// carry lists what the unsynced commits wrote and their state still
+	// uses (their pages and records): the next commit's record lists them
+	// too, so that a crash that kept its meta but lost some of them makes
+	// it fail verification.
 	carry []page.Written
 }
+
+// maxCarry bounds the spans carried from commit to commit by a chain of
+// unsynced ones: a commit that would carry more syncs instead, so that
+// records stay small.
+const maxCarry = 1024
 
 // snapshot is one committed state and the mapping it is read through. refs
 // counts its readers plus one while it is the current snapshot; a snapshot
@@ -393,10 +400,10 @@ func (db *DB) readers() []page.Txid {
 	clear(db.retired[len(retired):])
 	db.retired = retired
 	if db.unsynced {
-		// The durable commit, the one before the current, is what a crash
-		// brings back: the pages it uses are not reused until a synced
-		// commit makes a newer one durable.
-		d := cur.meta.Txid - 1
+		// The durable commit is what a crash brings back: the pages it
+		// uses are not reused until a synced commit makes a newer one
+		// durable.
+		d := db.durable
 		i := sort.Search(len(txids), func(i int) bool { return txids[i] >= d })
 		txids = slices.Insert(txids, i, d)
 	}

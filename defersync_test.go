@@ -19,10 +19,11 @@ type syncCounting struct {
 
 func (f syncCounting) Sync() error { f.n.Add(1); return f.File.Sync() }
 
-// TestDeferSync: a commit that asks to defer its sync skips it when the
-// commit before it synced, and not otherwise; every commit is visible at
-// once (the crash tests of fuzz/ show what a power cut leaves); Close makes a deferred commit durable, and the file reopens at it with
-// its meta where the next commit expects it.
+// TestDeferSync: a commit that asks to defer its sync skips it, after a
+// synced commit or after other deferred ones; every commit is visible at
+// once (the crash tests of fuzz/ show what a power cut leaves); Close
+// makes a deferred commit durable, and the file reopens at it with its
+// meta where the next commit expects it.
 func TestDeferSync(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "db")
 	var syncs atomic.Int64
@@ -70,8 +71,8 @@ func TestDeferSync(t *testing.T) {
 		syncs     int64
 	}{
 		{false, 1}, // synced
-		{true, 0},  // deferred: the one before synced
-		{true, 1},  // the one before did not: this one syncs
+		{true, 0},  // deferred
+		{true, 0},  // a chain of deferred commits
 		{true, 0},
 		{false, 1},
 		{true, 0},
@@ -162,4 +163,74 @@ func TestRestorePrepareDeferSync(t *testing.T) {
 		}
 		db.mustCheck()
 	})
+}
+
+// TestDeferSyncChainBounded: a chain of deferred commits that each leave
+// many new pages in use (values on overflow pages under new keys) carries
+// their list from commit to commit; once it is long, a commit syncs even
+// though it asked not to, and the chain starts again. Everything stays
+// visible, and the file reopens whole.
+func TestDeferSyncChainBounded(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "db")
+	var syncs atomic.Int64
+	opts := &quiver.Options{OpenFile: func(p string, flag int, mode os.FileMode) (quiver.File, error) {
+		f, err := quiver.OpenOSFile(p, flag, mode)
+		if err != nil {
+			return nil, err
+		}
+		return syncCounting{f, &syncs}, nil
+	}}
+	db, err := quiver.Open(path, 0o600, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	value := bytes.Repeat([]byte("v"), 3*os.Getpagesize())
+	var synced []int
+	for c := 0; c < 40; c++ {
+		before := syncs.Load()
+		err := db.Update(func(tx *quiver.Tx) error {
+			tx.DeferSync()
+			b, err := tx.CreateBucketIfNotExists([]byte("b"))
+			if err != nil {
+				return err
+			}
+			for i := 0; i < 100; i++ {
+				if err := b.Put([]byte(fmt.Sprintf("k%03d-%03d", c, i)), value); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if syncs.Load() != before {
+			synced = append(synced, c)
+		}
+	}
+	// 100 spans a commit: the bound (1024) is passed every ~10 commits.
+	if len(synced) < 2 || len(synced) > 6 || synced[0] < 5 {
+		t.Fatalf("commits that synced: %v", synced)
+	}
+	t.Logf("commits that synced: %v", synced)
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	db, err = quiver.Open(path, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	err = db.View(func(tx *quiver.Tx) error {
+		if n := tx.Bucket([]byte("b")).Stats().KeyN; n != 4000 {
+			t.Fatalf("%d keys after the reopen, want 4000", n)
+		}
+		for err := range tx.Check() {
+			t.Error(err)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
 }

@@ -18,8 +18,8 @@
 //     only every so often), then the meta page of the slot the last durable
 //     commit's meta is not in, with as few pwrite calls as the layout
 //     allows;
-//  3. calls fdatasync once (skipped with NoSync, or for a commit after a
-//     synced one that asked for it: Tx.DeferSync);
+//  3. calls fdatasync once (skipped with NoSync, or for a commit that
+//     asked for it: Tx.DeferSync);
 //  4. publishes the new meta to new readers.
 //
 // Every page carries an xxhash64 checksum, its own id and the txid that
@@ -29,7 +29,8 @@
 // anything, and this commit wrote only pages free in it, so a power cut at
 // any point of a commit leaves either the new state or the previous one:
 // a commit whose Commit returned nil is never lost (unless NoSync; a
-// DeferSync commit is durable once the next commit has synced).
+// DeferSync commit is durable once a later commit has synced, or
+// DB.Sync).
 //
 // A write or sync that fails leaves the database refusing writes (ErrFailed)
 // until it is reopened: after a failed fdatasync the kernel may have dropped

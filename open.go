@@ -335,9 +335,9 @@ func (db *DB) verifyRecord(m *page.Meta) error {
 		if err != nil {
 			return err
 		}
-		// A commit after an unsynced one lists that one's pages too
-		// (txid one less): the checksum pins each page's contents.
-		if t := page.TxidOf(p); (t != m.Txid && t+1 != m.Txid) || page.Checksum(p) != w.Checksum || int(page.Overflow(p))+1 != int(w.N) {
+		// A commit after unsynced ones lists their pages too (older
+		// txids): the checksum pins each page's contents.
+		if t := page.TxidOf(p); t > m.Txid || t == 0 || page.Checksum(p) != w.Checksum || int(page.Overflow(p))+1 != int(w.N) {
 			return page.Corruptf(w.ID, "not as commit %d wrote it", m.Txid)
 		}
 	}

@@ -45,8 +45,9 @@
 //	104    MetaEnd
 //
 // A commit writes its meta to the page (0 or 1) that does not hold the
-// last durable commit's meta: T%2 when every commit syncs; a commit after
-// one that deferred its sync overwrites that one's meta.
+// last durable commit's meta: T%2 when every commit syncs; the commits
+// after one that deferred its sync overwrite that one's meta, up to and
+// including the next synced one.
 //
 // # Branch page (FlagBranch)
 //

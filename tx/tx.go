@@ -226,16 +226,18 @@ func (t *Tx) ForEach(fn func(name []byte, b *Bucket) error) error {
 	})
 }
 
-// DeferSync lets the transaction's commit skip its fdatasync when the
-// commit before it was synced (otherwise, or when the commit shrinks the
-// file, it syncs as usual). Such a commit is atomic and visible at once,
-// but not durable: a crash may lose it, and nothing before it. The next
-// commit's sync makes it durable too; until then, the pages the last
-// durable commit uses are not reused. Close syncs.
+// DeferSync lets the transaction's commit skip its fdatasync (unless it
+// shrinks the file, or the unsynced commits before it have written many
+// pages their state still uses: then it syncs as usual). Such a commit is
+// atomic and visible at once, but not durable: a crash may lose it and
+// the unsynced commits before it, back to the last synced one, and
+// nothing else. The next synced commit, or DB.Sync, makes it durable;
+// until then, the pages the last durable commit uses are not reused.
+// Close syncs.
 //
 // It is for state that can be rebuilt after a crash, such as the applied
-// entries of a replicated log whose entries are durable: one sync instead
-// of two when entries are appended and applied in turn.
+// entries of a replicated log whose entries are durable elsewhere, and
+// for batching: many deferred commits, then one synced.
 func (t *Tx) DeferSync() { t.deferSync = true }
 
 // SyncDeferred reports whether DeferSync was called.

@@ -7,3 +7,10 @@ import "golang.org/x/sys/unix"
 func Fdatasync(fd uintptr) error {
 	return unix.Fdatasync(int(fd))
 }
+
+// Preallocate reserves the file's blocks up to size (fallocate(2)), so
+// that writes there later change no size: their fdatasync has no
+// metadata to write.
+func Preallocate(fd uintptr, size int64) error {
+	return unix.Fallocate(int(fd), 0, 0, size)
+}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
+	"os"
 	"path/filepath"
 	"sync"
 	"testing"
@@ -67,6 +68,11 @@ type cluster struct {
 	// dbOptions, if set, gives the options each member's database opens
 	// with.
 	dbOptions func(id uint64) *quiver.Options
+	// wal gives each member a write-ahead file (Config.WAL) beside its
+	// database, opened with walOpen(id) if set.
+	wal       bool
+	walOpen   func(id uint64) func(string, int, os.FileMode) (quiver.File, error)
+	walRotate int64 // Config.walRotate
 }
 
 // node returns the running node id, or nil.
@@ -131,6 +137,13 @@ func (c *cluster) startNode(id uint64, join bool) {
 	cfg := Config{ID: id, Peers: c.ids, DB: db, StateMachine: sm, Transport: c.net.Endpoint(id), TickInterval: 5 * time.Millisecond, LogWindow: c.logWindow, Join: join}
 	if join {
 		cfg.Peers = nil
+	}
+	if c.wal {
+		cfg.WAL = filepath.Join(c.dir, fmt.Sprintf("node%d.wal", id))
+		if c.walOpen != nil {
+			cfg.walOpen = c.walOpen(id)
+		}
+		cfg.walRotate = c.walRotate
 	}
 	n, err := StartNode(cfg)
 	if err != nil {

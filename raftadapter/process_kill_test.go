@@ -24,7 +24,10 @@ import (
 func TestProcessKillRestart(t *testing.T) {
 	seed := testutil.Seed(t)
 	r := testutil.Rand(seed)
-	c := newProcCluster(t, 3, childConfig{LogWindow: 32 << 10})
+	// With the write-ahead file, as quiver serve runs members: the
+	// engine's commits skip their syncs, and a killed member's page cache
+	// keeps them; TestPowerCut drops them.
+	c := newProcCluster(t, 3, childConfig{LogWindow: 32 << 10, WAL: true})
 	acked := map[string]string{}
 	var mu sync.Mutex
 	cycles := testutil.KillCycles(3)

@@ -39,6 +39,8 @@ type childConfig struct {
 	Join         bool              `json:"join"`
 	MemoryBudget int               `json:"memory_budget"`
 	LogWindow    int64             `json:"log_window"`
+	// WAL gives the member a write-ahead file (Config.WAL) in Dir.
+	WAL bool `json:"wal"`
 	// Samples, if set, is a CSV file the child appends its memory to
 	// every SampleEvery.
 	Samples     string        `json:"samples"`
@@ -92,6 +94,9 @@ func runChild(cfg childConfig) error {
 	c := Config{ID: cfg.ID, Peers: ids, DB: db, StateMachine: kvMachine{}, Transport: tr, MemoryBudget: cfg.MemoryBudget, LogWindow: cfg.LogWindow, Join: cfg.Join}
 	if cfg.Join {
 		c.Peers = nil
+	}
+	if cfg.WAL {
+		c.WAL = filepath.Join(cfg.Dir, "raft.wal")
 	}
 	n, err := StartNode(c)
 	if err != nil {

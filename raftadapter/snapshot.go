@@ -2,6 +2,7 @@ package raftadapter
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -264,10 +265,21 @@ func (n *Node) install(rd raft.Ready) error {
 		return err
 	}
 	defer f.Close()
+	var gen uint64 // the write-ahead file's next generation (0: no file)
+	if n.wal != nil {
+		gen = newGen(n.wal.gen)
+	}
 	if err := n.cfg.DB.Restore(f, func(db *quiver.DB) error {
-		return db.Update(func(tx *quiver.Tx) error { return adoptImage(tx, meta, hs) })
+		return db.Update(func(tx *quiver.Tx) error { return adoptImage(tx, meta, hs, gen) })
 	}); err != nil {
 		return fmt.Errorf("raftadapter: installing snapshot %d: %w", meta.GetIndex(), err)
+	}
+	if n.wal != nil {
+		// The file's records are older than the image, which Restore
+		// made durable with the new generation.
+		if err := n.wal.reset(gen); err != nil {
+			return err
+		}
 	}
 	n.installed.Add(1)
 	if err := n.storage.reload(); err != nil {
@@ -284,8 +296,9 @@ func (n *Node) install(rd raft.Ready) error {
 
 // adoptImage replaces the raft state of a leader's image, in tx, by this
 // node's: its HardState (a term and vote it must keep), the snapshot's
-// configuration and metadata, and an empty log.
-func adoptImage(tx *quiver.Tx, meta *pb.SnapshotMetadata, hs *pb.HardState) error {
+// configuration and metadata, an empty log, and its write-ahead
+// generation (gen; 0: none, and the leader's is dropped too).
+func adoptImage(tx *quiver.Tx, meta *pb.SnapshotMetadata, hs *pb.HardState, gen uint64) error {
 	b := tx.Bucket(bucketName)
 	if b == nil {
 		return corruptf("the snapshot image holds no bucket %q", bucketName)
@@ -315,6 +328,13 @@ func adoptImage(tx *quiver.Tx, meta *pb.SnapshotMetadata, hs *pb.HardState) erro
 		return err
 	}
 	if err := put(snapshotKey, meta); err != nil {
+		return err
+	}
+	if gen == 0 {
+		if err := b.Delete(walGenKey); err != nil {
+			return err
+		}
+	} else if err := b.Put(walGenKey, binary.BigEndian.AppendUint64(nil, gen)); err != nil {
 		return err
 	}
 	return b.Put(appliedKey, indexKey(meta.GetIndex()))

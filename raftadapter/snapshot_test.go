@@ -70,9 +70,18 @@ func appliedCount(t *testing.T, kv map[string]string) uint64 {
 // follower, restarted, is brought up to date by a snapshot (the leader's
 // database streamed), then by the log; every entry is applied exactly
 // once, across the install and a restart of every node.
+//
+// It runs with the engine's commits syncing, and with write-ahead files
+// (an install starts a new generation of the follower's file).
 func TestSnapshotCatchUp(t *testing.T) {
+	for _, wal := range []bool{false, true} {
+		t.Run(fmt.Sprintf("wal=%v", wal), func(t *testing.T) { snapshotCatchUp(t, wal) })
+	}
+}
+
+func snapshotCatchUp(t *testing.T, wal bool) {
 	const window = 32 << 10
-	c := newClusterWith(t, 3, testutil.Seed(t), func(c *cluster) { c.logWindow = window })
+	c := newClusterWith(t, 3, testutil.Seed(t), func(c *cluster) { c.logWindow, c.wal = window, wal })
 	lead := c.leader()
 	c.putMany(lead, "a", 20)
 	follower := c.ids[0]

@@ -25,7 +25,7 @@ import (
 // under etcd's names.
 type MemberConfig struct {
 	Name    string // --name
-	DataDir string // --data-dir: the member's database is DataDir/member.db
+	DataDir string // --data-dir: the member's database is DataDir/member.db, its raft write-ahead file DataDir/raft.wal
 
 	ListenClientURLs         []string // --listen-client-urls
 	AdvertiseClientURLs      []string // --advertise-client-urls
@@ -239,7 +239,7 @@ func Run(ctx context.Context, cfg MemberConfig) error {
 		infos[m.id] = MemberInfo{Name: m.name, PeerURLs: []string{m.url}}
 	}
 	infos[self.id] = MemberInfo{Name: self.name, PeerURLs: cfg.InitialAdvertisePeerURLs, ClientURLs: cfg.AdvertiseClientURLs}
-	scfg := Config{ID: self.id, ClusterID: clusterID, Peers: ids, DB: db, Transport: tr, MaxRequestBytes: cfg.MaxRequestBytes, QuotaBackendBytes: cfg.QuotaBackendBytes, Members: infos, FsyncTimer: fsync,
+	scfg := Config{ID: self.id, ClusterID: clusterID, Peers: ids, DB: db, Transport: tr, WAL: filepath.Join(cfg.DataDir, "raft.wal"), MaxRequestBytes: cfg.MaxRequestBytes, QuotaBackendBytes: cfg.QuotaBackendBytes, Members: infos, FsyncTimer: fsync,
 		ClusterToken: cfg.InitialClusterToken,
 		OnPeer: func(id uint64, urls []string) {
 			switch {

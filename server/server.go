@@ -62,6 +62,9 @@ type Config struct {
 	MemoryBudget int
 	LogWindow    int64
 	TickInterval time.Duration
+	// WAL is the node's write-ahead file (see raftadapter.Config): quiver
+	// serve keeps it beside the database.
+	WAL string
 	// MaxRequestBytes bounds a request (default DefaultMaxRequestBytes).
 	MaxRequestBytes int
 	// RequestTimeout bounds how long a request waits for raft (default 5 s).
@@ -155,7 +158,7 @@ func New(cfg Config) (*Server, error) {
 	node, err := raftadapter.StartNode(raftadapter.Config{
 		ID: cfg.ID, Peers: cfg.Peers, Join: cfg.Join, DB: cfg.DB, StateMachine: mach,
 		Transport: cfg.Transport, MemoryBudget: cfg.MemoryBudget, LogWindow: cfg.LogWindow,
-		TickInterval: cfg.TickInterval, Logger: cfg.Logger,
+		TickInterval: cfg.TickInterval, WAL: cfg.WAL, Logger: cfg.Logger,
 	})
 	if err != nil {
 		store.Close()

@@ -202,8 +202,12 @@ type Node struct {
 	sinceTrim int64
 	trimMore  bool
 
-	// wal is the write-ahead file (Config.WAL), or nil.
-	wal *wal
+	// wal is the write-ahead file (Config.WAL), or nil. pending are the
+	// entries durable in it and staged in the storage, not yet in the
+	// database (pendingBytes, their size).
+	wal          *wal
+	pending      []*pb.Entry
+	pendingBytes int
 
 	// Snapshots. Sending: one goroutine per peer (sending, on the loop)
 	// streams a read transaction and reports on snapDone. Receiving:
@@ -563,6 +567,7 @@ func (n *Node) run() {
 			}
 			n.rn.ReportSnapshot(r.to, status)
 		case <-n.stopc:
+			n.flush()
 			return
 		}
 		// Take what else is waiting before the next Ready, so that
@@ -684,6 +689,14 @@ func (n *Node) handleReady(rd raft.Ready) error {
 		n.finishReady(rd, last, nil)
 		return nil
 	}
+	if !voted && n.rn.BasicStatus().RaftState == raft.StateLeader {
+		// A leader sends before it persists: its followers write the
+		// entries while it does (the raft thesis, 10.2.1; raft's README,
+		// step 2). A commit index it sends covers only entries of earlier
+		// Readies, persisted already.
+		n.send(rd.Messages)
+		rd.Messages = nil
+	}
 	rotate := false
 	if n.wal != nil && mustSync {
 		// Durable here: the engine's commit below may skip its sync, and
@@ -699,13 +712,16 @@ func (n *Node) handleReady(rd raft.Ready) error {
 		n.send(rd.Messages)
 		rd.Messages = nil
 		rotate = n.wal.full()
-	} else if !voted && n.rn.BasicStatus().RaftState == raft.StateLeader {
-		// A leader sends before it persists: its followers write the
-		// entries while it does (the raft thesis, 10.2.1; raft's README,
-		// step 2). A commit index it sends covers only entries of earlier
-		// Readies, persisted already.
-		n.send(rd.Messages)
-		rd.Messages = nil
+		// Entries alone wait for the next commit, which applies them
+		// (one engine commit a proposal, not two): raft reads them from
+		// the storage's cache meanwhile.
+		size := entriesSize(rd.Entries)
+		if !rotate && len(rd.CommittedEntries) == 0 && n.pendingBytes+size <= n.storage.budget && n.storage.stage(rd.Entries, hs) {
+			n.pending = appendEntries(n.pending, rd.Entries)
+			n.pendingBytes = entriesSize(n.pending)
+			n.finishReady(rd, last, nil)
+			return nil
+		}
 	}
 	var gen uint64
 	err := n.cfg.DB.Update(func(tx *quiver.Tx) error {
@@ -730,7 +746,7 @@ func (n *Node) handleReady(rd raft.Ready) error {
 				return err
 			}
 		}
-		if err := w.Append(rd.Entries); err != nil {
+		if err := w.Append(appendEntries(n.pending, rd.Entries)); err != nil {
 			return err
 		}
 		if n.hardDirty {
@@ -834,6 +850,7 @@ func (n *Node) handleReady(rd raft.Ready) error {
 			return err
 		}
 	}
+	n.pending, n.pendingBytes = nil, 0
 	n.hardDirty = false
 	n.finishReady(rd, last, told)
 	return nil
@@ -876,6 +893,60 @@ func (n *Node) finishReady(rd raft.Ready, last uint64, told []ack) {
 	}
 	n.mu.Unlock()
 	n.rn.Advance(rd)
+}
+
+// flush writes the staged entries and the newest HardState to the
+// database, synced, as the node stops: with or without its write-ahead
+// file, the next start finds them there.
+func (n *Node) flush() {
+	if n.wal == nil || (len(n.pending) == 0 && !n.hardDirty) {
+		return
+	}
+	err := n.cfg.DB.Update(func(tx *quiver.Tx) error {
+		w, err := n.storage.Writer(tx)
+		if err != nil {
+			return err
+		}
+		if err := w.Append(n.pending); err != nil {
+			return err
+		}
+		if n.hardDirty {
+			return w.SetHardState(n.hard)
+		}
+		return nil
+	})
+	if err != nil {
+		n.mu.Lock()
+		n.err = err
+		n.mu.Unlock()
+		n.cfg.Logger.Errorf("raftadapter: node %d: writing its staged entries as it stops: %v", n.cfg.ID, err)
+		return
+	}
+	n.pending, n.pendingBytes, n.hardDirty = nil, 0, false
+}
+
+// appendEntries is pending followed by ents as raft appends them: ents
+// replace the entries of pending from their first index on.
+func appendEntries(pending, ents []*pb.Entry) []*pb.Entry {
+	if len(ents) == 0 {
+		return pending
+	}
+	if len(pending) == 0 {
+		return ents
+	}
+	keep := 0
+	if from, first := ents[0].GetIndex(), pending[0].GetIndex(); from > first {
+		keep = int(min(from-first, uint64(len(pending))))
+	}
+	return append(pending[:keep:keep], ents...)
+}
+
+func entriesSize(ents []*pb.Entry) int {
+	n := 0
+	for _, e := range ents {
+		n += proto.Size(e)
+	}
+	return n
 }
 
 // termOrVoteChanged reports whether the HardState to write changes the

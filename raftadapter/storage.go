@@ -53,6 +53,10 @@ type Storage struct {
 	cacheFirst uint64
 	cacheBytes int
 	published  uint64 // the txid of the last commit published
+	// inEngine is the last entry the database holds. Entries after it
+	// were staged (durable in the node's write-ahead file, not yet in the
+	// database): the cache holds them all, whatever its budget.
+	inEngine uint64
 }
 
 // logState is the committed state of the log and of raft's persistent
@@ -104,6 +108,7 @@ func OpenStorage(db *quiver.DB, opts *StorageOptions) (*Storage, error) {
 	if err != nil {
 		return nil, err
 	}
+	s.inEngine = s.state.last
 	// raft refuses, with a panic, a commit index outside the log it has.
 	st := s.state
 	if hs := st.hard; hs != nil && hs.GetCommit() != 0 && (hs.GetCommit() > st.last || hs.GetCommit() < st.snap.GetIndex()) {
@@ -315,6 +320,9 @@ func (s *Storage) Entries(lo, hi, maxSize uint64) ([]*pb.Entry, error) {
 		s.mu.Unlock()
 		return ents[:len(ents):len(ents)], nil
 	}
+	// Those in the database: staged ones are in the cache, and raft takes
+	// fewer entries than it asked for as a size limit.
+	hi = min(hi, s.inEngine+1)
 	s.mu.Unlock()
 	return s.read(lo, hi, maxSize)
 }
@@ -665,14 +673,29 @@ func (w *Writer) publish() {
 	s.published = txid
 	st := w.state
 	s.state = st
+	s.inEngine = st.last
 	if w.reset || !consecutive {
 		s.cache, s.cacheBytes = nil, 0
 	}
 	// Cut what was replaced. The capacity is cut too, so that appending
 	// copies rather than overwrite entries handed out by Entries.
 	keepBelow := w.cut
-	if len(w.added) > 0 {
-		keepBelow = min(keepBelow, w.added[0].GetIndex())
+	added := w.added
+	if len(added) > 0 {
+		keepBelow = min(keepBelow, added[0].GetIndex())
+	}
+	// The entries this commit appended after staging them (stage) are in
+	// the cache already, the same ones: they stay, and only what follows
+	// them joins.
+	if n := len(s.cache); n > 0 && len(added) > 0 && keepBelow == added[0].GetIndex() && keepBelow >= s.cacheFirst {
+		k := int(keepBelow - s.cacheFirst)
+		same := 0
+		for same < len(added) && k+same < n && s.cache[k+same] == added[same] {
+			same++
+		}
+		if k+same == n {
+			keepBelow, added = s.cacheFirst+uint64(n), added[same:]
+		}
 	}
 	if n := len(s.cache); n > 0 && keepBelow < s.cacheFirst+uint64(n) {
 		k := 0
@@ -684,7 +707,7 @@ func (w *Writer) publish() {
 		}
 		s.cache = s.cache[:k:k]
 	}
-	for _, e := range w.added {
+	for _, e := range added {
 		if len(s.cache) == 0 {
 			s.cacheFirst = e.GetIndex()
 		}
@@ -717,8 +740,52 @@ func (s *Storage) reload() error {
 		s.mu.Lock()
 		defer s.mu.Unlock()
 		s.state = st
+		s.inEngine = st.last
 		s.cache, s.cacheBytes, s.cacheFirst = nil, 0, 0
 		s.published = uint64(tx.ID())
 		return nil
 	})
+}
+
+// stage publishes ents, consecutive entries made durable outside the
+// database (the node's write-ahead file), and hs if not nil, to raft's
+// reads before a commit writes them to the database: the cache holds
+// them until then. Entries that would replace some the database holds
+// are not staged: stage returns false, and they must be appended in a
+// commit.
+func (s *Storage) stage(ents []*pb.Entry, hs *pb.HardState) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(ents) > 0 {
+		from := ents[0].GetIndex()
+		if from <= s.inEngine || from > s.state.last+1 {
+			return false
+		}
+		if n := len(s.cache); n > 0 && from < s.cacheFirst+uint64(n) {
+			k := int(from - s.cacheFirst) // from > inEngine >= cacheFirst-1
+			for _, e := range s.cache[k:] {
+				s.cacheBytes -= proto.Size(e)
+			}
+			s.cache = s.cache[:k:k] // entries handed out stay as they were
+		}
+		if len(s.cache) == 0 {
+			s.cacheFirst = from
+		}
+		for _, e := range ents {
+			s.cache = append(s.cache, e)
+			s.cacheBytes += proto.Size(e)
+		}
+		s.state.last = ents[len(ents)-1].GetIndex()
+		drop := 0
+		for drop < len(s.cache)-1 && s.cacheBytes > s.budget && s.cacheFirst+uint64(drop) <= s.inEngine {
+			s.cacheBytes -= proto.Size(s.cache[drop])
+			drop++
+		}
+		s.cache = s.cache[drop:]
+		s.cacheFirst += uint64(drop)
+	}
+	if hs != nil {
+		s.state.hard = proto.Clone(hs).(*pb.HardState)
+	}
+	return true
 }

@@ -320,11 +320,29 @@ func (s *Storage) Entries(lo, hi, maxSize uint64) ([]*pb.Entry, error) {
 		s.mu.Unlock()
 		return ents[:len(ents):len(ents)], nil
 	}
-	// Those in the database: staged ones are in the cache, and raft takes
-	// fewer entries than it asked for as a size limit.
-	hi = min(hi, s.inEngine+1)
+	// The older ones from the file, then the cache's (staged entries are
+	// only there).
+	cut := hi
+	var tail []*pb.Entry
+	if len(s.cache) > 0 && hi > s.cacheFirst {
+		cut, tail = s.cacheFirst, s.cache[:hi-s.cacheFirst]
+	}
 	s.mu.Unlock()
-	return s.read(lo, hi, maxSize)
+	ents, err := s.read(lo, cut, maxSize)
+	if err != nil || uint64(len(ents)) < cut-lo {
+		return ents, err
+	}
+	size := uint64(0)
+	for _, e := range ents {
+		size += uint64(proto.Size(e))
+	}
+	for _, e := range tail {
+		if size += uint64(proto.Size(e)); size > maxSize {
+			break
+		}
+		ents = append(ents, e)
+	}
+	return ents, nil
 }
 
 // read reads entries [lo, hi) from the file, at most maxSize bytes of them

@@ -308,3 +308,69 @@ func TestWriterRefusesBadInput(t *testing.T) {
 		t.Fatalf("a Writer on a read transaction: %v", err)
 	}
 }
+
+// TestStorageStage: entries staged (durable in the node's write-ahead
+// file, not yet in the database) read as raft's MemoryStorage holding the
+// same appends reads, before and after a commit writes them, with a cache
+// budget they exceed: staged entries are never evicted. Staging over
+// entries the database holds is refused, and a commit then replaces them.
+func TestStorageStage(t *testing.T) {
+	seed := testutil.Seed(t)
+	r := testutil.Rand(seed)
+	db, _ := openTestDB(t)
+	s, err := OpenStorage(db, &StorageOptions{CacheBytes: 2 << 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := raft.NewMemoryStorage()
+	var pending []*pb.Entry
+	term := uint64(1)
+	last := uint64(0)
+	for step := 0; step < 400; step++ {
+		what := fmt.Sprintf("step %d", step)
+		switch k := r.IntN(10); {
+		case k < 6: // stage entries after the last, or over staged ones
+			from := last + 1
+			if len(pending) > 0 && r.IntN(4) == 0 {
+				from = pending[0].GetIndex() + uint64(r.IntN(len(pending)))
+				term++
+			}
+			var ents []*pb.Entry
+			for i := 0; i < 1+r.IntN(4); i++ {
+				ents = append(ents, entry(from+uint64(i), term, fmt.Sprintf("%d-%d-%s", step, i, bytes.Repeat([]byte("x"), r.IntN(600)))))
+			}
+			hs := &pb.HardState{Term: new(term), Commit: new(uint64(0))}
+			if !s.stage(ents, hs) {
+				t.Fatalf("%s: staging entries from %d (last %d) refused", what, from, last)
+			}
+			if err := m.Append(ents); err != nil {
+				t.Fatal(err)
+			}
+			_ = m.SetHardState(hs)
+			pending = appendEntries(pending, ents)
+			last = ents[len(ents)-1].GetIndex()
+		case k < 8: // a commit writes what is staged
+			if err := write(t, s, func(w *Writer) error {
+				if err := w.Append(pending); err != nil {
+					return err
+				}
+				hs, _, _ := s.InitialState()
+				return w.SetHardState(hs)
+			}); err != nil {
+				t.Fatal(err)
+			}
+			pending = nil
+		default: // over entries the database holds: refused
+			if s.inEngine == 0 || len(pending) > 0 {
+				continue
+			}
+			if s.stage([]*pb.Entry{entry(s.inEngine, term+1, "over")}, nil) {
+				t.Fatalf("%s: staged over entry %d, which the database holds", what, s.inEngine)
+			}
+		}
+		sameStorage(t, s, m, r, what)
+		if s.CacheBytes() > 2<<10 && len(s.cache) > 0 && s.cacheFirst <= s.inEngine {
+			t.Fatalf("%s: %d bytes cached with entries from %d the database holds (last there %d)", what, s.CacheBytes(), s.cacheFirst, s.inEngine)
+		}
+	}
+}

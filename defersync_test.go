@@ -19,6 +19,17 @@ type syncCounting struct {
 
 func (f syncCounting) Sync() error { f.n.Add(1); return f.File.Sync() }
 
+// syncCountingOptions opens files whose Syncs add to n.
+func syncCountingOptions(n *atomic.Int64) *quiver.Options {
+	return &quiver.Options{OpenFile: func(p string, flag int, mode os.FileMode) (quiver.File, error) {
+		f, err := quiver.OpenOSFile(p, flag, mode)
+		if err != nil {
+			return nil, err
+		}
+		return syncCounting{f, n}, nil
+	}}
+}
+
 // TestDeferSync: a commit that asks to defer its sync skips it, after a
 // synced commit or after other deferred ones; every commit is visible at
 // once (the crash tests of fuzz/ show what a power cut leaves); Close
@@ -27,13 +38,7 @@ func (f syncCounting) Sync() error { f.n.Add(1); return f.File.Sync() }
 func TestDeferSync(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "db")
 	var syncs atomic.Int64
-	opts := &quiver.Options{OpenFile: func(p string, flag int, mode os.FileMode) (quiver.File, error) {
-		f, err := quiver.OpenOSFile(p, flag, mode)
-		if err != nil {
-			return nil, err
-		}
-		return syncCounting{f, &syncs}, nil
-	}}
+	opts := syncCountingOptions(&syncs)
 	db, err := quiver.Open(path, 0o600, opts)
 	if err != nil {
 		t.Fatal(err)
@@ -173,13 +178,7 @@ func TestRestorePrepareDeferSync(t *testing.T) {
 func TestDeferSyncChainBounded(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "db")
 	var syncs atomic.Int64
-	opts := &quiver.Options{OpenFile: func(p string, flag int, mode os.FileMode) (quiver.File, error) {
-		f, err := quiver.OpenOSFile(p, flag, mode)
-		if err != nil {
-			return nil, err
-		}
-		return syncCounting{f, &syncs}, nil
-	}}
+	opts := syncCountingOptions(&syncs)
 	db, err := quiver.Open(path, 0o600, opts)
 	if err != nil {
 		t.Fatal(err)

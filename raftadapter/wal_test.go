@@ -19,19 +19,24 @@ func walEntries(from, n uint64, term uint64) []*pb.Entry {
 	return ents
 }
 
+// recordString is a write-ahead record as the tests compare it.
+func recordString(hs *pb.HardState, ents []*pb.Entry) string {
+	s := "hs=none"
+	if hs != nil {
+		s = fmt.Sprintf("hs=%d/%d/%d", hs.GetTerm(), hs.GetVote(), hs.GetCommit())
+	}
+	for _, e := range ents {
+		s += fmt.Sprintf(" %d@%d:%s", e.GetIndex(), e.GetTerm(), e.GetData())
+	}
+	return s
+}
+
 // replayAll returns the records of generation gen in w as strings.
 func replayAll(t *testing.T, w *wal, gen uint64) []string {
 	t.Helper()
 	var got []string
 	err := w.replay(gen, func(hs *pb.HardState, ents []*pb.Entry) error {
-		s := "hs=none"
-		if hs != nil {
-			s = fmt.Sprintf("hs=%d/%d/%d", hs.GetTerm(), hs.GetVote(), hs.GetCommit())
-		}
-		for _, e := range ents {
-			s += fmt.Sprintf(" %d@%d:%s", e.GetIndex(), e.GetTerm(), e.GetData())
-		}
-		got = append(got, s)
+		got = append(got, recordString(hs, ents))
 		return nil
 	})
 	if err != nil {
@@ -67,14 +72,7 @@ func TestWALRecords(t *testing.T) {
 			t.Fatal(err)
 		}
 		ends = append(ends, w.off)
-		s := "hs=none"
-		if hs != nil {
-			s = fmt.Sprintf("hs=%d/%d/%d", hs.GetTerm(), hs.GetVote(), hs.GetCommit())
-		}
-		for _, e := range ents {
-			s += fmt.Sprintf(" %d@%d:%s", e.GetIndex(), e.GetTerm(), e.GetData())
-		}
-		want = append(want, s)
+		want = append(want, recordString(hs, ents))
 	}
 	if got := replayAll(t, w, w.gen); fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("replay:\n%q\nwant\n%q", got, want)

@@ -57,6 +57,10 @@ type Storage struct {
 	// were staged (durable in the node's write-ahead file, not yet in the
 	// database): the cache holds them all, whatever its budget.
 	inEngine uint64
+	// engine is the state in the database as of commit published (state
+	// without what was staged since): a Writer of the next commit starts
+	// from it instead of reading it.
+	engine logState
 }
 
 // logState is the committed state of the log and of raft's persistent
@@ -102,7 +106,7 @@ func OpenStorage(db *quiver.DB, opts *StorageOptions) (*Storage, error) {
 	}
 	err := db.View(func(tx *quiver.Tx) error {
 		st, err := loadState(tx)
-		s.state = st
+		s.state, s.engine, s.published = st, st, uint64(tx.ID())
 		return err
 	})
 	if err != nil {
@@ -444,12 +448,18 @@ func (s *Storage) Writer(tx *quiver.Tx) (*Writer, error) {
 	if lb == nil {
 		return nil, corruptf("bucket %q/%q is missing", bucketName, logBucket)
 	}
-	// The state as this transaction sees it: a commit before it may not
-	// have published yet (commit handlers run after the writer lock is
-	// released).
-	st, err := loadState(tx)
-	if err != nil {
-		return nil, err
+	// The state as this transaction sees it: the one published if the
+	// commit before was the last published, else read (a commit may not
+	// have published yet: commit handlers run after the writer lock is
+	// released; or another wrote the database).
+	s.mu.Lock()
+	st, known := s.engine, s.published == uint64(tx.ID())-1
+	s.mu.Unlock()
+	if !known {
+		var err error
+		if st, err = loadState(tx); err != nil {
+			return nil, err
+		}
 	}
 	w := &Writer{s: s, tx: tx, b: b, lb: lb, state: st}
 	w.cut = w.state.last + 1
@@ -690,7 +700,7 @@ func (w *Writer) publish() {
 	consecutive := s.published == txid-1
 	s.published = txid
 	st := w.state
-	s.state = st
+	s.state, s.engine = st, st
 	s.inEngine = st.last
 	if w.reset || !consecutive {
 		s.cache, s.cacheBytes = nil, 0
@@ -757,7 +767,7 @@ func (s *Storage) reload() error {
 		}
 		s.mu.Lock()
 		defer s.mu.Unlock()
-		s.state = st
+		s.state, s.engine = st, st
 		s.inEngine = st.last
 		s.cache, s.cacheBytes, s.cacheFirst = nil, 0, 0
 		s.published = uint64(tx.ID())

@@ -119,7 +119,8 @@ type Config struct {
 	// the engine's commits, which store the same entries and apply the
 	// committed ones, skip their own (a synced one comes every 16 MiB of
 	// records). After a crash the node writes the file's records into the
-	// log before it starts. Empty: every commit that appends entries
+	// log before it starts: a node that did not stop cleanly refuses to
+	// start without its file. Empty: every commit that appends entries
 	// syncs the engine.
 	WAL string
 	// walOpen opens the write-ahead file (nil: quiver.OpenOSFile); tests
@@ -896,10 +897,11 @@ func (n *Node) finishReady(rd raft.Ready, last uint64, told []ack) {
 }
 
 // flush writes the staged entries and the newest HardState to the
-// database, synced, as the node stops: with or without its write-ahead
-// file, the next start finds them there.
+// database, synced, as the node stops, and forgets the write-ahead
+// generation: the file holds nothing the database lacks, and the next
+// start may go with or without it.
 func (n *Node) flush() {
-	if n.wal == nil || (len(n.pending) == 0 && !n.hardDirty) {
+	if n.wal == nil {
 		return
 	}
 	err := n.cfg.DB.Update(func(tx *quiver.Tx) error {
@@ -911,9 +913,11 @@ func (n *Node) flush() {
 			return err
 		}
 		if n.hardDirty {
-			return w.SetHardState(n.hard)
+			if err := w.SetHardState(n.hard); err != nil {
+				return err
+			}
 		}
-		return nil
+		return w.b.Delete(walGenKey)
 	})
 	if err != nil {
 		n.mu.Lock()

@@ -254,9 +254,9 @@ func decodeWALRecord(b []byte) (*pb.HardState, []*pb.Entry, error) {
 
 // recoverWAL opens the write-ahead file at path and writes the records of
 // the engine's generation into the log, in one synced commit that starts
-// a new generation. With path "", it only forgets the generation, so that
-// records a write-ahead file still holds are never replayed onto a log
-// that went on without it.
+// a new generation. A database with a generation (it did not stop cleanly
+// with its file) needs its file: without one (path ""), or with it
+// missing, it refuses to start.
 func recoverWAL(db *quiver.DB, s *Storage, path string, open func(string, int, os.FileMode) (quiver.File, error)) (*wal, error) {
 	var gen uint64
 	err := db.View(func(tx *quiver.Tx) error {
@@ -272,10 +272,13 @@ func recoverWAL(db *quiver.DB, s *Storage, path string, open func(string, int, o
 		return nil, err
 	}
 	if path == "" {
-		if gen == 0 {
-			return nil, nil
+		if gen != 0 {
+			return nil, errors.New("raftadapter: the database did not stop cleanly with a write-ahead file, and its last entries may be only there: start it with that file (Config.WAL)")
 		}
-		return nil, db.Update(func(tx *quiver.Tx) error { return tx.Bucket(bucketName).Delete(walGenKey) })
+		return nil, nil
+	}
+	if _, err := os.Stat(path); gen != 0 && errors.Is(err, os.ErrNotExist) {
+		return nil, corruptf("the write-ahead file %s is missing, and the database needs its records (generation %016x)", path, gen)
 	}
 	w, err := openWAL(path, open)
 	if err != nil {

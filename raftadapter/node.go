@@ -205,10 +205,9 @@ type Node struct {
 
 	// wal is the write-ahead file (Config.WAL), or nil. pending are the
 	// entries durable in it and staged in the storage, not yet in the
-	// database (pendingBytes, their size).
-	wal          *wal
-	pending      []*pb.Entry
-	pendingBytes int
+	// database.
+	wal     *wal
+	pending []*pb.Entry
 
 	// Snapshots. Sending: one goroutine per peer (sending, on the loop)
 	// streams a read transaction and reports on snapDone. Receiving:
@@ -716,10 +715,8 @@ func (n *Node) handleReady(rd raft.Ready) error {
 		// Entries alone wait for the next commit, which applies them
 		// (one engine commit a proposal, not two): raft reads them from
 		// the storage's cache meanwhile.
-		size := entriesSize(rd.Entries)
-		if !rotate && len(rd.CommittedEntries) == 0 && n.pendingBytes+size <= n.storage.budget && n.storage.stage(rd.Entries, hs) {
+		if !rotate && len(rd.CommittedEntries) == 0 && entriesSize(n.pending)+entriesSize(rd.Entries) <= n.storage.budget && n.storage.stage(rd.Entries, hs) {
 			n.pending = appendEntries(n.pending, rd.Entries)
-			n.pendingBytes = entriesSize(n.pending)
 			n.finishReady(rd, last, nil)
 			return nil
 		}
@@ -851,7 +848,7 @@ func (n *Node) handleReady(rd raft.Ready) error {
 			return err
 		}
 	}
-	n.pending, n.pendingBytes = nil, 0
+	n.pending = nil
 	n.hardDirty = false
 	n.finishReady(rd, last, told)
 	return nil
@@ -926,7 +923,7 @@ func (n *Node) flush() {
 		n.cfg.Logger.Errorf("raftadapter: node %d: writing its staged entries as it stops: %v", n.cfg.ID, err)
 		return
 	}
-	n.pending, n.pendingBytes, n.hardDirty = nil, 0, false
+	n.pending, n.hardDirty = nil, false
 }
 
 // appendEntries is pending followed by ents as raft appends them: ents

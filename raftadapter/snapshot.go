@@ -282,7 +282,7 @@ func (n *Node) install(rd raft.Ready) error {
 		}
 	}
 	n.installed.Add(1)
-	n.pending, n.pendingBytes = nil, 0 // the image replaced the log they extended
+	n.pending = nil // the image replaced the log they extended
 	if err := n.storage.reload(); err != nil {
 		return err
 	}

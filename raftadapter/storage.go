@@ -53,13 +53,11 @@ type Storage struct {
 	cacheFirst uint64
 	cacheBytes int
 	published  uint64 // the txid of the last commit published
-	// inEngine is the last entry the database holds. Entries after it
-	// were staged (durable in the node's write-ahead file, not yet in the
-	// database): the cache holds them all, whatever its budget.
-	inEngine uint64
 	// engine is the state in the database as of commit published (state
 	// without what was staged since): a Writer of the next commit starts
-	// from it instead of reading it.
+	// from it instead of reading it. Entries after engine.last were staged
+	// (durable in the node's write-ahead file, not yet in the database):
+	// the cache holds them all, whatever its budget.
 	engine logState
 }
 
@@ -112,7 +110,6 @@ func OpenStorage(db *quiver.DB, opts *StorageOptions) (*Storage, error) {
 	if err != nil {
 		return nil, err
 	}
-	s.inEngine = s.state.last
 	// raft refuses, with a panic, a commit index outside the log it has.
 	st := s.state
 	if hs := st.hard; hs != nil && hs.GetCommit() != 0 && (hs.GetCommit() > st.last || hs.GetCommit() < st.snap.GetIndex()) {
@@ -701,7 +698,6 @@ func (w *Writer) publish() {
 	s.published = txid
 	st := w.state
 	s.state, s.engine = st, st
-	s.inEngine = st.last
 	if w.reset || !consecutive {
 		s.cache, s.cacheBytes = nil, 0
 	}
@@ -768,7 +764,6 @@ func (s *Storage) reload() error {
 		s.mu.Lock()
 		defer s.mu.Unlock()
 		s.state, s.engine = st, st
-		s.inEngine = st.last
 		s.cache, s.cacheBytes, s.cacheFirst = nil, 0, 0
 		s.published = uint64(tx.ID())
 		return nil
@@ -786,11 +781,11 @@ func (s *Storage) stage(ents []*pb.Entry, hs *pb.HardState) bool {
 	defer s.mu.Unlock()
 	if len(ents) > 0 {
 		from := ents[0].GetIndex()
-		if from <= s.inEngine || from > s.state.last+1 {
+		if from <= s.engine.last || from > s.state.last+1 {
 			return false
 		}
 		if n := len(s.cache); n > 0 && from < s.cacheFirst+uint64(n) {
-			k := int(from - s.cacheFirst) // from > inEngine >= cacheFirst-1
+			k := int(from - s.cacheFirst) // from > engine.last >= cacheFirst-1
 			for _, e := range s.cache[k:] {
 				s.cacheBytes -= proto.Size(e)
 			}
@@ -805,7 +800,7 @@ func (s *Storage) stage(ents []*pb.Entry, hs *pb.HardState) bool {
 		}
 		s.state.last = ents[len(ents)-1].GetIndex()
 		drop := 0
-		for drop < len(s.cache)-1 && s.cacheBytes > s.budget && s.cacheFirst+uint64(drop) <= s.inEngine {
+		for drop < len(s.cache)-1 && s.cacheBytes > s.budget && s.cacheFirst+uint64(drop) <= s.engine.last {
 			s.cacheBytes -= proto.Size(s.cache[drop])
 			drop++
 		}

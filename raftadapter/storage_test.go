@@ -361,16 +361,16 @@ func TestStorageStage(t *testing.T) {
 			}
 			pending = nil
 		default: // over entries the database holds: refused
-			if s.inEngine == 0 || len(pending) > 0 {
+			if s.engine.last == 0 || len(pending) > 0 {
 				continue
 			}
-			if s.stage([]*pb.Entry{entry(s.inEngine, term+1, "over")}, nil) {
-				t.Fatalf("%s: staged over entry %d, which the database holds", what, s.inEngine)
+			if s.stage([]*pb.Entry{entry(s.engine.last, term+1, "over")}, nil) {
+				t.Fatalf("%s: staged over entry %d, which the database holds", what, s.engine.last)
 			}
 		}
 		sameStorage(t, s, m, r, what)
-		if s.CacheBytes() > 2<<10 && len(s.cache) > 0 && s.cacheFirst <= s.inEngine {
-			t.Fatalf("%s: %d bytes cached with entries from %d the database holds (last there %d)", what, s.CacheBytes(), s.cacheFirst, s.inEngine)
+		if s.CacheBytes() > 2<<10 && len(s.cache) > 0 && s.cacheFirst <= s.engine.last {
+			t.Fatalf("%s: %d bytes cached with entries from %d the database holds (last there %d)", what, s.CacheBytes(), s.cacheFirst, s.engine.last)
 		}
 	}
 }

@@ -123,9 +123,10 @@ type Config struct {
 	// start without its file. Empty: every commit that appends entries
 	// syncs the engine.
 	WAL string
-	// walOpen opens the write-ahead file (nil: quiver.OpenOSFile); tests
-	// record its writes with it.
-	walOpen func(string, int, os.FileMode) (quiver.File, error)
+	// WALOpenFile, if set, opens the write-ahead file instead of
+	// quiver.OpenOSFile (whose Sync is fdatasync): quiver serve times the
+	// file's syncs with it, tests record its writes.
+	WALOpenFile func(path string, flag int, mode os.FileMode) (quiver.File, error)
 	// walRotate, if set, replaces walRotate: tests start generations
 	// often.
 	walRotate int64
@@ -281,7 +282,7 @@ func StartNode(cfg Config) (*Node, error) {
 	if err != nil {
 		return nil, err
 	}
-	w, err := recoverWAL(cfg.DB, s, cfg.WAL, cfg.walOpen)
+	w, err := recoverWAL(cfg.DB, s, cfg.WAL, cfg.WALOpenFile)
 	if err != nil {
 		return nil, err
 	}

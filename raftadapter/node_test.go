@@ -141,7 +141,7 @@ func (c *cluster) startNode(id uint64, join bool) {
 	if c.wal {
 		cfg.WAL = filepath.Join(c.dir, fmt.Sprintf("node%d.wal", id))
 		if c.walOpen != nil {
-			cfg.walOpen = c.walOpen(id)
+			cfg.WALOpenFile = c.walOpen(id)
 		}
 		cfg.walRotate = c.walRotate
 	}

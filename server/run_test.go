@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -84,6 +85,12 @@ func TestRun(t *testing.T) {
 	}
 	body, _ := io.ReadAll(r.Body)
 	r.Body.Close()
+	// The put went through m1's write-ahead file (every member's, the
+	// leader's at least, and each member's log holds it): its fdatasync is
+	// in the histogram.
+	if c := metricValue(string(body), "etcd_disk_wal_fsync_duration_seconds_count"); c < 1 {
+		t.Fatalf("/metrics: etcd_disk_wal_fsync_duration_seconds_count %v, want ≥ 1:\n%s", c, body)
+	}
 	for _, want := range []string{"etcd_server_has_leader 1", "etcd_disk_backend_commit_duration_seconds_count", "etcd_server_proposals_applied_total", "quiver_freelist_free_pages", "go_memstats_heap_inuse_bytes", "process_resident_memory_bytes"} {
 		if !strings.Contains(string(body), want) {
 			t.Fatalf("/metrics has no %q:\n%s", want, body)
@@ -311,4 +318,18 @@ func TestRunTLS(t *testing.T) {
 	if _, err := cli.Put(x, "k", "v2"); err != nil {
 		t.Fatalf("put after the refusals: %v", err)
 	}
+}
+
+// metricValue is the value of the sample named name in a Prometheus text
+// exposition, or -1 if it has none.
+func metricValue(body, name string) float64 {
+	for _, line := range strings.Split(body, "\n") {
+		if v, ok := strings.CutPrefix(line, name+" "); ok {
+			f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+			if err == nil {
+				return f
+			}
+		}
+	}
+	return -1
 }

@@ -25,6 +25,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"os"
 	"sync/atomic"
 	"time"
 
@@ -84,8 +85,8 @@ type Config struct {
 	// known at start and after a snapshot: the transport's address book.
 	OnPeer func(id uint64, peerURLs []string)
 	// FsyncTimer, if set, is the timer DB was opened with
-	// (Options.OpenFile: FsyncTimer.OpenFile); its histogram joins the
-	// metrics.
+	// (Options.OpenFile: FsyncTimer.OpenFile); it times the write-ahead
+	// file's syncs too, and its histograms join the metrics.
 	FsyncTimer *FsyncTimer
 	// LeaseCheckpointInterval is how often the leader records every
 	// lease's remaining TTL through the log (default
@@ -155,10 +156,14 @@ func New(cfg Config) (*Server, error) {
 	}
 	mach := &machine{db: cfg.DB, store: store, lessor: ls, members: members, alarms: alarms, onPeer: cfg.OnPeer}
 	mach.announcePeers()
+	var walOpen func(string, int, os.FileMode) (quiver.File, error)
+	if cfg.FsyncTimer != nil {
+		walOpen = cfg.FsyncTimer.OpenWALFile
+	}
 	node, err := raftadapter.StartNode(raftadapter.Config{
 		ID: cfg.ID, Peers: cfg.Peers, Join: cfg.Join, DB: cfg.DB, StateMachine: mach,
 		Transport: cfg.Transport, MemoryBudget: cfg.MemoryBudget, LogWindow: cfg.LogWindow,
-		TickInterval: cfg.TickInterval, WAL: cfg.WAL, Logger: cfg.Logger,
+		TickInterval: cfg.TickInterval, WAL: cfg.WAL, WALOpenFile: walOpen, Logger: cfg.Logger,
 	})
 	if err != nil {
 		store.Close()
@@ -171,7 +176,7 @@ func New(cfg Config) (*Server, error) {
 	}
 	s.metrics = newMetrics(s)
 	if cfg.FsyncTimer != nil {
-		s.metrics.reg.MustRegister(cfg.FsyncTimer.hist)
+		s.metrics.reg.MustRegister(cfg.FsyncTimer.hist, cfg.FsyncTimer.wal)
 	}
 	go s.leaseLoop()
 	go s.publish()

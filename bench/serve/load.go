@@ -24,6 +24,11 @@ type result struct {
 
 func (r result) perSec() float64 { return float64(r.ops) / r.dur.Seconds() }
 
+// add is r and o together: o measured after r, on the same engine.
+func (r result) add(o result) result {
+	return result{ops: r.ops + o.ops, errors: r.errors + o.errors, dur: r.dur + o.dur, lat: append(r.lat, o.lat...)}
+}
+
 // pct is the p-th percentile latency in milliseconds.
 func (r result) pct(p float64) float64 {
 	if len(r.lat) == 0 {

@@ -23,10 +23,14 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"math/rand/v2"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
 func main() {
@@ -46,7 +50,9 @@ func main() {
 	engines := flag.String("engines", "etcd,quiver", "engines to compare, in order")
 	members := flag.String("members", "1,3", "cluster sizes")
 	clientCounts := flag.String("clients", "1,16,64", "client counts of the put benchmark")
-	duration := flag.Duration("duration", 5*time.Second, "length of each throughput measurement")
+	duration := flag.Duration("duration", 5*time.Second, "length of each throughput measurement, per engine")
+	measures := flag.String("measures", "put,range,watch", "throughput: the measurements to run")
+	rounds := flag.Int("rounds", 5, "throughput: rounds each measurement is cut into, alternating between the engines")
 	watchers := flag.Int("watchers", 1000, "watchers of the fan-out benchmark")
 	watchPuts := flag.Int("watch-puts", 100, "puts the fan-out watchers receive")
 	updates := flag.Int("updates", 5000, "updates of the 1 MiB value (large scenario)")
@@ -100,7 +106,7 @@ func main() {
 	var err error
 	switch *scenario {
 	case "throughput":
-		err = throughput(strings.Split(*engines, ","), ints(*members), ints(*clientCounts), *duration, *watchers, *watchPuts, data)
+		err = throughput(strings.Split(*engines, ","), ints(*members), ints(*clientCounts), *duration, max(1, *rounds), strings.Split(*measures, ","), *watchers, *watchPuts, data)
 	case "large":
 		err = large(strings.Split(*engines, ","), *updates, *csv, data)
 	case "grow":
@@ -119,10 +125,16 @@ func main() {
 
 // throughput runs every measurement on every engine and cluster size and
 // prints them as a Markdown table, each engine's figures side by side.
-func throughput(engines []string, members, clientCounts []int, d time.Duration, watchers, watchPuts int, dir string) error {
+// The engines' clusters of one size run at once, and each measurement is
+// cut into rounds that alternate between them (the first engine first in
+// odd rounds, last in even ones), so that a slow spell of a shared
+// machine falls on every engine alike; the spread of the rounds' ratios
+// is printed beside their aggregate.
+func throughput(engines []string, members, clientCounts []int, d time.Duration, rounds int, measures []string, watchers, watchPuts int, dir string) error {
 	type row struct {
-		name string
-		res  map[string]result
+		name   string
+		res    map[string]result
+		ratios []float64 // engines[1]/engines[0], round by round
 	}
 	var rows []*row
 	find := func(name string) *row {
@@ -137,12 +149,13 @@ func throughput(engines []string, members, clientCounts []int, d time.Duration, 
 	}
 	value := strings.Repeat("v", 256)
 	for _, n := range members {
-		for _, engine := range engines {
-			c, err := startCluster(engine, n, dir, 0)
-			if err != nil {
-				return err
-			}
-			err = func() error {
+		err := func() error {
+			eps := map[string][]string{}
+			for _, engine := range engines {
+				c, err := startCluster(engine, n, dir, 0)
+				if err != nil {
+					return err
+				}
 				defer c.removeData() // after stop: only the members' own directories
 				defer c.stop()
 				cli, err := newClient(c.endpoints()...)
@@ -151,42 +164,74 @@ func throughput(engines []string, members, clientCounts []int, d time.Duration, 
 				}
 				defer cli.Close()
 				if _, err := c.leader(cli); err != nil {
-					return err
+					return fmt.Errorf("%s: %w", engine, err)
 				}
 				if _, err := drive(c.endpoints(), 4, time.Second, putOp(value)); err != nil { // warm up
-					return err
-				}
-				for _, k := range clientCounts {
-					r, err := drive(c.endpoints(), k, d, putOp(value))
-					if err != nil {
-						return err
-					}
-					find(fmt.Sprintf("put, %d member(s), %d client(s)", n, k)).res[engine] = r
-					fmt.Fprintf(os.Stderr, "%s %d members: put %d clients: %.0f/s\n", engine, n, k, r.perSec())
+					return fmt.Errorf("%s: %w", engine, err)
 				}
 				if err := fillRange(cli, value); err != nil {
-					return err
+					return fmt.Errorf("%s: %w", engine, err)
 				}
-				for _, ser := range []bool{false, true} {
-					r, err := drive(c.endpoints(), 16, d, rangeOp(ser))
-					if err != nil {
-						return err
+				eps[engine] = c.endpoints()
+			}
+			// measure runs op from k clients on every engine, in rounds.
+			measure := func(name string, k int, op func(c *clientv3.Client, r *rand.Rand) error) error {
+				row := find(name)
+				for round := 0; round < rounds; round++ {
+					order := slices.Clone(engines)
+					if round%2 == 1 {
+						slices.Reverse(order)
 					}
-					kind := map[bool]string{false: "linearizable", true: "serializable"}[ser]
-					find(fmt.Sprintf("range %s, %d member(s), 16 clients", kind, n)).res[engine] = r
-					fmt.Fprintf(os.Stderr, "%s %d members: range %s: %.0f/s\n", engine, n, kind, r.perSec())
+					got := map[string]result{}
+					for _, engine := range order {
+						r, err := drive(eps[engine], k, d/time.Duration(rounds), op)
+						if err != nil {
+							return fmt.Errorf("%s: %w", engine, err)
+						}
+						got[engine] = r
+						row.res[engine] = row.res[engine].add(r)
+					}
+					if len(engines) == 2 {
+						row.ratios = append(row.ratios, got[engines[1]].perSec()/got[engines[0]].perSec())
+					}
 				}
-				r, err := watchFanout(c.endpoints(), watchers, 10, watchPuts)
-				if err != nil {
+				for _, engine := range engines {
+					fmt.Fprintf(os.Stderr, "%s: %s %.0f/s\n", name, engine, row.res[engine].perSec())
+				}
+				return nil
+			}
+			for _, k := range clientCounts {
+				if !slices.Contains(measures, "put") {
+					break
+				}
+				if err := measure(fmt.Sprintf("put, %d member(s), %d client(s)", n, k), k, putOp(value)); err != nil {
 					return err
+				}
+			}
+			for _, ser := range []bool{false, true} {
+				if !slices.Contains(measures, "range") {
+					break
+				}
+				kind := map[bool]string{false: "linearizable", true: "serializable"}[ser]
+				if err := measure(fmt.Sprintf("range %s, %d member(s), 16 clients", kind, n), 16, rangeOp(ser)); err != nil {
+					return err
+				}
+			}
+			for _, engine := range engines {
+				if !slices.Contains(measures, "watch") {
+					break
+				}
+				r, err := watchFanout(eps[engine], watchers, 10, watchPuts)
+				if err != nil {
+					return fmt.Errorf("%s: %w", engine, err)
 				}
 				find(fmt.Sprintf("watch fan-out, %d member(s), %d watchers × %d puts (events/s)", n, watchers, watchPuts)).res[engine] = r
 				fmt.Fprintf(os.Stderr, "%s %d members: watch fan-out: %.0f events/s\n", engine, n, r.perSec())
-				return nil
-			}()
-			if err != nil {
-				return fmt.Errorf("%s, %d members: %w", engine, n, err)
 			}
+			return nil
+		}()
+		if err != nil {
+			return fmt.Errorf("%d members: %w", n, err)
 		}
 	}
 	fmt.Print("| measure |")
@@ -194,14 +239,14 @@ func throughput(engines []string, members, clientCounts []int, d time.Duration, 
 		fmt.Printf(" %s ops/s | p50 ms | p99 ms |", e)
 	}
 	if len(engines) == 2 {
-		fmt.Printf(" %s/%s |", engines[1], engines[0])
+		fmt.Printf(" %s/%s | rounds' ratios, min–median–max |", engines[1], engines[0])
 	}
 	fmt.Print("\n|---|")
 	for range engines {
 		fmt.Print("---:|---:|---:|")
 	}
 	if len(engines) == 2 {
-		fmt.Print("---:|")
+		fmt.Print("---:|---:|")
 	}
 	fmt.Println()
 	for _, r := range rows {
@@ -217,6 +262,13 @@ func throughput(engines []string, members, clientCounts []int, d time.Duration, 
 		if len(engines) == 2 {
 			a, b := r.res[engines[0]], r.res[engines[1]]
 			fmt.Printf(" %.2f× |", b.perSec()/a.perSec())
+			if len(r.ratios) > 0 {
+				q := slices.Clone(r.ratios)
+				slices.Sort(q)
+				fmt.Printf(" %.2f–%.2f–%.2f |", q[0], q[len(q)/2], q[len(q)-1])
+			} else {
+				fmt.Print(" |")
+			}
 		}
 		fmt.Println()
 	}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -72,7 +73,8 @@ type cluster struct {
 	// database, opened with walOpen(id) if set.
 	wal       bool
 	walOpen   func(id uint64) func(string, int, os.FileMode) (quiver.File, error)
-	walRotate int64 // Config.walRotate
+	walRotate int64         // Config.walRotate
+	batchAge  time.Duration // Config.batchAge
 }
 
 // node returns the running node id, or nil.
@@ -144,6 +146,7 @@ func (c *cluster) startNode(id uint64, join bool) {
 			cfg.WALOpenFile = c.walOpen(id)
 		}
 		cfg.walRotate = c.walRotate
+		cfg.batchAge = c.batchAge
 	}
 	n, err := StartNode(cfg)
 	if err != nil {
@@ -202,8 +205,14 @@ func (c *cluster) contents(id uint64) map[string]string {
 	c.t.Helper()
 	out := map[string]string{}
 	c.mu.Lock()
-	db := c.dbs[id]
+	db, n := c.dbs[id], c.nodes[id]
 	c.mu.Unlock()
+	if n != nil {
+		// Every result handed out readable (a running node's open batch).
+		if err := n.Fence(context.Background()); err != nil && !errors.Is(err, ErrStopped) {
+			c.t.Fatal(err)
+		}
+	}
 	name := "kv"
 	if c.contentsOf != "" {
 		name = c.contentsOf

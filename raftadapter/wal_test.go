@@ -1,6 +1,7 @@
 package raftadapter
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -251,4 +252,121 @@ func TestWALNeededAfterCrash(t *testing.T) {
 	if kv := rc.converge(last); len(kv) != 11 {
 		t.Fatalf("%d keys after the restart with the file, want 10 and the counter: %v", len(kv), kv)
 	}
+}
+
+// TestApplyBatch: with a write-ahead file, the committed entries of many
+// Readies are applied in one write transaction, and their proposers are
+// told before it commits. A reader that fences (Fence, SerializableRead,
+// LinearizableRead) sees every result handed out; the batch commits by
+// itself once it is batchAge old.
+func TestApplyBatch(t *testing.T) {
+	ctx := func() context.Context {
+		x, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		t.Cleanup(cancel)
+		return x
+	}
+	// raw reads key from the database as it is, without a fence.
+	raw := func(db *quiver.DB, key string) (v string) {
+		t.Helper()
+		err := db.View(func(tx *quiver.Tx) error {
+			if b := tx.Bucket([]byte("kv")); b != nil {
+				v = string(b.Get([]byte(key)))
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+	txid := func(db *quiver.DB) (id int) {
+		t.Helper()
+		if err := db.View(func(tx *quiver.Tx) error { id = tx.ID(); return nil }); err != nil {
+			t.Fatal(err)
+		}
+		return id
+	}
+	t.Run("held open", func(t *testing.T) {
+		c := newClusterWith(t, 1, testutil.Seed(t), func(c *cluster) { c.wal = true; c.batchAge = time.Hour })
+		c.leader()
+		n, db := c.node(1), c.dbs[1]
+		if err := n.Fence(ctx()); err != nil { // the election's entry, committed
+			t.Fatal(err)
+		}
+		before := txid(db)
+		for i := 0; i < 20; i++ {
+			if _, err := c.propose(1, fmt.Sprintf("k%02d=v%02d", i, i)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if got := txid(db); got != before {
+			t.Fatalf("%d engine commits during 20 proposals, want none: one batch, open", got-before)
+		}
+		if v := raw(db, "k19"); v != "" {
+			t.Fatalf("the open batch is readable without a fence: k19=%q", v)
+		}
+		err := n.SerializableRead(func(tx *quiver.Tx) error {
+			b := tx.Bucket([]byte("kv"))
+			if b == nil {
+				return errors.New("after the fence: no kv bucket")
+			}
+			for i := 0; i < 20; i++ {
+				k := fmt.Sprintf("k%02d", i)
+				if v := string(b.Get([]byte(k))); v != fmt.Sprintf("v%02d", i) {
+					return fmt.Errorf("after the fence %s=%q", k, v)
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := txid(db); got != before+1 {
+			t.Fatalf("%d engine commits for 20 proposals and a read, want 1", got-before)
+		}
+		// A linearizable read commits the batch too (it waits for the
+		// applied index), and a fence with nothing open commits nothing.
+		if _, err := c.propose(1, "k20=v20"); err != nil {
+			t.Fatal(err)
+		}
+		err = n.LinearizableRead(ctx(), func(tx *quiver.Tx) error {
+			if v := string(tx.Bucket([]byte("kv")).Get([]byte("k20"))); v != "v20" { // (the bucket exists by now)
+				return fmt.Errorf("after a linearizable read k20=%q", v)
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		at := txid(db)
+		if err := n.Fence(ctx()); err != nil {
+			t.Fatal(err)
+		}
+		if got := txid(db); got != at {
+			t.Fatalf("a fence with nothing to commit made %d commits", got-at)
+		}
+		// What the batch held survives a restart (a clean stop commits it).
+		c.stop(1)
+		c.start(1)
+		c.leader()
+		if kv := c.contents(1); kv["k00"] != "v00" || kv["k20"] != "v20" || appliedCount(t, kv) != 21 {
+			t.Fatalf("after a restart: %v", kv)
+		}
+	})
+	t.Run("ages", func(t *testing.T) {
+		c := newClusterWith(t, 1, testutil.Seed(t), func(c *cluster) { c.wal = true })
+		c.leader()
+		db := c.dbs[1]
+		if _, err := c.propose(1, "k=v"); err != nil {
+			t.Fatal(err)
+		}
+		// No reader asks: the batch commits once batchAge has passed.
+		deadline := time.Now().Add(5 * time.Second)
+		for raw(db, "k") != "v" {
+			if time.Now().After(deadline) {
+				t.Fatal("the batch did not commit by itself within 5 s")
+			}
+			time.Sleep(time.Millisecond)
+		}
+	})
 }

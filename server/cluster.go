@@ -196,6 +196,8 @@ func (c *clusterServer) MemberList(ctx context.Context, r *pb.MemberListRequest)
 		if err := c.current(ctx); err != nil {
 			return nil, err
 		}
+	} else if err := c.s.fence(ctx); err != nil {
+		return nil, err
 	}
 	return &pb.MemberListResponse{Header: c.s.header(c.s.store.Rev()), Members: c.list()}, nil
 }

@@ -29,6 +29,8 @@ func (k *kvServer) Range(ctx context.Context, r *pb.RangeRequest) (*pb.RangeResp
 		if err != nil {
 			return nil, s.raftError(rctx, err)
 		}
+	} else if err := s.fence(ctx); err != nil {
+		return nil, err
 	}
 	res, err := s.store.Range(r.Key, rangeEnd(r.Key, r.RangeEnd), fetchOptions(r))
 	if err != nil {

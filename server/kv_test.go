@@ -263,6 +263,57 @@ func TestKV(t *testing.T) {
 // etcd's error on every member, a second one at or below it too, a
 // physical one returns once the old revisions are gone, and a watch from
 // below it gets the compacted response.
+// TestReadsAfterWrites: with the raft write-ahead file a member answers a
+// write before the database shows it (its apply batch commits later), so
+// every read that does not wait for raft's read index fences: a
+// serializable get, a status and a watch from the current revision, each
+// right after a put on the same member, see the put.
+func TestReadsAfterWrites(t *testing.T) {
+	c := newTestCluster(t, 1, func(cfg *Config) { cfg.WAL = filepath.Join(t.TempDir(), "raft.wal") })
+	cli := client(t, c.addrs...)
+	x := ctx(t)
+	for i := 0; i < 200; i++ {
+		k, v := fmt.Sprintf("k%d", i%7), fmt.Sprintf("v%d", i)
+		put := must[*clientv3.PutResponse](t)(cli.Put(x, k, v))
+		g := must[*clientv3.GetResponse](t)(cli.Get(x, k, clientv3.WithSerializable()))
+		if kvs(g) != k+"="+v || g.Header.Revision < put.Header.Revision {
+			t.Fatalf("put %d: serializable get after it: %s at revision %d, want %s=%s at %d or later", i, kvs(g), g.Header.Revision, k, v, put.Header.Revision)
+		}
+		if i%20 == 0 {
+			st := must[*clientv3.StatusResponse](t)(cli.Status(x, c.addrs[0]))
+			if st.Header.Revision < put.Header.Revision {
+				t.Fatalf("put %d: status after it at revision %d, want %d or later", i, st.Header.Revision, put.Header.Revision)
+			}
+		}
+	}
+	for i := 0; i < 20; i++ {
+		first := must[*clientv3.PutResponse](t)(cli.Put(x, "w", "before"))
+		wx, cancel := context.WithCancel(x)
+		wc := cli.Watch(wx, "w", clientv3.WithCreatedNotify())
+		select {
+		case r := <-wc:
+			if !r.Created || r.Header.Revision < first.Header.Revision {
+				t.Fatalf("watch %d: created %v at revision %d, after a put of revision %d", i, r.Created, r.Header.Revision, first.Header.Revision)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("watch %d: not created in 10 s", i)
+		}
+		second := must[*clientv3.PutResponse](t)(cli.Put(x, "w", "after"))
+		select {
+		case r := <-wc:
+			if err := r.Err(); err != nil || len(r.Events) == 0 {
+				t.Fatalf("watch %d: %v, %d events", i, err, len(r.Events))
+			}
+			if got := r.Events[0].Kv.ModRevision; got != second.Header.Revision {
+				t.Fatalf("watch %d created after the put of revision %d: first event at %d, want %d", i, first.Header.Revision, got, second.Header.Revision)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("watch %d: no event in 10 s", i)
+		}
+		cancel()
+	}
+}
+
 func TestCompact(t *testing.T) {
 	c := newTestCluster(t, 3)
 	cli := client(t, c.addrs...)

@@ -195,8 +195,11 @@ func (l *leaseServer) LeaseTimeToLive(ctx context.Context, r *pb.LeaseTimeToLive
 	return &pb.LeaseTimeToLiveResponse{Header: s.header(s.store.Rev()), ID: r.ID, TTL: remaining, GrantedTTL: ttl, Keys: keys}, nil
 }
 
-func (l *leaseServer) LeaseLeases(context.Context, *pb.LeaseLeasesRequest) (*pb.LeaseLeasesResponse, error) {
+func (l *leaseServer) LeaseLeases(ctx context.Context, _ *pb.LeaseLeasesRequest) (*pb.LeaseLeasesResponse, error) {
 	s := l.s
+	if err := s.fence(ctx); err != nil {
+		return nil, err
+	}
 	resp := &pb.LeaseLeasesResponse{Header: s.header(s.store.Rev())}
 	for _, id := range s.lessor.ids() {
 		resp.Leases = append(resp.Leases, &pb.LeaseStatus{ID: id})

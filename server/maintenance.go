@@ -27,6 +27,9 @@ type maintenanceServer struct {
 
 func (m *maintenanceServer) Status(ctx context.Context, _ *pb.StatusRequest) (*pb.StatusResponse, error) {
 	s := m.s
+	if err := s.fence(ctx); err != nil {
+		return nil, err
+	}
 	st := s.node.Status()
 	resp := &pb.StatusResponse{
 		Header:           s.header(s.store.Rev()),
@@ -61,8 +64,11 @@ func (m *maintenanceServer) Status(ctx context.Context, _ *pb.StatusRequest) (*p
 	return resp, nil
 }
 
-func (m *maintenanceServer) HashKV(_ context.Context, r *pb.HashKVRequest) (*pb.HashKVResponse, error) {
+func (m *maintenanceServer) HashKV(ctx context.Context, r *pb.HashKVRequest) (*pb.HashKVResponse, error) {
 	s := m.s
+	if err := s.fence(ctx); err != nil {
+		return nil, err
+	}
 	rev := s.store.Rev()
 	h, compactRev, err := s.store.HashKV(r.Revision)
 	if err != nil {
@@ -77,8 +83,11 @@ func (m *maintenanceServer) HashKV(_ context.Context, r *pb.HashKVRequest) (*pb.
 
 // Hash hashes the member's data: every bucket but the raft log's, whose
 // contents differ between members by design.
-func (m *maintenanceServer) Hash(context.Context, *pb.HashRequest) (*pb.HashResponse, error) {
+func (m *maintenanceServer) Hash(ctx context.Context, _ *pb.HashRequest) (*pb.HashResponse, error) {
 	s := m.s
+	if err := s.fence(ctx); err != nil {
+		return nil, err
+	}
 	h := crc32.New(crc32.MakeTable(crc32.Castagnoli))
 	var rev int64
 	err := s.cfg.DB.View(func(tx *quiver.Tx) error {
@@ -115,6 +124,9 @@ func (m *maintenanceServer) Defragment(ctx context.Context, _ *pb.DefragmentRequ
 // etcdctl snapshot save verifies it.
 func (m *maintenanceServer) Snapshot(_ *pb.SnapshotRequest, stream grpc.ServerStreamingServer[pb.SnapshotResponse]) error {
 	s := m.s
+	if err := s.fence(stream.Context()); err != nil {
+		return err
+	}
 	tx, err := s.cfg.DB.Begin(false)
 	if err != nil {
 		return toGRPC(err)

@@ -222,6 +222,18 @@ func (s *Server) Close() error {
 	return err
 }
 
+// fence returns once every result this member handed out is readable
+// (raftadapter's Node.Fence): a read that does not wait for raft's read
+// index fences first, so that it sees the writes answered before it.
+func (s *Server) fence(ctx context.Context) error {
+	rctx, cancel := context.WithTimeout(ctx, s.cfg.RequestTimeout)
+	defer cancel()
+	if err := s.node.Fence(rctx); err != nil {
+		return s.raftError(rctx, err)
+	}
+	return nil
+}
+
 // header is the response header of this member at revision rev.
 func (s *Server) header(rev int64) *pb.ResponseHeader {
 	return &pb.ResponseHeader{ClusterId: s.cfg.ClusterID, MemberId: s.cfg.ID, Revision: rev, RaftTerm: s.node.Status().GetTerm()}

@@ -79,6 +79,11 @@ func (w *watchServer) Watch(stream pb.Watch_WatchServer) error {
 			switch {
 			case req.GetCreateRequest() != nil:
 				cr := req.GetCreateRequest()
+				// A watch from the current revision starts after every
+				// write answered before it.
+				if err := s.fence(stream.Context()); err != nil {
+					return err
+				}
 				clientID := cr.WatchId
 				if clientID == 0 { // AUTO_WATCH_ID: the server picks
 					for {

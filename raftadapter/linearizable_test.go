@@ -117,8 +117,9 @@ var linModel = porcupine.Model{
 // dropped, duplicated, delayed and reordered, members stopped and
 // restarted. A call that fails or times out counts as maybe applied. Each
 // history must be linearizable (porcupine), and the members must end with
-// the same data. QUIVER_LIN_HISTORIES sets the number of histories
-// (default 20).
+// the same data. Half the histories run with write-ahead files (Config.WAL:
+// results handed out before the apply batch commits, reads fence).
+// QUIVER_LIN_HISTORIES sets the number of histories (default 20).
 func TestLinearizable(t *testing.T) {
 	histories := 20
 	if n, err := strconv.Atoi(os.Getenv("QUIVER_LIN_HISTORIES")); err == nil && n > 0 {
@@ -134,17 +135,18 @@ func TestLinearizable(t *testing.T) {
 			size = 5
 		}
 		hseed := seed + uint64(h)
-		t.Run(fmt.Sprintf("history%d-nodes%d", h, size), func(t *testing.T) {
-			runLinHistory(t, size, hseed)
+		wal := h%4 >= 2
+		t.Run(fmt.Sprintf("history%d-nodes%d-wal=%v", h, size, wal), func(t *testing.T) {
+			runLinHistory(t, size, wal, hseed)
 		})
 	}
 }
 
-func runLinHistory(t *testing.T, size int, seed uint64) {
+func runLinHistory(t *testing.T, size int, wal bool, seed uint64) {
 	r := rand.New(rand.NewPCG(seed, 99))
 	// A tiny catch-up window: members that were stopped or cut off
 	// often come back through a snapshot.
-	c := newClusterWith(t, size, seed, func(c *cluster) { c.machine, c.contentsOf, c.logWindow = linMachine{}, "lin", 512 })
+	c := newClusterWith(t, size, seed, func(c *cluster) { c.machine, c.contentsOf, c.logWindow, c.wal = linMachine{}, "lin", 512, wal })
 	c.leader()
 	start := time.Now()
 	var mu sync.Mutex

@@ -25,7 +25,7 @@ func (s *Store) HashKV(rev int64) (hash uint32, compactRev int64, err error) {
 	// (see Range).
 	for attempt := 0; ; attempt++ {
 		hash, compactRev, err = s.hashKV(rev)
-		if rev > 0 || attempt == 8 || !errors.Is(err, ErrCompacted) {
+		if rev > 0 || attempt == 8 || !errors.Is(err, ErrCompacted) || !s.waitCompactionCommitted() {
 			return hash, compactRev, err
 		}
 	}

@@ -85,7 +85,7 @@ func (s *Store) txnInCommitted() {
 	s.mu.Lock()
 	writes, top := s.applyWrites, s.rev
 	s.applyTx, s.applyWrites = nil, nil
-	s.committed.Store(top)
+	s.publishCommitted(top)
 	s.mu.Unlock()
 	s.hub.notify(writes, top)
 }
@@ -120,7 +120,7 @@ func (s *Store) Reload() error {
 		return s.failed
 	}
 	s.failed = nil
-	s.committed.Store(s.rev)
+	s.publishCommitted(s.rev)
 	s.compactor.init(s, scheduled, finished)
 	s.hub.resync(s.rev)
 	return nil

@@ -97,6 +97,10 @@ type Store struct {
 	loopDone    chan struct{}
 
 	committed atomic.Int64 // the last durable revision
+	// commitc, once a reader waits (waitCommitted), is closed when
+	// committed moves.
+	commitMu sync.Mutex
+	commitc  chan struct{}
 
 	// The replicated mode (TxnIn): the write transaction holding changes
 	// not yet committed, and their records, for the watchers.
@@ -300,7 +304,7 @@ func (s *Store) commitLoop() {
 				}
 				s.room.Broadcast() // writers waiting for room fail now
 			} else {
-				s.committed.Store(top)
+				s.publishCommitted(top)
 				for i := range writes {
 					r, _ := revOfKey(writes[i].key[:])
 					delete(s.uncommitted, r)
@@ -396,14 +400,61 @@ func (s *Store) Range(key, end []byte, ro RangeOptions) (*RangeResult, error) {
 	// commits.
 	//
 	// A read of the latest revision can find it compacted when a
-	// compaction to a later revision ran since cur was read; compactions
-	// stop at a committed revision, so it reads again at a fresh one.
+	// compaction to a later revision ran since cur was read. It reads
+	// again at a fresh one, once the compaction's revision is committed:
+	// a replicated store compacts its index as it applies (CompactIn),
+	// which may be before the transaction holding that revision commits.
 	for attempt := 0; ; attempt++ {
 		res, err := s.rangeAt(key, end, ro)
-		if ro.Rev > 0 || attempt == 8 || !errors.Is(err, ErrCompacted) {
+		if ro.Rev > 0 || attempt == 8 || !errors.Is(err, ErrCompacted) || !s.waitCompactionCommitted() {
 			return res, err
 		}
 	}
+}
+
+// publishCommitted makes top the committed revision and wakes the readers
+// waiting for it.
+func (s *Store) publishCommitted(top int64) {
+	s.committed.Store(top)
+	s.commitMu.Lock()
+	if s.commitc != nil {
+		close(s.commitc)
+		s.commitc = nil
+	}
+	s.commitMu.Unlock()
+}
+
+// waitCompactionCommitted waits until the committed revision reaches the
+// index's compaction, for at most a second, and reports whether it did (a
+// transaction that never commits: the store failed or closed, and the
+// read's error stands).
+func (s *Store) waitCompactionCommitted() bool {
+	s.index.mu.RLock()
+	rev := s.index.compacted
+	s.index.mu.RUnlock()
+	deadline := time.Now().Add(time.Second)
+	for s.committed.Load() < rev {
+		s.commitMu.Lock()
+		if s.commitc == nil {
+			s.commitc = make(chan struct{})
+		}
+		c := s.commitc
+		s.commitMu.Unlock()
+		if s.committed.Load() >= rev { // published before c was made
+			return true
+		}
+		left := time.Until(deadline)
+		if left <= 0 {
+			return false
+		}
+		t := time.NewTimer(left)
+		select {
+		case <-c:
+		case <-t.C:
+		}
+		t.Stop()
+	}
+	return true
 }
 
 // readAtHook, if set by a test, runs in reads after they take the

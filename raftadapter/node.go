@@ -1016,7 +1016,8 @@ type applyBatch struct {
 	tx    *quiver.Tx
 	w     *Writer
 	start time.Time
-	last  uint64 // the applied index in tx
+	last  uint64        // the applied index in tx
+	hard  *pb.HardState // the newest HardState that goes with what tx holds
 }
 
 // batchable reports whether entries may be applied in the open batch:
@@ -1065,6 +1066,9 @@ func (n *Node) applyBatched(rd raft.Ready, last uint64) (bool, error) {
 		return false, err
 	}
 	n.pending = nil
+	if n.hardDirty {
+		b.hard = n.hard
+	}
 	last, told, err := n.applyCommitted(b.tx, b.w, rd.CommittedEntries, last)
 	if err != nil {
 		return false, err
@@ -1079,7 +1083,11 @@ func (n *Node) applyBatched(rd raft.Ready, last uint64) (bool, error) {
 }
 
 // endBatch commits the open batch, if any, with what was staged since, and
-// publishes its applied index.
+// publishes its applied index. The HardState it stores is the one of its
+// last apply, not a newer one: a Ready that replaces entries ends the batch
+// before its own record is written, and its HardState (a commit index over
+// the new entries) must not reach the database over the old ones; it
+// stays dirty, for that record and the next commit.
 func (n *Node) endBatch() error {
 	b := n.batch
 	if b == nil {
@@ -1087,8 +1095,8 @@ func (n *Node) endBatch() error {
 	}
 	n.batch = nil
 	err := b.w.Append(n.pending)
-	if err == nil && n.hardDirty {
-		err = b.w.SetHardState(n.hard)
+	if err == nil && b.hard != nil {
+		err = b.w.SetHardState(b.hard)
 	}
 	if err == nil && (n.trimMore || n.sinceTrim >= n.cfg.LogWindow/8) {
 		n.sinceTrim = 0
@@ -1102,7 +1110,9 @@ func (n *Node) endBatch() error {
 		return err
 	}
 	n.pending = nil
-	n.hardDirty = false
+	if n.hard == b.hard {
+		n.hardDirty = false
+	}
 	n.publishApplied(b.last)
 	return nil
 }

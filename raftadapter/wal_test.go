@@ -2,11 +2,14 @@ package raftadapter
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -369,4 +372,184 @@ func TestApplyBatch(t *testing.T) {
 			time.Sleep(time.Millisecond)
 		}
 	})
+}
+
+// msgLog is a Transport that keeps what it is given.
+type msgLog struct {
+	mu   sync.Mutex
+	msgs []*pb.Message
+}
+
+func (l *msgLog) Send(msgs []*pb.Message) {
+	l.mu.Lock()
+	l.msgs = append(l.msgs, msgs...)
+	l.mu.Unlock()
+}
+
+func (l *msgLog) SendSnapshot(context.Context, *pb.Message, io.Reader) error {
+	return errors.New("msgLog: no snapshots")
+}
+
+// waitFor waits until n messages of type typ were sent.
+func (l *msgLog) waitFor(t *testing.T, typ pb.MessageType, n int) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(time.Millisecond) {
+		l.mu.Lock()
+		k := 0
+		for _, m := range l.msgs {
+			if m.GetType() == typ {
+				k++
+			}
+		}
+		l.mu.Unlock()
+		if k >= n {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d %v sent in 10 s, want %d", k, typ, n)
+		}
+	}
+}
+
+// onWriteFile calls before ahead of each WriteAt.
+type onWriteFile struct {
+	quiver.File
+	before func()
+}
+
+func (f onWriteFile) WriteAt(p []byte, off int64) (int, error) {
+	f.before()
+	return f.File.WriteAt(p, off)
+}
+
+// TestApplyBatchReplacedEntries: a follower's open batch holds entries of
+// term 2, some committed; a leader of term 3 replaces the uncommitted ones
+// and commits its own in one Ready. The batch commits before that Ready's
+// record is written, and must not store the Ready's HardState (a commit
+// index over the new entries) over the old entries; the record must carry
+// it. A process killed as the record is written (the database as the page
+// cache holds it, the file without the record) must not find a commit
+// index that covers entries of term 2 past the old commit.
+func TestApplyBatchReplacedEntries(t *testing.T) {
+	dir := t.TempDir()
+	dbPath, walPath := filepath.Join(dir, "n.db"), filepath.Join(dir, "n.wal")
+	db, err := quiver.Open(dbPath, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	copyOut := func(from, to string) {
+		b, err := os.ReadFile(from)
+		if err == nil {
+			err = os.WriteFile(to, b, 0o600)
+		}
+		if err != nil {
+			t.Error(err)
+		}
+	}
+	var mu sync.Mutex
+	records := 0
+	before := func() {
+		mu.Lock()
+		defer mu.Unlock()
+		if records++; records == 2 { // the second Ready's record, about to be written
+			copyOut(dbPath, filepath.Join(dir, "killed.db"))
+			copyOut(walPath, filepath.Join(dir, "killed.wal"))
+		}
+	}
+	msgs := &msgLog{}
+	n, err := StartNode(Config{ID: 1, Peers: []uint64{1, 2, 3}, DB: db, StateMachine: kvMachine{}, Transport: msgs,
+		TickInterval: time.Hour, WAL: walPath, batchAge: time.Hour,
+		WALOpenFile: func(path string, flag int, mode os.FileMode) (quiver.File, error) {
+			f, err := quiver.OpenOSFile(path, flag, mode)
+			if err != nil {
+				return nil, err
+			}
+			return onWriteFile{File: f, before: before}, nil
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Stop()
+	entry := func(index, term uint64, kv string) *pb.Entry {
+		data := binary.BigEndian.AppendUint64(binary.BigEndian.AppendUint64(nil, 2), 1) // node 2's proposal 1
+		return &pb.Entry{Index: new(index), Term: new(term), Type: pb.EntryType_EntryNormal.Enum(), Data: append(data, kv...)}
+	}
+	app := func(from, term, prev, prevTerm, commit uint64, ents []*pb.Entry) {
+		if err := n.Step(&pb.Message{Type: pb.MessageType_MsgApp.Enum(), From: new(from), To: new(uint64(1)), Term: new(term),
+			Index: new(prev), LogTerm: new(prevTerm), Commit: new(commit), Entries: ents}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var old []*pb.Entry
+	for i := uint64(2); i <= 10; i++ {
+		old = append(old, entry(i, 2, fmt.Sprintf("k%d=old", i)))
+	}
+	app(2, 2, 1, 1, 5, old) // term 2: entries 2..10, 2..5 committed (applied in the batch)
+	msgs.waitFor(t, pb.MessageType_MsgAppResp, 1)
+	var replaced []*pb.Entry
+	for i := uint64(7); i <= 10; i++ {
+		replaced = append(replaced, entry(i, 3, fmt.Sprintf("k%d=new", i)))
+	}
+	app(3, 3, 6, 2, 10, replaced) // term 3: 7..10 replaced, all committed
+	msgs.waitFor(t, pb.MessageType_MsgAppResp, 2)
+	if err := n.Fence(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	err = n.SerializableRead(func(tx *quiver.Tx) error {
+		if v := string(tx.Bucket([]byte("kv")).Get([]byte("k7"))); v != "new" {
+			return fmt.Errorf("k7=%q, want new", v)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The second record carries the new HardState.
+	var gen uint64
+	if err := db.View(func(tx *quiver.Tx) error {
+		gen = binary.BigEndian.Uint64(tx.Bucket(bucketName).Get(walGenKey))
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	w, err := openWAL(walPath, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var hss []*pb.HardState
+	err = w.replay(gen, func(hs *pb.HardState, _ []*pb.Entry) error { hss = append(hss, hs); return nil })
+	w.close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(hss) < 2 || hss[1].GetTerm() != 3 || hss[1].GetCommit() != 10 {
+		t.Fatalf("the replacing Ready's record holds HardState %v, want term 3, commit 10 (records: %v)", hss[len(hss)-1], hss)
+	}
+	// The killed process's files: whatever the database holds, its commit
+	// index covers no entry of term 2 past 5.
+	kdb, err := quiver.Open(filepath.Join(dir, "killed.db"), 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer kdb.Close()
+	s, err := OpenStorage(kdb, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := recoverWAL(kdb, s, filepath.Join(dir, "killed.wal"), nil); err != nil {
+		t.Fatal(err)
+	}
+	if s, err = OpenStorage(kdb, nil); err != nil {
+		t.Fatal(err)
+	}
+	hs, _, err := s.InitialState()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := uint64(6); i <= hs.GetCommit(); i++ {
+		if term, err := s.Term(i); err != nil || term == 2 && i > 5 {
+			t.Fatalf("after the kill: commit index %d, entry %d of term %d (%v): never committed", hs.GetCommit(), i, term, err)
+		}
+	}
 }

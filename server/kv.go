@@ -102,5 +102,10 @@ func (k *kvServer) Compact(ctx context.Context, r *pb.CompactionRequest) (*pb.Co
 			return nil, k.s.raftError(ctx, ctx.Err())
 		}
 	}
+	// The header's revision is the store's readable one: fenced, so that
+	// it is not below a revision this member answered before.
+	if err := k.s.fence(ctx); err != nil {
+		return nil, err
+	}
 	return &pb.CompactionResponse{Header: k.s.header(k.s.store.Rev())}, nil
 }

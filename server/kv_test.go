@@ -279,6 +279,17 @@ func TestReadsAfterWrites(t *testing.T) {
 		if kvs(g) != k+"="+v || g.Header.Revision < put.Header.Revision {
 			t.Fatalf("put %d: serializable get after it: %s at revision %d, want %s=%s at %d or later", i, kvs(g), g.Header.Revision, k, v, put.Header.Revision)
 		}
+		if i%20 == 10 {
+			// Answers to writes whose header is the store's revision,
+			// each right after a put.
+			p1 := must[*clientv3.PutResponse](t)(cli.Put(x, "other", v))
+			lg := must[*clientv3.LeaseGrantResponse](t)(cli.Grant(x, 60))
+			p2 := must[*clientv3.PutResponse](t)(cli.Put(x, "other", v))
+			cp := must[*clientv3.CompactResponse](t)(cli.Compact(x, p2.Header.Revision))
+			if lg.ResponseHeader.Revision < p1.Header.Revision || cp.Header.Revision < p2.Header.Revision {
+				t.Fatalf("a lease grant answered at revision %d after a put at %d; a compaction at %d after a put at %d", lg.ResponseHeader.Revision, p1.Header.Revision, cp.Header.Revision, p2.Header.Revision)
+			}
+		}
 		if i%20 == 0 {
 			st := must[*clientv3.StatusResponse](t)(cli.Status(x, c.addrs[0]))
 			if st.Header.Revision < put.Header.Revision {

@@ -108,6 +108,9 @@ func (l *leaseServer) LeaseGrant(ctx context.Context, r *pb.LeaseGrantRequest) (
 		return nil, err
 	}
 	resp := v.(*pb.LeaseGrantResponse)
+	if err := l.s.fence(ctx); err != nil { // (the header's revision: see Compact)
+		return nil, err
+	}
 	resp.Header = l.s.header(l.s.store.Rev())
 	return resp, nil
 }

@@ -60,7 +60,7 @@
 //
 // With a write-ahead file (Config.WAL) the file makes each Ready durable,
 // and the committed entries of several Readies are applied in one write
-// transaction, kept open for at most batchAge (2 ms): the proposers are
+// transaction, kept open for at most Config.ApplyBatch (5 ms): the proposers are
 // told as their entries are applied, and the transaction commits, without
 // its own fdatasync, when the time is up, when a reader waits for it
 // (Fence), or before anything that must see the database (a snapshot, a

@@ -74,7 +74,7 @@ type cluster struct {
 	wal       bool
 	walOpen   func(id uint64) func(string, int, os.FileMode) (quiver.File, error)
 	walRotate int64         // Config.walRotate
-	batchAge  time.Duration // Config.batchAge
+	batchAge  time.Duration // Config.ApplyBatch
 }
 
 // node returns the running node id, or nil.
@@ -146,7 +146,7 @@ func (c *cluster) startNode(id uint64, join bool) {
 			cfg.WALOpenFile = c.walOpen(id)
 		}
 		cfg.walRotate = c.walRotate
-		cfg.batchAge = c.batchAge
+		cfg.ApplyBatch = c.batchAge
 	}
 	n, err := StartNode(cfg)
 	if err != nil {

@@ -261,7 +261,7 @@ func TestWALNeededAfterCrash(t *testing.T) {
 // Readies are applied in one write transaction, and their proposers are
 // told before it commits. A reader that fences (Fence, SerializableRead,
 // LinearizableRead) sees every result handed out; the batch commits by
-// itself once it is batchAge old.
+// itself once it is Config.ApplyBatch old.
 func TestApplyBatch(t *testing.T) {
 	ctx := func() context.Context {
 		x, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -363,7 +363,7 @@ func TestApplyBatch(t *testing.T) {
 		if _, err := c.propose(1, "k=v"); err != nil {
 			t.Fatal(err)
 		}
-		// No reader asks: the batch commits once batchAge has passed.
+		// No reader asks: the batch commits once Config.ApplyBatch has passed.
 		deadline := time.Now().Add(5 * time.Second)
 		for raw(db, "k") != "v" {
 			if time.Now().After(deadline) {
@@ -459,7 +459,7 @@ func TestApplyBatchReplacedEntries(t *testing.T) {
 	}
 	msgs := &msgLog{}
 	n, err := StartNode(Config{ID: 1, Peers: []uint64{1, 2, 3}, DB: db, StateMachine: kvMachine{}, Transport: msgs,
-		TickInterval: time.Hour, WAL: walPath, batchAge: time.Hour,
+		TickInterval: time.Hour, WAL: walPath, ApplyBatch: time.Hour,
 		WALOpenFile: func(path string, flag int, mode os.FileMode) (quiver.File, error) {
 			f, err := quiver.OpenOSFile(path, flag, mode)
 			if err != nil {

@@ -38,6 +38,11 @@ type MemberConfig struct {
 
 	MaxRequestBytes   int   // --max-request-bytes
 	QuotaBackendBytes int64 // --quota-backend-bytes (0: DefaultQuotaBackendBytes)
+	// BackendBatchInterval is the longest an applied write waits for the
+	// database commit that makes it readable (raftadapter's
+	// Config.ApplyBatch; 0: its default, 5 ms): --backend-batch-interval,
+	// etcd's name for its backend's commit interval.
+	BackendBatchInterval time.Duration
 
 	// ClientTLS serves clients over TLS (--cert-file, --key-file,
 	// --trusted-ca-file, --client-cert-auth): the https:// client URLs;
@@ -239,7 +244,7 @@ func Run(ctx context.Context, cfg MemberConfig) error {
 		infos[m.id] = MemberInfo{Name: m.name, PeerURLs: []string{m.url}}
 	}
 	infos[self.id] = MemberInfo{Name: self.name, PeerURLs: cfg.InitialAdvertisePeerURLs, ClientURLs: cfg.AdvertiseClientURLs}
-	scfg := Config{ID: self.id, ClusterID: clusterID, Peers: ids, DB: db, Transport: tr, WAL: filepath.Join(cfg.DataDir, "raft.wal"), MaxRequestBytes: cfg.MaxRequestBytes, QuotaBackendBytes: cfg.QuotaBackendBytes, Members: infos, FsyncTimer: fsync,
+	scfg := Config{ID: self.id, ClusterID: clusterID, Peers: ids, DB: db, Transport: tr, WAL: filepath.Join(cfg.DataDir, "raft.wal"), ApplyBatch: cfg.BackendBatchInterval, MaxRequestBytes: cfg.MaxRequestBytes, QuotaBackendBytes: cfg.QuotaBackendBytes, Members: infos, FsyncTimer: fsync,
 		ClusterToken: cfg.InitialClusterToken,
 		OnPeer: func(id uint64, urls []string) {
 			switch {

@@ -66,6 +66,8 @@ type Config struct {
 	// WAL is the node's write-ahead file (see raftadapter.Config): quiver
 	// serve keeps it beside the database.
 	WAL string
+	// ApplyBatch is raftadapter's Config.ApplyBatch (0: its default).
+	ApplyBatch time.Duration
 	// MaxRequestBytes bounds a request (default DefaultMaxRequestBytes).
 	MaxRequestBytes int
 	// RequestTimeout bounds how long a request waits for raft (default 5 s).
@@ -163,7 +165,7 @@ func New(cfg Config) (*Server, error) {
 	node, err := raftadapter.StartNode(raftadapter.Config{
 		ID: cfg.ID, Peers: cfg.Peers, Join: cfg.Join, DB: cfg.DB, StateMachine: mach,
 		Transport: cfg.Transport, MemoryBudget: cfg.MemoryBudget, LogWindow: cfg.LogWindow,
-		TickInterval: cfg.TickInterval, WAL: cfg.WAL, WALOpenFile: walOpen, Logger: cfg.Logger,
+		TickInterval: cfg.TickInterval, WAL: cfg.WAL, WALOpenFile: walOpen, ApplyBatch: cfg.ApplyBatch, Logger: cfg.Logger,
 	})
 	if err != nil {
 		store.Close()

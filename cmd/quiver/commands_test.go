@@ -394,6 +394,9 @@ func TestBadUsage(t *testing.T) {
 		{"get", "--parse-format", "hex", path, "zz", "alice"},
 		{"get", "--parse-format", "ascii-encoded", path, `"\q"`, "alice"},
 		{"info", "--timeout", "soon", path},
+		{"serve", "--backend-batch-interval", "-1ms"},
+		{"serve", "--backend-batch-interval", "soon"},
+		{"serve", "--max-request-bytes", "0"},
 	} {
 		r := quiverRun(args...)
 		if r.status != 2 || r.stdout != "" || !strings.HasPrefix(r.stderr, "quiver "+args[0]+": ") || !strings.Contains(r.stderr, "\nUsage:\n  quiver "+args[0]) {

@@ -34,6 +34,9 @@ the raft log's included: a write past it is refused and raises the NOSPACE
 alarm, which refuses writes until it is cleared (etcdctl alarm disarm) once
 space is freed (a delete and a compaction). --snapshot-count is accepted for
 etcd's command lines: quiver compacts its raft log by size instead.
+--backend-batch-interval (default 5ms) is how long applied writes may share
+one database commit: a write is answered once it is applied, and reads wait
+for its commit; watchers get its event with that commit.
 
 TLS: https:// client URLs serve with --cert-file and --key-file;
 --client-cert-auth demands client certificates signed by --trusted-ca-file.
@@ -62,6 +65,9 @@ ways; all peer URLs are then https://.`,
 			}
 			if cfg.QuotaBackendBytes < 0 {
 				return usagef("invalid --quota-backend-bytes %d: want 0 (the default) or more", cfg.QuotaBackendBytes)
+			}
+			if cfg.BackendBatchInterval < 0 {
+				return usagef("invalid --backend-batch-interval %v: want 0 (the default) or more", cfg.BackendBatchInterval)
 			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGTERM, syscall.SIGINT)
 			defer stop()
@@ -96,6 +102,7 @@ ways; all peer URLs are then https://.`,
 	f.StringVar(&cfg.PeerTLS.KeyFile, "peer-key-file", "", "the peer transport's TLS key (PEM)")
 	f.StringVar(&cfg.PeerTLS.TrustedCAFile, "peer-trusted-ca-file", "", "CAs that sign the peers' certificates")
 	f.BoolVar(&cfg.PeerTLS.ClientCertAuth, "peer-client-cert-auth", false, "demand a peer certificate signed by --peer-trusted-ca-file")
+	f.DurationVar(&cfg.BackendBatchInterval, "backend-batch-interval", 0, "the longest an applied write waits for the database commit that shows it to reads that do not wait for it and to watchers (0: 5ms)")
 	f.Uint64Var(&snapshotCount, "snapshot-count", 0, "accepted for etcd's command lines; quiver compacts its log by size")
 	return cmd
 }

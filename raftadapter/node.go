@@ -960,8 +960,9 @@ func (n *Node) applyCommitted(tx *quiver.Tx, w *Writer, entries []*pb.Entry, las
 }
 
 // finishReady does what follows a Ready's commit (or a Ready that needed
-// none): the applied index is published, the messages sent, the readers
-// and proposers told, raft advanced.
+// none, or one applied in the open batch): the applied index is published
+// (or, with a batch open, left for its commit to publish), the messages
+// sent, the readers and proposers told, raft advanced.
 func (n *Node) finishReady(rd raft.Ready, last uint64, told []ack) {
 	if n.batch == nil {
 		n.publishApplied(last)
@@ -1119,6 +1120,8 @@ func (n *Node) endBatch() error {
 	n.pending = nil
 	if n.hard == b.hard {
 		n.hardDirty = false
+	} else if n.hardDirty {
+		n.storage.stage(nil, n.hard) // raft's reads keep the newest, as before the commit
 	}
 	n.publishApplied(b.last)
 	return nil

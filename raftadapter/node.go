@@ -1131,8 +1131,8 @@ func (n *Node) endBatch() error {
 // bench/serve against etcd (whose backend commits every 100 ms but serves
 // reads and watchers from its buffer): 1 ms lost the one-client put gain
 // on one member (0.95× etcd), 2 ms on three (0.95×); 5 ms kept both
-// (1.05–1.10×), and delays a watch event after its put's answer by 9–12
-// ms p50 where etcd's take 3–7.
+// (1.00–1.11× over five runs), and delays a watch event after its put's
+// answer by 9–12 ms p50 where etcd's take 3–7.
 const DefaultApplyBatch = 5 * time.Millisecond
 
 // flush writes the staged entries and the newest HardState to the

@@ -97,8 +97,8 @@ type Store struct {
 	loopDone    chan struct{}
 
 	committed atomic.Int64 // the last durable revision
-	// commitc, once a reader waits (waitCommitted), is closed when
-	// committed moves.
+	// commitc, once a reader waits (waitCompactionCommitted), is closed
+	// when committed moves.
 	commitMu sync.Mutex
 	commitc  chan struct{}
 

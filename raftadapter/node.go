@@ -197,7 +197,7 @@ type Node struct {
 	err     error // why the loop stopped
 
 	applied atomic.Uint64 // readable in the database
-	told    atomic.Uint64 // the last entry whose result was handed out (Fence)
+	told    atomic.Uint64 // the last entry whose result went out before its commit (Fence)
 	status  atomic.Pointer[raft.BasicStatus]
 
 	// Read requests: reads waits for raft's read index of each request

@@ -77,7 +77,7 @@ func newMetrics(s *Server) *metrics {
 // etcd's histograms: the database's (Options.OpenFile: OpenFile) and the
 // raft write-ahead file's (Config.WALOpenFile: OpenWALFile).
 type FsyncTimer struct {
-	hist, wal prometheus.Histogram
+	backend, wal prometheus.Histogram
 }
 
 // NewFsyncTimer returns a timer whose histograms are
@@ -86,7 +86,7 @@ type FsyncTimer struct {
 // etcd_disk_wal_fsync_duration_seconds.
 func NewFsyncTimer() *FsyncTimer {
 	return &FsyncTimer{
-		hist: prometheus.NewHistogram(prometheus.HistogramOpts{
+		backend: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "etcd_disk_backend_commit_duration_seconds",
 			Help:    "The latency distributions of the engine's fdatasync, one per synced commit.",
 			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16), // 0.5 ms to ~16 s
@@ -101,7 +101,7 @@ func NewFsyncTimer() *FsyncTimer {
 
 // OpenFile is an Options.OpenFile that times the file's syncs.
 func (f *FsyncTimer) OpenFile(path string, flag int, mode os.FileMode) (quiver.File, error) {
-	return openTimed(path, flag, mode, f.hist)
+	return openTimed(path, flag, mode, f.backend)
 }
 
 // OpenWALFile is a raftadapter Config.WALOpenFile that times the file's

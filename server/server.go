@@ -178,7 +178,7 @@ func New(cfg Config) (*Server, error) {
 	}
 	s.metrics = newMetrics(s)
 	if cfg.FsyncTimer != nil {
-		s.metrics.reg.MustRegister(cfg.FsyncTimer.hist, cfg.FsyncTimer.wal)
+		s.metrics.reg.MustRegister(cfg.FsyncTimer.backend, cfg.FsyncTimer.wal)
 	}
 	go s.leaseLoop()
 	go s.publish()

@@ -190,6 +190,58 @@ func BenchmarkSinglePut(b *testing.B) {
 		b.StopTimer()
 		b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "commits/s")
 	})
+	// The disk's floor under a synced commit, in the same run: the target
+	// is set against one 4 KB write and fdatasync on the same file.
+	b.Run("floor=one-page", func(b *testing.B) { benchSyncFloor(b, 1, false, false) })
+	b.Run("floor=run-and-meta", func(b *testing.B) { benchSyncFloor(b, 5, true, false) })
+	b.Run("floor=two-syncs", func(b *testing.B) { benchSyncFloor(b, 1, true, true) })
+}
+
+// benchSyncFloor measures the disk under a commit with no engine in the
+// way, on a file as large as SinglePut's database. Per op: a run of pages
+// written at a random page, then, with meta, page 0 written as well, and
+// one fdatasync; with twoSyncs, an fdatasync before page 0 too. One page
+// is the floor the single-put target names; a run and the meta apart is
+// the least a commit that keeps its meta in a fixed place writes (its
+// pages as one run: quiver's best case); two syncs are a commit that
+// makes its pages durable before its meta (bbolt's).
+func benchSyncFloor(b *testing.B, pages int, meta, twoSyncs bool) {
+	const ps = 4096
+	size := max(256, *flagPutKeys*(KeySize+*flagValueSize)*2/ps) // pages
+	f, err := os.Create(filepath.Join(b.TempDir(), "floor"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := f.Write(make([]byte, size*ps)); err != nil {
+		b.Fatal(err)
+	}
+	if err := f.Sync(); err != nil {
+		b.Fatal(err)
+	}
+	rng := rand.New(rand.NewPCG(*flagSeed, 5))
+	buf := make([]byte, pages*ps)
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if _, err := f.WriteAt(buf, int64(2+rng.IntN(size-pages-2))*ps); err != nil {
+			b.Fatal(err)
+		}
+		if twoSyncs {
+			if err := fdatasync(f); err != nil {
+				b.Fatal(err)
+			}
+		}
+		if meta {
+			if _, err := f.WriteAt(buf[:ps], 0); err != nil {
+				b.Fatal(err)
+			}
+		}
+		if err := fdatasync(f); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.StopTimer()
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "commits/s")
 }
 
 var (

@@ -71,3 +71,6 @@ func majorFaults() int64 {
 	}
 	return ru.Majflt
 }
+
+// fdatasync makes f's data durable, as the engines' commits do.
+func fdatasync(f *os.File) error { return unix.Fdatasync(int(f.Fd())) }

@@ -2,7 +2,10 @@
 
 package bench
 
-import "errors"
+import (
+	"errors"
+	"os"
+)
 
 // writeCounter needs /proc/self/io; elsewhere CommitMeter reports no bytes.
 type writeCounter struct{}
@@ -17,3 +20,6 @@ func dropFileCache(string) error { return errors.ErrUnsupported }
 
 // majorFaults is not measured here.
 func majorFaults() int64 { return -1 }
+
+// fdatasync makes f's data durable (fsync where fdatasync is not had).
+func fdatasync(f *os.File) error { return f.Sync() }

@@ -317,7 +317,7 @@ func TestCorruptHeaderIsAnError(t *testing.T) {
 	ok(t, err)
 	// Make every branch and leaf page claim another id.
 	for off := 2 * 4096; off+4096 <= len(raw); off += 4096 {
-		if f := raw[off+24]; f == 0x01 || f == 0x02 {
+		if f := raw[off+24]; f == 0x01 || f == 0x02 || f == 0x42 {
 			raw[off+8] ^= 0x01
 		}
 	}

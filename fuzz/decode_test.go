@@ -22,6 +22,14 @@ func FuzzPageDecode(f *testing.F) {
 	page.PutLeafElem(leaf, 1, off, page.LeafBucket, []byte("b"), make([]byte, 16))
 	page.Seal(leaf)
 	f.Add(leaf, uint64(5))
+	leaf = make([]byte, 1024)
+	page.PutHeader(leaf, 6, 3, page.FlagLeafPrefixed, 2, 0)
+	page.PutLeafPrefix(leaf, []byte("ke"))
+	off = page.LeafElemsStart(2)
+	off = page.PutLeafElem(leaf, 0, off, 0, []byte("key1"), []byte("1"))
+	page.PutLeafElem(leaf, 1, off, page.LeafBucket, []byte("key2"), make([]byte, 16))
+	page.Seal(leaf)
+	f.Add(leaf, uint64(6))
 	meta := make([]byte, 1024)
 	page.PutMeta(meta, 0, &page.Meta{PageSize: 1024, Freelist: 2, HighWater: 3, Txid: 4})
 	f.Add(meta, uint64(0))
@@ -49,7 +57,10 @@ func FuzzPageDecode(f *testing.F) {
 				page.BranchElem(b, i)
 			}
 			_ = page.Used(b)
+			_ = page.LeafSearch(b, []byte("key1"))
+			_ = page.LeafSearch(b, nil)
 		}
+		_, _ = page.CheckLeafPrefixes(b)
 	})
 }
 

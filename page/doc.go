@@ -18,8 +18,8 @@
 //	              without knowing the page size
 //	8      8    ID        the page id this page was written at
 //	16     8    Txid      the transaction that wrote it
-//	24     2    Flags     page kind: FlagBranch, FlagLeaf, FlagMeta,
-//	              FlagFreelist, FlagCommit
+//	24     2    Flags     page kind: FlagBranch, FlagLeafPrefixed (or
+//	              format 1's FlagLeaf), FlagMeta, FlagFreelist, FlagCommit
 //	26     2    Count     number of elements (branch, leaf)
 //	28     4    Overflow  number of pages after this one in the span
 //
@@ -28,7 +28,8 @@
 // # Meta page (pages 0 and 1)
 //
 //	32  4  Magic     0x31525651 ("QVR1")
-//	36  4  Version   format version (Version)
+//	36  4  Version   format version: 2 (Version); a build reads 1
+//	                 (OldestVersion) too
 //	40  4  PageSize
 //	44  4  Flags     reserved, zero
 //	48  8  Root      root page of the root bucket, 0 if empty
@@ -60,10 +61,29 @@
 //
 // The key of element i is the first key of child i's subtree.
 //
-// # Leaf page (FlagLeaf)
+// # Leaf page (FlagLeafPrefixed, format 2)
 //
-// After the header, Count uint32 offsets, one per element, in key order.
-// Each element at its offset:
+//	32  1    cp: length of a prefix every key of the page starts with,
+//	         at most MaxLeafPrefix (23); written as the first and the last
+//	         key's common prefix
+//	33  cp   that prefix; zeros up to LeafSlotsAt (56)
+//	56  8×Count slots, one per element, in key order: uint32 offset of
+//	         the element, then the 4 bytes of its key after the prefix
+//	         (zero-padded when shorter), compared as a big-endian uint32
+//
+// A search compares those 4 bytes, in one array, and reads an element's
+// key only where they tie with the key sought's (or for the answer): a
+// key whose 4 bytes are less is less, since padding with zeros keeps order.
+// A key sought that does not start with the page's prefix sorts before or
+// after every key of it. Check verifies both the prefix and the slots.
+//
+// Element bodies as in format 1's leaf, next.
+//
+// # Leaf page, format 1 (FlagLeaf)
+//
+// Read, no longer written: a file of format 1 keeps such leaves until a
+// commit rewrites them. After the header, Count uint32 offsets, one per
+// element, in key order. Each element at its offset:
 //
 //	1       element flags (LeafBucket: the value is a bucket header)
 //	uvarint key length

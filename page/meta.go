@@ -7,10 +7,13 @@ import (
 )
 
 // Magic identifies a quiver file; Version is the format version this code
-// writes and reads.
+// writes. It reads that and OldestVersion: format 2 added prefixed leaves
+// (FlagLeafPrefixed), and a file of format 1 becomes format 2 with its
+// first commit, its format 1 leaves read as they are until rewritten.
 const (
-	Magic   uint32 = 0x31525651 // "QVR1" little endian
-	Version uint32 = 1
+	Magic         uint32 = 0x31525651 // "QVR1" little endian
+	Version       uint32 = 2
+	OldestVersion uint32 = 1
 	// MetaEnd is the end of the meta fields; the meta checksum covers
 	// bytes [8, MetaEnd).
 	MetaEnd = 104
@@ -65,8 +68,8 @@ func DecodeMeta(b []byte, id Pgid) (*Meta, error) {
 	if le.Uint32(b[32:]) != Magic {
 		return nil, fmt.Errorf("%w: bad magic in meta page %d", ErrInvalid, id)
 	}
-	if v := le.Uint32(b[36:]); v != Version {
-		return nil, fmt.Errorf("%w: file version %d, this build reads %d", ErrVersionMismatch, v, Version)
+	if v := le.Uint32(b[36:]); v < OldestVersion || v > Version {
+		return nil, fmt.Errorf("%w: file version %d, this build reads %d to %d", ErrVersionMismatch, v, OldestVersion, Version)
 	}
 	if Flags(b) != FlagMeta || ID(b) != id {
 		return nil, Corruptf(id, "meta header has flags %#x id %d", Flags(b), ID(b))

@@ -15,11 +15,17 @@ type Txid uint64
 // Page kinds, stored in the header's Flags field.
 const (
 	FlagBranch   uint16 = 0x01
-	FlagLeaf     uint16 = 0x02
+	FlagLeaf     uint16 = 0x02 // format 1's leaf: offsets only (read, no longer written)
 	FlagMeta     uint16 = 0x04
 	FlagFreelist uint16 = 0x10
 	FlagCommit   uint16 = 0x20
+	// FlagLeafPrefixed is the leaf written since format 2: each offset has
+	// four bytes of its key beside it (see the package comment).
+	FlagLeafPrefixed uint16 = 0x42
 )
+
+// IsLeaf reports whether page flags f name a leaf, of either layout.
+func IsLeaf(f uint16) bool { return f == FlagLeafPrefixed || f == FlagLeaf }
 
 // Leaf element flags.
 const (
@@ -49,7 +55,7 @@ func FlagName(f uint16) string {
 	switch f {
 	case FlagBranch:
 		return "branch"
-	case FlagLeaf:
+	case FlagLeaf, FlagLeafPrefixed:
 		return "leaf"
 	case FlagMeta:
 		return "meta"
@@ -123,7 +129,7 @@ func CheckHeader(b []byte, id Pgid, pageSize int) error {
 		return Corruptf(id, "header names page %d", got)
 	}
 	switch Flags(b) {
-	case FlagBranch, FlagLeaf, FlagMeta, FlagFreelist, FlagCommit:
+	case FlagBranch, FlagLeaf, FlagLeafPrefixed, FlagMeta, FlagFreelist, FlagCommit:
 	default:
 		return Corruptf(id, "unknown page flags %#x", Flags(b))
 	}

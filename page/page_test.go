@@ -59,36 +59,60 @@ func TestMetaRejectsBadFields(t *testing.T) {
 	}
 }
 
-func TestLeafAndBranchElements(t *testing.T) {
-	keys := [][]byte{[]byte("a"), bytes.Repeat([]byte("k"), 300), []byte("zz")}
-	vals := [][]byte{{}, []byte("value"), bytes.Repeat([]byte("v"), 200)}
+// putLeaf writes a leaf of keys and vals in the layout flags names (format
+// 1's offsets, or prefixed with the keys' common prefix) and returns it.
+func putLeaf(flags uint16, keys, vals [][]byte) []byte {
 	leaf := make([]byte, ps)
-	page.PutHeader(leaf, 9, 3, page.FlagLeaf, len(keys), 0)
+	page.PutHeader(leaf, 9, 3, flags, len(keys), 0)
 	off := page.ElemsStart(len(keys))
+	if flags == page.FlagLeafPrefixed {
+		off = page.LeafElemsStart(len(keys))
+		if len(keys) > 0 {
+			first, last := keys[0], keys[len(keys)-1]
+			page.PutLeafPrefix(leaf, first[:page.CommonPrefix(first, last)])
+		}
+	}
 	for i := range keys {
 		off = page.PutLeafElem(leaf, i, off, uint8(i%2), keys[i], vals[i])
 	}
 	page.Seal(leaf)
-	if err := page.Verify(leaf, 9, ps); err != nil {
-		t.Fatal(err)
-	}
-	size := page.HeaderSize
-	for i := range keys {
-		f, k, v, ok := page.LeafElem(leaf, i)
-		if !ok || f != uint8(i%2) || !bytes.Equal(k, keys[i]) || !bytes.Equal(v, vals[i]) {
-			t.Fatalf("leaf element %d: %v %q %q %v", i, f, k, v, ok)
+	return leaf
+}
+
+func TestLeafAndBranchElements(t *testing.T) {
+	keys := [][]byte{[]byte("a"), bytes.Repeat([]byte("k"), 300), []byte("zz")}
+	vals := [][]byte{{}, []byte("value"), bytes.Repeat([]byte("v"), 200)}
+	for _, flags := range []uint16{page.FlagLeaf, page.FlagLeafPrefixed} {
+		leaf := putLeaf(flags, keys, vals)
+		if err := page.Verify(leaf, 9, ps); err != nil {
+			t.Fatal(err)
 		}
-		size += page.LeafElemSize(len(keys[i]), len(vals[i]))
-	}
-	if page.Used(leaf) != size {
-		t.Fatalf("Used %d, sizes add to %d", page.Used(leaf), size)
-	}
-	if _, _, _, ok := page.LeafElem(leaf, 3); ok {
-		t.Fatal("element past the count decoded")
+		// A format 1 element has a 4-byte offset where a prefixed one
+		// has an 8-byte slot.
+		size, slot := page.HeaderSize, -4
+		if flags == page.FlagLeafPrefixed {
+			size, slot = page.LeafSlotsAt, 0
+		}
+		for i := range keys {
+			f, k, v, ok := page.LeafElem(leaf, i)
+			if !ok || f != uint8(i%2) || !bytes.Equal(k, keys[i]) || !bytes.Equal(v, vals[i]) {
+				t.Fatalf("%s leaf element %d: %v %q %q %v", page.FlagName(flags), i, f, k, v, ok)
+			}
+			size += page.LeafElemSize(len(keys[i]), len(vals[i])) + slot
+		}
+		if page.Used(leaf) != size {
+			t.Fatalf("flags %#x: Used %d, sizes add to %d", flags, page.Used(leaf), size)
+		}
+		if _, _, _, ok := page.LeafElem(leaf, 3); ok {
+			t.Fatal("element past the count decoded")
+		}
+		if i, ok := page.CheckLeafPrefixes(leaf); !ok {
+			t.Fatalf("flags %#x: element %d's prefix reported wrong", flags, i)
+		}
 	}
 	branch := make([]byte, ps)
 	page.PutHeader(branch, 10, 3, page.FlagBranch, len(keys), 0)
-	off = page.ElemsStart(len(keys))
+	off := page.ElemsStart(len(keys))
 	for i := range keys {
 		off = page.PutBranchElem(branch, i, off, page.Pgid(100+i), keys[i])
 	}
@@ -99,6 +123,7 @@ func TestLeafAndBranchElements(t *testing.T) {
 		}
 	}
 	// A flipped byte fails Verify with the page named.
+	leaf := putLeaf(page.FlagLeafPrefixed, keys, vals)
 	leaf[2000] ^= 1
 	var ce *page.CorruptionError
 	if err := page.Verify(leaf, 9, ps); !errors.As(err, &ce) || ce.Pgid != 9 {
@@ -352,5 +377,72 @@ func TestFreeSetRejectsBadDeltas(t *testing.T) {
 		if _, _, err := page.FreeSet(m, read); !errors.Is(err, page.ErrCorrupt) {
 			t.Errorf("%s: FreeSet error %v, want corruption", tc.name, err)
 		}
+	}
+}
+
+// LeafSearch finds, in leaves of both layouts, the first key not less than
+// the one sought, as a scan does: for keys stored and not, keys that share
+// a leaf's common prefix or only part of it, keys shorter than the prefix,
+// and ties in the four bytes the slots hold. -seed replays a run.
+func TestLeafSearch(t *testing.T) {
+	seed := testutil.Seed(t)
+	rng := testutil.Rand(seed)
+	alphabet := []byte{0, 1, 'a', 'b', 0xff}
+	randKey := func(prefix []byte) []byte {
+		k := bytes.Clone(prefix)
+		for n := rng.IntN(9); n > 0; n-- {
+			k = append(k, alphabet[rng.IntN(len(alphabet))])
+		}
+		if len(k) == 0 {
+			k = append(k, 'a')
+		}
+		return k
+	}
+	for round := 0; round < 2000; round++ {
+		prefix := randKey(nil)[:rng.IntN(4)]
+		if rng.IntN(3) == 0 {
+			prefix = bytes.Repeat([]byte{'p'}, page.MaxLeafPrefix+2)
+		}
+		set := map[string]bool{}
+		for n := 1 + rng.IntN(40); len(set) < n; {
+			set[string(randKey(prefix))] = true
+		}
+		keys := make([][]byte, 0, len(set))
+		for k := range set {
+			keys = append(keys, []byte(k))
+		}
+		slices.SortFunc(keys, bytes.Compare)
+		vals := make([][]byte, len(keys))
+		for _, flags := range []uint16{page.FlagLeaf, page.FlagLeafPrefixed} {
+			leaf := putLeaf(flags, keys, vals)
+			if i, ok := page.CheckLeafPrefixes(leaf); !ok {
+				t.Fatalf("seed %d: element %d's prefix reported wrong", seed, i)
+			}
+			probes := append(slices.Clone(keys), randKey(nil), randKey(prefix), randKey(prefix[:len(prefix)/2]), prefix, []byte{}, []byte{0xff, 0xff})
+			for _, k := range keys {
+				probes = append(probes, append(bytes.Clone(k), 0), k[:len(k)-1])
+			}
+			for _, k := range probes {
+				want, _ := slices.BinarySearchFunc(keys, k, bytes.Compare)
+				if got := page.LeafSearch(leaf, k); got != want {
+					t.Fatalf("seed %d, flags %#x, keys %q: search for %q says %d, want %d", seed, flags, keys, k, got, want)
+				}
+			}
+		}
+	}
+}
+
+// A prefixed leaf whose slot disagrees with its key is reported.
+func TestCheckLeafPrefixes(t *testing.T) {
+	keys := [][]byte{[]byte("key-0001"), []byte("key-0002"), []byte("key-0003")}
+	leaf := putLeaf(page.FlagLeafPrefixed, keys, make([][]byte, 3))
+	leaf[page.LeafSlotsAt+page.LeafSlotSize*1+5]++
+	if i, ok := page.CheckLeafPrefixes(leaf); ok || i != 1 {
+		t.Fatalf("a changed slot: CheckLeafPrefixes says %d, %v", i, ok)
+	}
+	leaf = putLeaf(page.FlagLeafPrefixed, keys, make([][]byte, 3))
+	leaf[page.LeafPrefixAt+1] = 'x'
+	if i, ok := page.CheckLeafPrefixes(leaf); ok || i != 0 {
+		t.Fatalf("a changed common prefix: CheckLeafPrefixes says %d, %v", i, ok)
 	}
 }

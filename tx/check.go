@@ -290,13 +290,17 @@ func (c *checker) checkNode(id page.Pgid, lo, hi []byte, level int, parent page.
 		return // seen before: do not walk it twice
 	}
 	flags := page.Flags(p)
-	if flags != page.FlagBranch && flags != page.FlagLeaf {
+	if flags != page.FlagBranch && !page.IsLeaf(flags) {
 		c.corruptf(id, "a %s page in a bucket tree", page.FlagName(flags))
 		return
 	}
 	n := page.Count(p)
 	if n == 0 {
 		c.corruptf(id, "empty %s page", page.FlagName(flags))
+		return
+	}
+	if i, ok := page.CheckLeafPrefixes(p); !ok {
+		c.corruptf(id, "element %d: its key and its slot's prefix bytes disagree", i)
 		return
 	}
 	var prev []byte

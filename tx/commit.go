@@ -192,7 +192,7 @@ func (s *commitState) redistribute(n *node) {
 		for k := range all {
 			total += c.elemSize(&all[k])
 		}
-		room := ps - page.HeaderSize
+		room := ps - c.overhead()
 		var k int
 		switch {
 		case total <= 2*room:

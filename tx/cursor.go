@@ -47,7 +47,7 @@ func (r *elemRef) isLeaf() bool {
 	if r.node != nil {
 		return r.node.leaf
 	}
-	return page.Flags(r.page) == page.FlagLeaf
+	return page.IsLeaf(page.Flags(r.page))
 }
 
 func (c *Cursor) init(b *Bucket) {
@@ -105,7 +105,7 @@ func (c *Cursor) Next() (key, value []byte) {
 	}
 	// Fast path: the next element of the same leaf page.
 	if c.depth > 0 {
-		if r := &c.stack[c.depth-1]; r.page != nil && r.index+1 < page.Count(r.page) && page.Flags(r.page) == page.FlagLeaf {
+		if r := &c.stack[c.depth-1]; r.page != nil && r.index+1 < page.Count(r.page) && page.IsLeaf(page.Flags(r.page)) {
 			if flags, k, v, ok := page.LeafElem(r.page, r.index+1); ok {
 				r.index++
 				return c.out(k, v, flags)
@@ -230,7 +230,7 @@ func (b *Bucket) ref(id page.Pgid) (elemRef, bool) {
 	if p == nil {
 		return elemRef{}, false
 	}
-	if f := page.Flags(p); f != page.FlagLeaf && f != page.FlagBranch {
+	if f := page.Flags(p); !page.IsLeaf(f) && f != page.FlagBranch {
 		b.tx.corrupt(page.Corruptf(id, "expected a branch or leaf page, found a %s page", page.FlagName(f)))
 		return elemRef{}, false
 	}
@@ -476,11 +476,7 @@ func searchLeaf(r *elemRef, key []byte) {
 		r.index, _ = n.index(key)
 		return
 	}
-	p := r.page
-	r.index = sort.Search(page.Count(p), func(i int) bool {
-		k, ok := page.LeafKey(p, i)
-		return !ok || bytes.Compare(k, key) >= 0
-	})
+	r.index = page.LeafSearch(r.page, key)
 }
 
 // current returns the leaf element at the cursor, nil if past the end.

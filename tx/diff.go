@@ -77,7 +77,7 @@ func (t *Tx) edgeKey(p []byte, id page.Pgid, depth int, last bool) ([]byte, bool
 		}
 		id, depth = child, depth+1
 	}
-	if page.Flags(p) != page.FlagLeaf {
+	if !page.IsLeaf(page.Flags(p)) {
 		t.corrupt(page.Corruptf(id, "%s page in a bucket's tree", page.FlagName(page.Flags(p))))
 		return nil, false
 	}

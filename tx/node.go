@@ -41,9 +41,18 @@ func (n *node) minKeys() int {
 	return 2
 }
 
+// overhead is the bytes of the node's page before its elements' slots
+// (a leaf's counts a common prefix of the largest size).
+func (n *node) overhead() int {
+	if n.leaf {
+		return page.LeafSlotsAt
+	}
+	return page.HeaderSize
+}
+
 // size is the number of bytes the node's page takes.
 func (n *node) size() int {
-	s := page.HeaderSize
+	s := n.overhead()
 	for i := range n.inodes {
 		s += n.elemSize(&n.inodes[i])
 	}
@@ -60,7 +69,7 @@ func (n *node) elemSize(in *inode) int {
 // sizeLess reports whether the node's page is smaller than v bytes, stopping
 // early.
 func (n *node) sizeLess(v int) bool {
-	s := page.HeaderSize
+	s := n.overhead()
 	for i := range n.inodes {
 		s += n.elemSize(&n.inodes[i])
 		if s >= v {
@@ -105,7 +114,7 @@ func (n *node) read(p []byte, id page.Pgid) error {
 	n.pgid = id
 	n.wrote = page.TxidOf(p)
 	n.pages = int(page.Overflow(p)) + 1
-	n.leaf = page.Flags(p) == page.FlagLeaf
+	n.leaf = page.IsLeaf(page.Flags(p))
 	cnt := page.Count(p)
 	// Room for a few inserts: a node is usually read to be changed.
 	n.inodes = make([]inode, cnt, cnt+cnt/8+2)
@@ -130,12 +139,15 @@ func (n *node) read(p []byte, id page.Pgid) error {
 // write encodes the node into buf, a zeroed span of whole pages, as page id
 // written by txid.
 func (n *node) write(buf []byte, id page.Pgid, txid page.Txid, pageSize int) {
-	flags := page.FlagBranch
+	flags, off := page.FlagBranch, page.ElemsStart(len(n.inodes))
 	if n.leaf {
-		flags = page.FlagLeaf
+		flags, off = page.FlagLeafPrefixed, page.LeafElemsStart(len(n.inodes))
 	}
 	page.PutHeader(buf, id, txid, flags, len(n.inodes), uint32(len(buf)/pageSize-1))
-	off := page.ElemsStart(len(n.inodes))
+	if n.leaf && len(n.inodes) > 0 {
+		first, last := n.inodes[0].key, n.inodes[len(n.inodes)-1].key
+		page.PutLeafPrefix(buf, first[:page.CommonPrefix(first, last)])
+	}
 	for i := range n.inodes {
 		in := &n.inodes[i]
 		if n.leaf {
@@ -174,7 +186,7 @@ func (n *node) split(pageSize int) []*node {
 		total += n.elemSize(&n.inodes[i])
 	}
 	var cuts []int
-	start, sz, before := 0, page.HeaderSize, 0
+	start, sz, before := 0, n.overhead(), 0
 	for i := range n.inodes {
 		es := n.elemSize(&n.inodes[i])
 		if sz+total-before <= pageSize && len(n.inodes)-start <= maxCount {
@@ -187,7 +199,7 @@ func (n *node) split(pageSize int) []*node {
 		full := sz+es > threshold && (i-start >= 2 || sz+es > pageSize)
 		if i-start >= min && len(n.inodes)-i >= min && (full || i-start >= maxCount) {
 			cuts = append(cuts, i)
-			start, sz = i, page.HeaderSize
+			start, sz = i, n.overhead()
 		}
 		sz += es
 		before += es

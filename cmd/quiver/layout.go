@@ -96,7 +96,7 @@ func mapLayout(pf *pageFile) *layout {
 				if child, _, ok := page.BranchElem(p, i); ok {
 					stack = append(stack, child)
 				}
-			case page.FlagLeaf:
+			case page.FlagLeaf, page.FlagLeafPrefixed:
 				if fl, _, v, ok := page.LeafElem(p, i); ok && fl&page.LeafBucket != 0 {
 					if h, ok := page.DecodeBucketHeader(v); ok && h.Root != 0 {
 						stack = append(stack, h.Root)

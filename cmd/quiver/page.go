@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -121,7 +122,7 @@ func printPage(w io.Writer, pf *pageFile, id page.Pgid, format string) error {
 			return err
 		}
 		fmt.Fprintf(w, "Checksum:   %016x (ok)\n", page.Checksum(p))
-		printMeta(w, m)
+		printMeta(w, m, binary.LittleEndian.Uint32(p[36:]))
 		return nil
 	}
 	if len(p) < ps {
@@ -149,7 +150,7 @@ func printPage(w io.Writer, pf *pageFile, id page.Pgid, format string) error {
 	}
 	var derr error
 	switch flags {
-	case page.FlagLeaf:
+	case page.FlagLeaf, page.FlagLeafPrefixed:
 		derr = printLeaf(w, p, format)
 	case page.FlagBranch:
 		derr = printBranch(w, p, format)
@@ -166,8 +167,8 @@ func printPage(w io.Writer, pf *pageFile, id page.Pgid, format string) error {
 	return derr
 }
 
-func printMeta(w io.Writer, m *page.Meta) {
-	fmt.Fprintf(w, "Version:    %d\n", page.Version)
+func printMeta(w io.Writer, m *page.Meta, version uint32) {
+	fmt.Fprintf(w, "Version:    %d\n", version)
 	fmt.Fprintf(w, "Page Size:  %d bytes\n", m.PageSize)
 	fmt.Fprintf(w, "Root:       <pgid=%d>\n", m.Root)
 	fmt.Fprintf(w, "Sequence:   %d\n", m.Sequence)
@@ -183,6 +184,9 @@ var errElemBounds = errors.New("element out of bounds")
 func printLeaf(w io.Writer, p []byte, format string) error {
 	n := page.Count(p)
 	fmt.Fprintf(w, "Item Count: %d\n\n", n)
+	if i, ok := page.CheckLeafPrefixes(p); !ok {
+		defer fmt.Fprintf(w, "(element %d: its key and its slot's prefix bytes disagree)\n", i)
+	}
 	for i := range n {
 		fl, k, v, ok := page.LeafElem(p, i)
 		if !ok {

@@ -12,9 +12,34 @@ import (
 // the caller turns that into a corruption error for the page. Returned
 // slices alias p.
 
+// Prefixed pages (format 2's branches and leaves, FlagPrefixed set): the
+// header; at PrefixAt one byte, the length cp (at most MaxPrefix) of a
+// prefix every key of the page starts with, then those cp bytes, zeros up
+// to SlotsAt; then one slot of SlotSize bytes per element, in key order:
+// the element's offset (uint32) and the four bytes of its key after the
+// common prefix, zero-padded (compared as a big-endian uint32). Element
+// bodies as in format 1's pages. Format 1's pages (branches still written
+// so by builds of format 1, leaves FlagLeaf) have a uint32 offset per
+// element after the header instead.
+const (
+	PrefixAt  = HeaderSize
+	MaxPrefix = 23
+	SlotsAt   = PrefixAt + 1 + MaxPrefix
+	SlotSize  = 8
+)
+
+// prefixed reports whether page p (at least HeaderSize bytes) has slots.
+func prefixed(p []byte) bool { return Flags(p)&FlagPrefixed != 0 }
+
+// elemOffset returns the offset of element i of branch or leaf page p, of
+// either layout; ok is false if the offset's bytes or the offset itself
+// lie outside p.
 func elemOffset(p []byte, i int) (int, bool) {
-	at := HeaderSize + offsetSize*i
-	if i < 0 || at+offsetSize > len(p) {
+	at, size := HeaderSize+offsetSize*i, offsetSize
+	if len(p) >= HeaderSize && prefixed(p) {
+		at, size = SlotsAt+SlotSize*i, SlotSize
+	}
+	if i < 0 || at+size > len(p) {
 		return 0, false
 	}
 	off := int(binary.LittleEndian.Uint32(p[at:]))
@@ -33,42 +58,15 @@ func uvarint(p []byte, off int) (v int, next int, ok bool) {
 	return int(u), off + n, true
 }
 
-// Prefixed leaves (FlagLeafPrefixed): the header; at LeafPrefixAt one
-// byte, the length cp (at most MaxLeafPrefix) of a prefix every key of the
-// page starts with, then those cp bytes, zeros up to LeafSlotsAt; then one
-// slot of LeafSlotSize bytes per element, in key order: the element's
-// offset (uint32) and the four bytes of its key after the common prefix,
-// zero-padded (compared as a big-endian uint32). Element bodies as in
-// format 1's leaves.
-const (
-	LeafPrefixAt  = HeaderSize
-	MaxLeafPrefix = 23
-	LeafSlotsAt   = LeafPrefixAt + 1 + MaxLeafPrefix
-	LeafSlotSize  = 8
-)
-
-// leafOffset returns the offset of element i of leaf page p, of either
-// layout.
-func leafOffset(p []byte, i int) (int, bool) {
-	at, size := HeaderSize+offsetSize*i, offsetSize
-	if len(p) >= HeaderSize && Flags(p) == FlagLeafPrefixed {
-		at, size = LeafSlotsAt+LeafSlotSize*i, LeafSlotSize
-	}
-	if i < 0 || at+size > len(p) {
-		return 0, false
-	}
-	return int(binary.LittleEndian.Uint32(p[at:])), true
-}
-
 // LeafElem returns element i of leaf page p.
 func LeafElem(p []byte, i int) (flags uint8, key, value []byte, ok bool) {
-	off, ok := leafOffset(p, i)
+	off, ok := elemOffset(p, i)
 	if !ok {
 		return 0, nil, nil, false
 	}
 	// Fast path: both lengths fit one varint byte, as for most keys and
 	// small values.
-	if off >= HeaderSize && off+3 <= len(p) {
+	if off+3 <= len(p) {
 		if ks, vs := int(p[off+1]), int(p[off+2]); ks|vs < 0x80 {
 			k := off + 3
 			if k+ks+vs <= len(p) {
@@ -76,9 +74,6 @@ func LeafElem(p []byte, i int) (flags uint8, key, value []byte, ok bool) {
 			}
 			return 0, nil, nil, false
 		}
-	}
-	if off < HeaderSize || off >= len(p) {
-		return 0, nil, nil, false
 	}
 	flags = p[off]
 	ks, off, ok := uvarint(p, off+1)
@@ -100,39 +95,52 @@ func LeafKey(p []byte, i int) ([]byte, bool) {
 	return k, ok
 }
 
-// LeafSearch returns the index of the first element of leaf page p whose
-// key is not less than key, Count(p) if there is none. An element that
-// cannot be read counts as not less, so that a search of a corrupt page
-// ends; reading that element reports it.
-//
-// On a prefixed leaf the search compares the slots' four key bytes and
-// reads an element's key only where they tie with key's: one array, a few
-// cache lines, where comparing keys would touch a line per step.
-func LeafSearch(p []byte, key []byte) int {
-	n := Count(p)
-	if Flags(p) != FlagLeafPrefixed || LeafSlotsAt+LeafSlotSize*n > len(p) || int(p[LeafPrefixAt]) > MaxLeafPrefix {
-		return sort.Search(n, func(i int) bool {
-			k, ok := LeafKey(p, i)
-			return !ok || bytes.Compare(k, key) >= 0
-		})
+// elemKey returns the key of element i of branch or leaf page p.
+func elemKey(p []byte, i int) ([]byte, bool) {
+	if IsLeaf(Flags(p)) {
+		return LeafKey(p, i)
 	}
-	cp := int(p[LeafPrefixAt])
-	if prefix := p[LeafPrefixAt+1 : LeafPrefixAt+1+cp]; !bytes.HasPrefix(key, prefix) {
+	_, k, ok := BranchElem(p, i)
+	return k, ok
+}
+
+// Search returns the index of the first element of branch or leaf page p
+// whose key is not less than key, Count(p) if there is none. ok is false
+// if an element it compared could not be read (it then counts as not
+// less, so that the search of a corrupt page ends).
+//
+// On a prefixed page the search compares the slots' four key bytes and
+// reads an element's key only where they tie with key's: one array, a few
+// cache lines, where comparing keys touches a line per step.
+func Search(p []byte, key []byte) (int, bool) {
+	n := Count(p)
+	ok := true
+	if !prefixed(p) || SlotsAt+SlotSize*n > len(p) || int(p[PrefixAt]) > MaxPrefix {
+		i := sort.Search(n, func(i int) bool {
+			k, good := elemKey(p, i)
+			ok = ok && good
+			return !good || bytes.Compare(k, key) >= 0
+		})
+		return i, ok
+	}
+	cp := int(p[PrefixAt])
+	if prefix := p[PrefixAt+1 : PrefixAt+1+cp]; !bytes.HasPrefix(key, prefix) {
 		// Every key starts with prefix: key sorts before all or after all.
 		if bytes.Compare(key, prefix) < 0 {
-			return 0
+			return 0, true
 		}
-		return n
+		return n, true
 	}
 	want := slotPrefix(key[cp:])
 	lo, hi := 0, n
 	for lo < hi {
 		m := int(uint(lo+hi) >> 1)
-		got := binary.BigEndian.Uint32(p[LeafSlotsAt+LeafSlotSize*m+4:])
+		got := binary.BigEndian.Uint32(p[SlotsAt+SlotSize*m+4:])
 		less := got < want
 		if got == want {
-			k, ok := LeafKey(p, m)
-			less = ok && bytes.Compare(k, key) < 0
+			k, good := elemKey(p, m)
+			ok = ok && good
+			less = good && bytes.Compare(k, key) < 0
 		}
 		if less {
 			lo = m + 1
@@ -140,7 +148,7 @@ func LeafSearch(p []byte, key []byte) int {
 			hi = m
 		}
 	}
-	return lo
+	return lo, ok
 }
 
 // slotPrefix returns the first four bytes of b, zero-padded, as a
@@ -155,10 +163,10 @@ func slotPrefix(b []byte) uint32 {
 }
 
 // CommonPrefix returns how many leading bytes a and b share, at most
-// MaxLeafPrefix: for the first and last keys of a leaf, the prefix every
-// key of it starts with.
+// MaxPrefix: for the first and last keys of a page, the prefix every key
+// of it starts with.
 func CommonPrefix(a, b []byte) int {
-	n := min(len(a), len(b), MaxLeafPrefix)
+	n := min(len(a), len(b), MaxPrefix)
 	i := 0
 	for i < n && a[i] == b[i] {
 		i++
@@ -166,34 +174,44 @@ func CommonPrefix(a, b []byte) int {
 	return i
 }
 
-// PutLeafPrefix writes the common prefix of a prefixed leaf whose keys
-// all start with prefix (at most MaxLeafPrefix bytes), before its
-// elements are put.
-func PutLeafPrefix(p []byte, prefix []byte) {
-	p[LeafPrefixAt] = byte(len(prefix))
-	copy(p[LeafPrefixAt+1:], prefix)
+// PutPrefix writes the common prefix of a prefixed page whose keys all
+// start with prefix (at most MaxPrefix bytes), before its elements are put.
+func PutPrefix(p []byte, prefix []byte) {
+	p[PrefixAt] = byte(len(prefix))
+	copy(p[PrefixAt+1:], prefix)
 }
 
-// CheckLeafPrefixes reports the first element of prefixed leaf p whose key
+// putSlot writes element i's slot, or its format 1 offset, in page p.
+func putSlot(p []byte, i, off int, key []byte) {
+	if !prefixed(p) {
+		binary.LittleEndian.PutUint32(p[HeaderSize+offsetSize*i:], uint32(off))
+		return
+	}
+	at := SlotsAt + SlotSize*i
+	binary.LittleEndian.PutUint32(p[at:], uint32(off))
+	binary.BigEndian.PutUint32(p[at+4:], slotPrefix(key[min(len(key), int(p[PrefixAt])):]))
+}
+
+// CheckPrefixes reports the first element of prefixed page p whose key
 // does not start with the page's common prefix or whose slot does not hold
 // the key's next four bytes, or -1 if there is none (elements that cannot
 // be read are the caller's to report). Searches trust both; Check verifies
 // them.
-func CheckLeafPrefixes(p []byte) (int, bool) {
-	if len(p) < HeaderSize || Flags(p) != FlagLeafPrefixed {
+func CheckPrefixes(p []byte) (int, bool) {
+	if len(p) < HeaderSize || !prefixed(p) {
 		return -1, true
 	}
-	if len(p) < LeafSlotsAt || int(p[LeafPrefixAt]) > MaxLeafPrefix {
+	if len(p) < SlotsAt || int(p[PrefixAt]) > MaxPrefix {
 		return 0, false
 	}
-	cp := int(p[LeafPrefixAt])
-	prefix := p[LeafPrefixAt+1 : LeafPrefixAt+1+cp]
+	cp := int(p[PrefixAt])
+	prefix := p[PrefixAt+1 : PrefixAt+1+cp]
 	for i := 0; i < Count(p); i++ {
-		k, ok := LeafKey(p, i)
+		k, ok := elemKey(p, i)
 		if !ok {
 			continue
 		}
-		if !bytes.HasPrefix(k, prefix) || binary.BigEndian.Uint32(p[LeafSlotsAt+LeafSlotSize*i+4:]) != slotPrefix(k[cp:]) {
+		if !bytes.HasPrefix(k, prefix) || binary.BigEndian.Uint32(p[SlotsAt+SlotSize*i+4:]) != slotPrefix(k[cp:]) {
 			return i, false
 		}
 	}
@@ -216,37 +234,31 @@ func BranchElem(p []byte, i int) (child Pgid, key []byte, ok bool) {
 
 func uvarintLen(n int) int { return uvarintLen64(uint64(n)) }
 
-// LeafElemSize is the number of bytes a prefixed leaf element with a key
-// of k bytes and a value of v bytes takes, its slot included.
+// LeafElemSize is the number of bytes a leaf element with a key of k
+// bytes and a value of v bytes takes, its slot included.
 func LeafElemSize(k, v int) int {
-	return LeafSlotSize + 1 + uvarintLen(k) + uvarintLen(v) + k + v
+	return SlotSize + 1 + uvarintLen(k) + uvarintLen(v) + k + v
 }
 
 // BranchElemSize is the number of bytes a branch element with a key of k
-// bytes takes, its offset included.
+// bytes takes, its slot included.
 func BranchElemSize(k int) int {
-	return offsetSize + 8 + uvarintLen(k) + k
+	return SlotSize + 8 + uvarintLen(k) + k
 }
 
-// ElemsStart returns the offset at which element bodies start in a branch
-// page, or a format 1 leaf, of n elements.
+// ElemsStart returns the offset at which element bodies start in a format
+// 1 page of n elements.
 func ElemsStart(n int) int { return HeaderSize + offsetSize*n }
 
-// LeafElemsStart returns the offset at which element bodies start in a
-// prefixed leaf of n elements.
-func LeafElemsStart(n int) int { return LeafSlotsAt + LeafSlotSize*n }
+// PrefixedElemsStart returns the offset at which element bodies start in a
+// prefixed page of n elements.
+func PrefixedElemsStart(n int) int { return SlotsAt + SlotSize*n }
 
 // PutLeafElem writes element i of a leaf page at byte offset off of p and
 // returns the offset after it, in the layout its header's flags name (a
-// prefixed leaf's common prefix written first). p must be large enough.
+// prefixed page's common prefix written first). p must be large enough.
 func PutLeafElem(p []byte, i, off int, flags uint8, key, value []byte) int {
-	if Flags(p) == FlagLeafPrefixed {
-		at := LeafSlotsAt + LeafSlotSize*i
-		binary.LittleEndian.PutUint32(p[at:], uint32(off))
-		binary.BigEndian.PutUint32(p[at+4:], slotPrefix(key[min(len(key), int(p[LeafPrefixAt])):]))
-	} else {
-		binary.LittleEndian.PutUint32(p[HeaderSize+offsetSize*i:], uint32(off))
-	}
+	putSlot(p, i, off, key)
 	p[off] = flags
 	off++
 	off += binary.PutUvarint(p[off:], uint64(len(key)))
@@ -256,10 +268,11 @@ func PutLeafElem(p []byte, i, off int, flags uint8, key, value []byte) int {
 	return off
 }
 
-// PutBranchElem writes element i of a branch page at byte offset off of p and
-// returns the offset after it.
+// PutBranchElem writes element i of a branch page at byte offset off of p
+// and returns the offset after it, in the layout its header's flags name
+// (a prefixed page's common prefix written first).
 func PutBranchElem(p []byte, i, off int, child Pgid, key []byte) int {
-	binary.LittleEndian.PutUint32(p[HeaderSize+offsetSize*i:], uint32(off))
+	putSlot(p, i, off, key)
 	binary.LittleEndian.PutUint64(p[off:], uint64(child))
 	off += 8
 	off += binary.PutUvarint(p[off:], uint64(len(key)))
@@ -293,20 +306,16 @@ func (h BucketHeader) Encode() []byte {
 }
 
 // Used returns the bytes of branch or leaf page p that hold data: the
-// header, the offsets and the furthest element's end.
+// header, the offsets or slots and the furthest element's end.
 func Used(p []byte) int {
 	n := Count(p)
 	used := ElemsStart(n)
-	leaf := IsLeaf(Flags(p))
-	if Flags(p) == FlagLeafPrefixed {
-		used = LeafElemsStart(n)
+	if prefixed(p) {
+		used = PrefixedElemsStart(n)
 	}
+	leaf := IsLeaf(Flags(p))
 	for i := 0; i < n; i++ {
 		off, ok := elemOffset(p, i)
-		if leaf {
-			off, ok = leafOffset(p, i)
-			ok = ok && off >= HeaderSize && off < len(p)
-		}
 		if !ok {
 			continue
 		}

@@ -7,9 +7,10 @@ import (
 )
 
 // Magic identifies a quiver file; Version is the format version this code
-// writes. It reads that and OldestVersion: format 2 added prefixed leaves
-// (FlagLeafPrefixed), and a file of format 1 becomes format 2 with its
-// first commit, its format 1 leaves read as they are until rewritten.
+// writes. It reads that and OldestVersion: format 2 added the slots of
+// branches and leaves (FlagPrefixed), and a file of format 1 becomes
+// format 2 with its first commit, its format 1 pages read as they are
+// until commits rewrite them.
 const (
 	Magic         uint32 = 0x31525651 // "QVR1" little endian
 	Version       uint32 = 2

@@ -59,31 +59,36 @@ func TestMetaRejectsBadFields(t *testing.T) {
 	}
 }
 
-// putLeaf writes a leaf of keys and vals in the layout flags names (format
-// 1's offsets, or prefixed with the keys' common prefix) and returns it.
-func putLeaf(flags uint16, keys, vals [][]byte) []byte {
-	leaf := make([]byte, ps)
-	page.PutHeader(leaf, 9, 3, flags, len(keys), 0)
+// putPage writes a branch or leaf page of keys (and vals, for a leaf) in
+// the layout flags names (format 1's offsets, or prefixed with the keys'
+// common prefix) and returns it.
+func putPage(flags uint16, keys, vals [][]byte) []byte {
+	p := make([]byte, ps)
+	page.PutHeader(p, 9, 3, flags, len(keys), 0)
 	off := page.ElemsStart(len(keys))
-	if flags == page.FlagLeafPrefixed {
-		off = page.LeafElemsStart(len(keys))
+	if flags&page.FlagPrefixed != 0 {
+		off = page.PrefixedElemsStart(len(keys))
 		if len(keys) > 0 {
 			first, last := keys[0], keys[len(keys)-1]
-			page.PutLeafPrefix(leaf, first[:page.CommonPrefix(first, last)])
+			page.PutPrefix(p, first[:page.CommonPrefix(first, last)])
 		}
 	}
 	for i := range keys {
-		off = page.PutLeafElem(leaf, i, off, uint8(i%2), keys[i], vals[i])
+		if page.IsLeaf(flags) {
+			off = page.PutLeafElem(p, i, off, uint8(i%2), keys[i], vals[i])
+		} else {
+			off = page.PutBranchElem(p, i, off, page.Pgid(100+i), keys[i])
+		}
 	}
-	page.Seal(leaf)
-	return leaf
+	page.Seal(p)
+	return p
 }
 
 func TestLeafAndBranchElements(t *testing.T) {
 	keys := [][]byte{[]byte("a"), bytes.Repeat([]byte("k"), 300), []byte("zz")}
 	vals := [][]byte{{}, []byte("value"), bytes.Repeat([]byte("v"), 200)}
 	for _, flags := range []uint16{page.FlagLeaf, page.FlagLeafPrefixed} {
-		leaf := putLeaf(flags, keys, vals)
+		leaf := putPage(flags, keys, vals)
 		if err := page.Verify(leaf, 9, ps); err != nil {
 			t.Fatal(err)
 		}
@@ -91,7 +96,7 @@ func TestLeafAndBranchElements(t *testing.T) {
 		// has an 8-byte slot.
 		size, slot := page.HeaderSize, -4
 		if flags == page.FlagLeafPrefixed {
-			size, slot = page.LeafSlotsAt, 0
+			size, slot = page.SlotsAt, 0
 		}
 		for i := range keys {
 			f, k, v, ok := page.LeafElem(leaf, i)
@@ -106,24 +111,29 @@ func TestLeafAndBranchElements(t *testing.T) {
 		if _, _, _, ok := page.LeafElem(leaf, 3); ok {
 			t.Fatal("element past the count decoded")
 		}
-		if i, ok := page.CheckLeafPrefixes(leaf); !ok {
+		if i, ok := page.CheckPrefixes(leaf); !ok {
 			t.Fatalf("flags %#x: element %d's prefix reported wrong", flags, i)
 		}
 	}
-	branch := make([]byte, ps)
-	page.PutHeader(branch, 10, 3, page.FlagBranch, len(keys), 0)
-	off := page.ElemsStart(len(keys))
-	for i := range keys {
-		off = page.PutBranchElem(branch, i, off, page.Pgid(100+i), keys[i])
-	}
-	for i := range keys {
-		c, k, ok := page.BranchElem(branch, i)
-		if !ok || c != page.Pgid(100+i) || !bytes.Equal(k, keys[i]) {
-			t.Fatalf("branch element %d: %d %q", i, c, k)
+	for _, flags := range []uint16{page.FlagBranch, page.FlagBranchPrefixed} {
+		branch := putPage(flags, keys, nil)
+		size := page.HeaderSize + 3*-4
+		if flags == page.FlagBranchPrefixed {
+			size = page.SlotsAt
+		}
+		for i := range keys {
+			c, k, ok := page.BranchElem(branch, i)
+			if !ok || c != page.Pgid(100+i) || !bytes.Equal(k, keys[i]) {
+				t.Fatalf("branch element %d: %d %q", i, c, k)
+			}
+			size += page.BranchElemSize(len(keys[i]))
+		}
+		if page.Used(branch) != size {
+			t.Fatalf("flags %#x: Used %d, sizes add to %d", flags, page.Used(branch), size)
 		}
 	}
 	// A flipped byte fails Verify with the page named.
-	leaf := putLeaf(page.FlagLeafPrefixed, keys, vals)
+	leaf := putPage(page.FlagLeafPrefixed, keys, vals)
 	leaf[2000] ^= 1
 	var ce *page.CorruptionError
 	if err := page.Verify(leaf, 9, ps); !errors.As(err, &ce) || ce.Pgid != 9 {
@@ -380,11 +390,12 @@ func TestFreeSetRejectsBadDeltas(t *testing.T) {
 	}
 }
 
-// LeafSearch finds, in leaves of both layouts, the first key not less than
-// the one sought, as a scan does: for keys stored and not, keys that share
-// a leaf's common prefix or only part of it, keys shorter than the prefix,
-// and ties in the four bytes the slots hold. -seed replays a run.
-func TestLeafSearch(t *testing.T) {
+// Search finds, in branches and leaves of both layouts, the first key not
+// less than the one sought, as a scan does: for keys stored and not, keys
+// that share a page's common prefix or only part of it, keys shorter than
+// the prefix, and ties in the four bytes the slots hold. -seed replays a
+// run.
+func TestSearch(t *testing.T) {
 	seed := testutil.Seed(t)
 	rng := testutil.Rand(seed)
 	alphabet := []byte{0, 1, 'a', 'b', 0xff}
@@ -401,7 +412,7 @@ func TestLeafSearch(t *testing.T) {
 	for round := 0; round < 2000; round++ {
 		prefix := randKey(nil)[:rng.IntN(4)]
 		if rng.IntN(3) == 0 {
-			prefix = bytes.Repeat([]byte{'p'}, page.MaxLeafPrefix+2)
+			prefix = bytes.Repeat([]byte{'p'}, page.MaxPrefix+2)
 		}
 		set := map[string]bool{}
 		for n := 1 + rng.IntN(40); len(set) < n; {
@@ -413,9 +424,9 @@ func TestLeafSearch(t *testing.T) {
 		}
 		slices.SortFunc(keys, bytes.Compare)
 		vals := make([][]byte, len(keys))
-		for _, flags := range []uint16{page.FlagLeaf, page.FlagLeafPrefixed} {
-			leaf := putLeaf(flags, keys, vals)
-			if i, ok := page.CheckLeafPrefixes(leaf); !ok {
+		for _, flags := range []uint16{page.FlagLeaf, page.FlagLeafPrefixed, page.FlagBranch, page.FlagBranchPrefixed} {
+			leaf := putPage(flags, keys, vals)
+			if i, ok := page.CheckPrefixes(leaf); !ok {
 				t.Fatalf("seed %d: element %d's prefix reported wrong", seed, i)
 			}
 			probes := append(slices.Clone(keys), randKey(nil), randKey(prefix), randKey(prefix[:len(prefix)/2]), prefix, []byte{}, []byte{0xff, 0xff})
@@ -424,7 +435,7 @@ func TestLeafSearch(t *testing.T) {
 			}
 			for _, k := range probes {
 				want, _ := slices.BinarySearchFunc(keys, k, bytes.Compare)
-				if got := page.LeafSearch(leaf, k); got != want {
+				if got, ok := page.Search(leaf, k); got != want || !ok {
 					t.Fatalf("seed %d, flags %#x, keys %q: search for %q says %d, want %d", seed, flags, keys, k, got, want)
 				}
 			}
@@ -432,17 +443,22 @@ func TestLeafSearch(t *testing.T) {
 	}
 }
 
-// A prefixed leaf whose slot disagrees with its key is reported.
-func TestCheckLeafPrefixes(t *testing.T) {
+// A prefixed page whose slot disagrees with its key is reported.
+func TestCheckPrefixes(t *testing.T) {
 	keys := [][]byte{[]byte("key-0001"), []byte("key-0002"), []byte("key-0003")}
-	leaf := putLeaf(page.FlagLeafPrefixed, keys, make([][]byte, 3))
-	leaf[page.LeafSlotsAt+page.LeafSlotSize*1+5]++
-	if i, ok := page.CheckLeafPrefixes(leaf); ok || i != 1 {
-		t.Fatalf("a changed slot: CheckLeafPrefixes says %d, %v", i, ok)
+	leaf := putPage(page.FlagLeafPrefixed, keys, make([][]byte, 3))
+	leaf[page.SlotsAt+page.SlotSize*1+5]++
+	if i, ok := page.CheckPrefixes(leaf); ok || i != 1 {
+		t.Fatalf("a changed slot: CheckPrefixes says %d, %v", i, ok)
 	}
-	leaf = putLeaf(page.FlagLeafPrefixed, keys, make([][]byte, 3))
-	leaf[page.LeafPrefixAt+1] = 'x'
-	if i, ok := page.CheckLeafPrefixes(leaf); ok || i != 0 {
-		t.Fatalf("a changed common prefix: CheckLeafPrefixes says %d, %v", i, ok)
+	leaf = putPage(page.FlagLeafPrefixed, keys, make([][]byte, 3))
+	leaf[page.PrefixAt+1] = 'x'
+	if i, ok := page.CheckPrefixes(leaf); ok || i != 0 {
+		t.Fatalf("a changed common prefix: CheckPrefixes says %d, %v", i, ok)
+	}
+	branch := putPage(page.FlagBranchPrefixed, keys, nil)
+	branch[page.SlotsAt+page.SlotSize*2+7]++
+	if i, ok := page.CheckPrefixes(branch); ok || i != 2 {
+		t.Fatalf("a branch's changed slot: CheckPrefixes says %d, %v", i, ok)
 	}
 }

@@ -290,7 +290,7 @@ func (c *checker) checkNode(id page.Pgid, lo, hi []byte, level int, parent page.
 		return // seen before: do not walk it twice
 	}
 	flags := page.Flags(p)
-	if flags != page.FlagBranch && !page.IsLeaf(flags) {
+	if !page.IsBranch(flags) && !page.IsLeaf(flags) {
 		c.corruptf(id, "a %s page in a bucket tree", page.FlagName(flags))
 		return
 	}
@@ -299,7 +299,7 @@ func (c *checker) checkNode(id page.Pgid, lo, hi []byte, level int, parent page.
 		c.corruptf(id, "empty %s page", page.FlagName(flags))
 		return
 	}
-	if i, ok := page.CheckLeafPrefixes(p); !ok {
+	if i, ok := page.CheckPrefixes(p); !ok {
 		c.corruptf(id, "element %d: its key and its slot's prefix bytes disagree", i)
 		return
 	}
@@ -310,7 +310,7 @@ func (c *checker) checkNode(id page.Pgid, lo, hi []byte, level int, parent page.
 		var fl uint8
 		var value []byte
 		var ok bool
-		if flags == page.FlagBranch {
+		if page.IsBranch(flags) {
 			child, key, ok = page.BranchElem(p, i)
 		} else {
 			fl, key, value, ok = page.LeafElem(p, i)
@@ -329,7 +329,7 @@ func (c *checker) checkNode(id page.Pgid, lo, hi []byte, level int, parent page.
 			c.corruptf(id, "key %s not below its parent's next key %s", c.key(key), c.key(hi))
 		}
 		prev = key
-		if flags == page.FlagBranch {
+		if page.IsBranch(flags) {
 			var next []byte
 			if i+1 < n {
 				_, next, _ = page.BranchElem(p, i+1)

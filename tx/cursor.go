@@ -2,7 +2,6 @@ package tx
 
 import (
 	"bytes"
-	"sort"
 
 	"github.com/quiverdb/quiver/page"
 )
@@ -230,7 +229,7 @@ func (b *Bucket) ref(id page.Pgid) (elemRef, bool) {
 	if p == nil {
 		return elemRef{}, false
 	}
-	if f := page.Flags(p); !page.IsLeaf(f) && f != page.FlagBranch {
+	if f := page.Flags(p); !page.IsLeaf(f) && !page.IsBranch(f) {
 		b.tx.corrupt(page.Corruptf(id, "expected a branch or leaf page, found a %s page", page.FlagName(f)))
 		return elemRef{}, false
 	}
@@ -442,16 +441,8 @@ func (b *Bucket) searchBranch(r *elemRef, key []byte) bool {
 		i, exact = n.index(key)
 	} else {
 		p := r.page
-		bad := false
-		i = sort.Search(page.Count(p), func(i int) bool {
-			_, k, ok := page.BranchElem(p, i)
-			if !ok {
-				bad = true
-				return true
-			}
-			return bytes.Compare(k, key) >= 0
-		})
-		if bad {
+		var ok bool
+		if i, ok = page.Search(p, key); !ok {
 			b.tx.corrupt(page.Corruptf(page.ID(p), "branch element out of bounds"))
 			return false
 		}
@@ -476,7 +467,7 @@ func searchLeaf(r *elemRef, key []byte) {
 		r.index, _ = n.index(key)
 		return
 	}
-	r.index = page.LeafSearch(r.page, key)
+	r.index, _ = page.Search(r.page, key) // an unreadable element is reported when read
 }
 
 // current returns the leaf element at the cursor, nil if past the end.

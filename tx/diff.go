@@ -57,7 +57,7 @@ func (t *Tx) unchanged(id page.Pgid, since page.Txid, fn func(first, last []byte
 // subtree whose root is page p (id, at depth). ok is false for an empty
 // leaf or a damaged page.
 func (t *Tx) edgeKey(p []byte, id page.Pgid, depth int, last bool) ([]byte, bool) {
-	for page.Flags(p) == page.FlagBranch {
+	for page.IsBranch(page.Flags(p)) {
 		n := page.Count(p)
 		if n == 0 || depth >= maxDepth {
 			t.corrupt(page.Corruptf(id, "branch page without children or too deep"))

@@ -41,14 +41,9 @@ func (n *node) minKeys() int {
 	return 2
 }
 
-// overhead is the bytes of the node's page before its elements' slots
-// (a leaf's counts a common prefix of the largest size).
-func (n *node) overhead() int {
-	if n.leaf {
-		return page.LeafSlotsAt
-	}
-	return page.HeaderSize
-}
+// overhead is the bytes of the node's page before its elements' slots,
+// counting a common prefix of the largest size.
+func (n *node) overhead() int { return page.SlotsAt }
 
 // size is the number of bytes the node's page takes.
 func (n *node) size() int {
@@ -139,14 +134,15 @@ func (n *node) read(p []byte, id page.Pgid) error {
 // write encodes the node into buf, a zeroed span of whole pages, as page id
 // written by txid.
 func (n *node) write(buf []byte, id page.Pgid, txid page.Txid, pageSize int) {
-	flags, off := page.FlagBranch, page.ElemsStart(len(n.inodes))
+	flags := page.FlagBranchPrefixed
 	if n.leaf {
-		flags, off = page.FlagLeafPrefixed, page.LeafElemsStart(len(n.inodes))
+		flags = page.FlagLeafPrefixed
 	}
 	page.PutHeader(buf, id, txid, flags, len(n.inodes), uint32(len(buf)/pageSize-1))
-	if n.leaf && len(n.inodes) > 0 {
+	off := page.PrefixedElemsStart(len(n.inodes))
+	if len(n.inodes) > 0 {
 		first, last := n.inodes[0].key, n.inodes[len(n.inodes)-1].key
-		page.PutLeafPrefix(buf, first[:page.CommonPrefix(first, last)])
+		page.PutPrefix(buf, first[:page.CommonPrefix(first, last)])
 	}
 	for i := range n.inodes {
 		in := &n.inodes[i]

@@ -248,8 +248,8 @@ func TestCheckOptions(t *testing.T) {
 	p := m.data[int(bad)*m.ps : int(bad+1)*m.ps]
 	_, k, _, _ := page.LeafElem(p, 2)
 	k[1] = '9'
-	cp := int(p[page.LeafPrefixAt])
-	copy(p[page.LeafSlotsAt+page.LeafSlotSize*2+4:][:4], append(bytes.Clone(k[cp:]), 0, 0, 0, 0))
+	cp := int(p[page.PrefixAt])
+	copy(p[page.SlotsAt+page.SlotSize*2+4:][:4], append(bytes.Clone(k[cp:]), 0, 0, 0, 0))
 	page.Seal(p)
 	reports := func(opts ...tx.CheckOption) []string {
 		var out []string

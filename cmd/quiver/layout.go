@@ -92,7 +92,7 @@ func mapLayout(pf *pageFile) *layout {
 		}
 		for i := n - 1; i >= 0; i-- {
 			switch flags {
-			case page.FlagBranch:
+			case page.FlagBranch, page.FlagBranchPrefixed:
 				if child, _, ok := page.BranchElem(p, i); ok {
 					stack = append(stack, child)
 				}

@@ -152,7 +152,7 @@ func printPage(w io.Writer, pf *pageFile, id page.Pgid, format string) error {
 	switch flags {
 	case page.FlagLeaf, page.FlagLeafPrefixed:
 		derr = printLeaf(w, p, format)
-	case page.FlagBranch:
+	case page.FlagBranch, page.FlagBranchPrefixed:
 		derr = printBranch(w, p, format)
 	case page.FlagFreelist:
 		derr = printFreelist(w, p, id, pf.meta.HighWater)
@@ -184,7 +184,7 @@ var errElemBounds = errors.New("element out of bounds")
 func printLeaf(w io.Writer, p []byte, format string) error {
 	n := page.Count(p)
 	fmt.Fprintf(w, "Item Count: %d\n\n", n)
-	if i, ok := page.CheckLeafPrefixes(p); !ok {
+	if i, ok := page.CheckPrefixes(p); !ok {
 		defer fmt.Fprintf(w, "(element %d: its key and its slot's prefix bytes disagree)\n", i)
 	}
 	for i := range n {
@@ -210,6 +210,9 @@ func printLeaf(w io.Writer, p []byte, format string) error {
 func printBranch(w io.Writer, p []byte, format string) error {
 	n := page.Count(p)
 	fmt.Fprintf(w, "Item Count: %d\n\n", n)
+	if i, ok := page.CheckPrefixes(p); !ok {
+		defer fmt.Fprintf(w, "(element %d: its key and its slot's prefix bytes disagree)\n", i)
+	}
 	for i := range n {
 		child, k, ok := page.BranchElem(p, i)
 		if !ok {

@@ -115,9 +115,7 @@ func TestBigFirstCommitLeavesRoom(t *testing.T) {
 		if err != nil {
 			return err
 		}
-		// ~10 MB: mid-way through the third 4 MB step, where the old
-		// step (the small file's own) left no room past the data.
-		for i := 0; i < 5000; i++ {
+		for i := 0; i < 6000; i++ {
 			if err := b.Put(key(i), value(i, 1000)); err != nil {
 				return err
 			}

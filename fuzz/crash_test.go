@@ -100,16 +100,12 @@ func crashWorkload(t *testing.T, path string, ft quiver.FreelistType, rec *crash
 		snap()
 	}
 	// Drop everything, then write a little: the free end of the file is
-	// given back (a checkpoint, then a truncate after the sync). Until a
-	// checkpoint comes due the small commits may take their runs from high
-	// in the free space (the hashmap freelist prefers the lowest region,
-	// and a file this small is one region), so "a little" is 30 commits,
-	// past the first checkpoint.
+	// given back (a checkpoint, then a truncate after the sync).
 	peak, err := os.Stat(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for c := 0; c < 30; c++ {
+	for c := 0; c < 14; c++ {
 		err := db.Update(func(tx *quiver.Tx) error {
 			if deferEvery > 0 && c%deferEvery == 1 {
 				tx.DeferSync()

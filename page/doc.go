@@ -18,8 +18,7 @@
 //	              without knowing the page size
 //	8      8    ID        the page id this page was written at
 //	16     8    Txid      the transaction that wrote it
-//	24     2    Flags     page kind: FlagBranchPrefixed, FlagLeafPrefixed
-//	              (format 1's FlagBranch, FlagLeaf), FlagMeta,
+//	24     2    Flags     page kind: FlagBranch, FlagLeaf, FlagMeta,
 //	              FlagFreelist, FlagCommit
 //	26     2    Count     number of elements (branch, leaf)
 //	28     4    Overflow  number of pages after this one in the span
@@ -29,8 +28,7 @@
 // # Meta page (pages 0 and 1)
 //
 //	32  4  Magic     0x31525651 ("QVR1")
-//	36  4  Version   format version: 2 (Version); a build reads 1
-//	                 (OldestVersion) too
+//	36  4  Version   format version (Version)
 //	40  4  PageSize
 //	44  4  Flags     reserved, zero
 //	48  8  Root      root page of the root bucket, 0 if empty
@@ -51,31 +49,10 @@
 // after one that deferred its sync overwrite that one's meta, up to and
 // including the next synced one.
 //
-// # Branch and leaf pages: the slots (format 2, FlagPrefixed)
+// # Branch page (FlagBranch)
 //
-// Branches (FlagBranchPrefixed) and leaves (FlagLeafPrefixed) start alike
-// after the header:
-//
-//	32  1    cp: length of a prefix every key of the page starts with,
-//	         at most MaxPrefix (23); written as the first and the last
-//	         key's common prefix
-//	33  cp   that prefix; zeros up to SlotsAt (56)
-//	56  8×Count slots, one per element, in key order: uint32 offset of
-//	         the element (from the page start), then the 4 bytes of its
-//	         key after the prefix (zero-padded when shorter), compared as
-//	         a big-endian uint32
-//
-// A search compares those 4 bytes, in one array, and reads an element's
-// key only where they tie with the key sought's: a key whose 4 bytes are
-// less is less, since padding with zeros keeps order. A key sought that
-// does not start with the page's prefix sorts before or after every key of
-// it. Check verifies the prefix and every slot.
-//
-// Format 1's pages (FlagBranch, FlagLeaf) have, after the header, Count
-// uint32 offsets in key order instead. They are read, no longer written:
-// a file of format 1 keeps them until commits rewrite them.
-//
-// # Branch element
+// After the header, Count uint32 offsets (relative to the page start), one
+// per element, in key order. Each element at its offset:
 //
 //	8       child page id
 //	uvarint key length
@@ -83,7 +60,10 @@
 //
 // The key of element i is the first key of child i's subtree.
 //
-// # Leaf element
+// # Leaf page (FlagLeaf)
+//
+// After the header, Count uint32 offsets, one per element, in key order.
+// Each element at its offset:
 //
 //	1       element flags (LeafBucket: the value is a bucket header)
 //	uvarint key length

@@ -7,14 +7,10 @@ import (
 )
 
 // Magic identifies a quiver file; Version is the format version this code
-// writes. It reads that and OldestVersion: format 2 added the slots of
-// branches and leaves (FlagPrefixed), and a file of format 1 becomes
-// format 2 with its first commit, its format 1 pages read as they are
-// until commits rewrite them.
+// writes and reads.
 const (
-	Magic         uint32 = 0x31525651 // "QVR1" little endian
-	Version       uint32 = 2
-	OldestVersion uint32 = 1
+	Magic   uint32 = 0x31525651 // "QVR1" little endian
+	Version uint32 = 1
 	// MetaEnd is the end of the meta fields; the meta checksum covers
 	// bytes [8, MetaEnd).
 	MetaEnd = 104
@@ -69,8 +65,8 @@ func DecodeMeta(b []byte, id Pgid) (*Meta, error) {
 	if le.Uint32(b[32:]) != Magic {
 		return nil, fmt.Errorf("%w: bad magic in meta page %d", ErrInvalid, id)
 	}
-	if v := le.Uint32(b[36:]); v < OldestVersion || v > Version {
-		return nil, fmt.Errorf("%w: file version %d, this build reads %d to %d", ErrVersionMismatch, v, OldestVersion, Version)
+	if v := le.Uint32(b[36:]); v != Version {
+		return nil, fmt.Errorf("%w: file version %d, this build reads %d", ErrVersionMismatch, v, Version)
 	}
 	if Flags(b) != FlagMeta || ID(b) != id {
 		return nil, Corruptf(id, "meta header has flags %#x id %d", Flags(b), ID(b))

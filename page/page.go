@@ -14,24 +14,12 @@ type Txid uint64
 
 // Page kinds, stored in the header's Flags field.
 const (
-	FlagBranch   uint16 = 0x01 // format 1's branch: offsets only (read, no longer written)
-	FlagLeaf     uint16 = 0x02 // format 1's leaf: offsets only (read, no longer written)
+	FlagBranch   uint16 = 0x01
+	FlagLeaf     uint16 = 0x02
 	FlagMeta     uint16 = 0x04
 	FlagFreelist uint16 = 0x10
 	FlagCommit   uint16 = 0x20
-	// FlagPrefixed marks the branches and leaves written since format 2:
-	// each element's offset has four bytes of its key beside it (see the
-	// package comment).
-	FlagPrefixed       uint16 = 0x40
-	FlagBranchPrefixed        = FlagBranch | FlagPrefixed
-	FlagLeafPrefixed          = FlagLeaf | FlagPrefixed
 )
-
-// IsLeaf reports whether page flags f name a leaf, of either layout.
-func IsLeaf(f uint16) bool { return f == FlagLeafPrefixed || f == FlagLeaf }
-
-// IsBranch reports whether page flags f name a branch, of either layout.
-func IsBranch(f uint16) bool { return f == FlagBranchPrefixed || f == FlagBranch }
 
 // Leaf element flags.
 const (
@@ -59,9 +47,9 @@ const (
 // FlagName returns a short name of a page kind, for tools and errors.
 func FlagName(f uint16) string {
 	switch f {
-	case FlagBranch, FlagBranchPrefixed:
+	case FlagBranch:
 		return "branch"
-	case FlagLeaf, FlagLeafPrefixed:
+	case FlagLeaf:
 		return "leaf"
 	case FlagMeta:
 		return "meta"
@@ -135,7 +123,7 @@ func CheckHeader(b []byte, id Pgid, pageSize int) error {
 		return Corruptf(id, "header names page %d", got)
 	}
 	switch Flags(b) {
-	case FlagBranch, FlagBranchPrefixed, FlagLeaf, FlagLeafPrefixed, FlagMeta, FlagFreelist, FlagCommit:
+	case FlagBranch, FlagLeaf, FlagMeta, FlagFreelist, FlagCommit:
 	default:
 		return Corruptf(id, "unknown page flags %#x", Flags(b))
 	}

@@ -59,81 +59,46 @@ func TestMetaRejectsBadFields(t *testing.T) {
 	}
 }
 
-// putPage writes a branch or leaf page of keys (and vals, for a leaf) in
-// the layout flags names (format 1's offsets, or prefixed with the keys'
-// common prefix) and returns it.
-func putPage(flags uint16, keys, vals [][]byte) []byte {
-	p := make([]byte, ps)
-	page.PutHeader(p, 9, 3, flags, len(keys), 0)
-	off := page.ElemsStart(len(keys))
-	if flags&page.FlagPrefixed != 0 {
-		off = page.PrefixedElemsStart(len(keys))
-		if len(keys) > 0 {
-			first, last := keys[0], keys[len(keys)-1]
-			page.PutPrefix(p, first[:page.CommonPrefix(first, last)])
-		}
-	}
-	for i := range keys {
-		if page.IsLeaf(flags) {
-			off = page.PutLeafElem(p, i, off, uint8(i%2), keys[i], vals[i])
-		} else {
-			off = page.PutBranchElem(p, i, off, page.Pgid(100+i), keys[i])
-		}
-	}
-	page.Seal(p)
-	return p
-}
-
 func TestLeafAndBranchElements(t *testing.T) {
 	keys := [][]byte{[]byte("a"), bytes.Repeat([]byte("k"), 300), []byte("zz")}
 	vals := [][]byte{{}, []byte("value"), bytes.Repeat([]byte("v"), 200)}
-	for _, flags := range []uint16{page.FlagLeaf, page.FlagLeafPrefixed} {
-		leaf := putPage(flags, keys, vals)
-		if err := page.Verify(leaf, 9, ps); err != nil {
-			t.Fatal(err)
-		}
-		// A format 1 element has a 4-byte offset where a prefixed one
-		// has an 8-byte slot.
-		size, slot := page.HeaderSize, -4
-		if flags == page.FlagLeafPrefixed {
-			size, slot = page.SlotsAt, 0
-		}
-		for i := range keys {
-			f, k, v, ok := page.LeafElem(leaf, i)
-			if !ok || f != uint8(i%2) || !bytes.Equal(k, keys[i]) || !bytes.Equal(v, vals[i]) {
-				t.Fatalf("%s leaf element %d: %v %q %q %v", page.FlagName(flags), i, f, k, v, ok)
-			}
-			size += page.LeafElemSize(len(keys[i]), len(vals[i])) + slot
-		}
-		if page.Used(leaf) != size {
-			t.Fatalf("flags %#x: Used %d, sizes add to %d", flags, page.Used(leaf), size)
-		}
-		if _, _, _, ok := page.LeafElem(leaf, 3); ok {
-			t.Fatal("element past the count decoded")
-		}
-		if i, ok := page.CheckPrefixes(leaf); !ok {
-			t.Fatalf("flags %#x: element %d's prefix reported wrong", flags, i)
-		}
+	leaf := make([]byte, ps)
+	page.PutHeader(leaf, 9, 3, page.FlagLeaf, len(keys), 0)
+	off := page.ElemsStart(len(keys))
+	for i := range keys {
+		off = page.PutLeafElem(leaf, i, off, uint8(i%2), keys[i], vals[i])
 	}
-	for _, flags := range []uint16{page.FlagBranch, page.FlagBranchPrefixed} {
-		branch := putPage(flags, keys, nil)
-		size := page.HeaderSize + 3*-4
-		if flags == page.FlagBranchPrefixed {
-			size = page.SlotsAt
+	page.Seal(leaf)
+	if err := page.Verify(leaf, 9, ps); err != nil {
+		t.Fatal(err)
+	}
+	size := page.HeaderSize
+	for i := range keys {
+		f, k, v, ok := page.LeafElem(leaf, i)
+		if !ok || f != uint8(i%2) || !bytes.Equal(k, keys[i]) || !bytes.Equal(v, vals[i]) {
+			t.Fatalf("leaf element %d: %v %q %q %v", i, f, k, v, ok)
 		}
-		for i := range keys {
-			c, k, ok := page.BranchElem(branch, i)
-			if !ok || c != page.Pgid(100+i) || !bytes.Equal(k, keys[i]) {
-				t.Fatalf("branch element %d: %d %q", i, c, k)
-			}
-			size += page.BranchElemSize(len(keys[i]))
-		}
-		if page.Used(branch) != size {
-			t.Fatalf("flags %#x: Used %d, sizes add to %d", flags, page.Used(branch), size)
+		size += page.LeafElemSize(len(keys[i]), len(vals[i]))
+	}
+	if page.Used(leaf) != size {
+		t.Fatalf("Used %d, sizes add to %d", page.Used(leaf), size)
+	}
+	if _, _, _, ok := page.LeafElem(leaf, 3); ok {
+		t.Fatal("element past the count decoded")
+	}
+	branch := make([]byte, ps)
+	page.PutHeader(branch, 10, 3, page.FlagBranch, len(keys), 0)
+	off = page.ElemsStart(len(keys))
+	for i := range keys {
+		off = page.PutBranchElem(branch, i, off, page.Pgid(100+i), keys[i])
+	}
+	for i := range keys {
+		c, k, ok := page.BranchElem(branch, i)
+		if !ok || c != page.Pgid(100+i) || !bytes.Equal(k, keys[i]) {
+			t.Fatalf("branch element %d: %d %q", i, c, k)
 		}
 	}
 	// A flipped byte fails Verify with the page named.
-	leaf := putPage(page.FlagLeafPrefixed, keys, vals)
 	leaf[2000] ^= 1
 	var ce *page.CorruptionError
 	if err := page.Verify(leaf, 9, ps); !errors.As(err, &ce) || ce.Pgid != 9 {
@@ -387,78 +352,5 @@ func TestFreeSetRejectsBadDeltas(t *testing.T) {
 		if _, _, err := page.FreeSet(m, read); !errors.Is(err, page.ErrCorrupt) {
 			t.Errorf("%s: FreeSet error %v, want corruption", tc.name, err)
 		}
-	}
-}
-
-// Search finds, in branches and leaves of both layouts, the first key not
-// less than the one sought, as a scan does: for keys stored and not, keys
-// that share a page's common prefix or only part of it, keys shorter than
-// the prefix, and ties in the four bytes the slots hold. -seed replays a
-// run.
-func TestSearch(t *testing.T) {
-	seed := testutil.Seed(t)
-	rng := testutil.Rand(seed)
-	alphabet := []byte{0, 1, 'a', 'b', 0xff}
-	randKey := func(prefix []byte) []byte {
-		k := bytes.Clone(prefix)
-		for n := rng.IntN(9); n > 0; n-- {
-			k = append(k, alphabet[rng.IntN(len(alphabet))])
-		}
-		if len(k) == 0 {
-			k = append(k, 'a')
-		}
-		return k
-	}
-	for round := 0; round < 2000; round++ {
-		prefix := randKey(nil)[:rng.IntN(4)]
-		if rng.IntN(3) == 0 {
-			prefix = bytes.Repeat([]byte{'p'}, page.MaxPrefix+2)
-		}
-		set := map[string]bool{}
-		for n := 1 + rng.IntN(40); len(set) < n; {
-			set[string(randKey(prefix))] = true
-		}
-		keys := make([][]byte, 0, len(set))
-		for k := range set {
-			keys = append(keys, []byte(k))
-		}
-		slices.SortFunc(keys, bytes.Compare)
-		vals := make([][]byte, len(keys))
-		for _, flags := range []uint16{page.FlagLeaf, page.FlagLeafPrefixed, page.FlagBranch, page.FlagBranchPrefixed} {
-			leaf := putPage(flags, keys, vals)
-			if i, ok := page.CheckPrefixes(leaf); !ok {
-				t.Fatalf("seed %d: element %d's prefix reported wrong", seed, i)
-			}
-			probes := append(slices.Clone(keys), randKey(nil), randKey(prefix), randKey(prefix[:len(prefix)/2]), prefix, []byte{}, []byte{0xff, 0xff})
-			for _, k := range keys {
-				probes = append(probes, append(bytes.Clone(k), 0), k[:len(k)-1])
-			}
-			for _, k := range probes {
-				want, _ := slices.BinarySearchFunc(keys, k, bytes.Compare)
-				if got, ok := page.Search(leaf, k); got != want || !ok {
-					t.Fatalf("seed %d, flags %#x, keys %q: search for %q says %d, want %d", seed, flags, keys, k, got, want)
-				}
-			}
-		}
-	}
-}
-
-// A prefixed page whose slot disagrees with its key is reported.
-func TestCheckPrefixes(t *testing.T) {
-	keys := [][]byte{[]byte("key-0001"), []byte("key-0002"), []byte("key-0003")}
-	leaf := putPage(page.FlagLeafPrefixed, keys, make([][]byte, 3))
-	leaf[page.SlotsAt+page.SlotSize*1+5]++
-	if i, ok := page.CheckPrefixes(leaf); ok || i != 1 {
-		t.Fatalf("a changed slot: CheckPrefixes says %d, %v", i, ok)
-	}
-	leaf = putPage(page.FlagLeafPrefixed, keys, make([][]byte, 3))
-	leaf[page.PrefixAt+1] = 'x'
-	if i, ok := page.CheckPrefixes(leaf); ok || i != 0 {
-		t.Fatalf("a changed common prefix: CheckPrefixes says %d, %v", i, ok)
-	}
-	branch := putPage(page.FlagBranchPrefixed, keys, nil)
-	branch[page.SlotsAt+page.SlotSize*2+7]++
-	if i, ok := page.CheckPrefixes(branch); ok || i != 2 {
-		t.Fatalf("a branch's changed slot: CheckPrefixes says %d, %v", i, ok)
 	}
 }

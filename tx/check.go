@@ -290,17 +290,13 @@ func (c *checker) checkNode(id page.Pgid, lo, hi []byte, level int, parent page.
 		return // seen before: do not walk it twice
 	}
 	flags := page.Flags(p)
-	if !page.IsBranch(flags) && !page.IsLeaf(flags) {
+	if flags != page.FlagBranch && flags != page.FlagLeaf {
 		c.corruptf(id, "a %s page in a bucket tree", page.FlagName(flags))
 		return
 	}
 	n := page.Count(p)
 	if n == 0 {
 		c.corruptf(id, "empty %s page", page.FlagName(flags))
-		return
-	}
-	if i, ok := page.CheckPrefixes(p); !ok {
-		c.corruptf(id, "element %d: its key and its slot's prefix bytes disagree", i)
 		return
 	}
 	var prev []byte
@@ -310,7 +306,7 @@ func (c *checker) checkNode(id page.Pgid, lo, hi []byte, level int, parent page.
 		var fl uint8
 		var value []byte
 		var ok bool
-		if page.IsBranch(flags) {
+		if flags == page.FlagBranch {
 			child, key, ok = page.BranchElem(p, i)
 		} else {
 			fl, key, value, ok = page.LeafElem(p, i)
@@ -329,7 +325,7 @@ func (c *checker) checkNode(id page.Pgid, lo, hi []byte, level int, parent page.
 			c.corruptf(id, "key %s not below its parent's next key %s", c.key(key), c.key(hi))
 		}
 		prev = key
-		if page.IsBranch(flags) {
+		if flags == page.FlagBranch {
 			var next []byte
 			if i+1 < n {
 				_, next, _ = page.BranchElem(p, i+1)

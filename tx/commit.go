@@ -192,7 +192,7 @@ func (s *commitState) redistribute(n *node) {
 		for k := range all {
 			total += c.elemSize(&all[k])
 		}
-		room := ps - c.overhead()
+		room := ps - page.HeaderSize
 		var k int
 		switch {
 		case total <= 2*room:

@@ -2,6 +2,7 @@ package tx
 
 import (
 	"bytes"
+	"sort"
 
 	"github.com/quiverdb/quiver/page"
 )
@@ -46,7 +47,7 @@ func (r *elemRef) isLeaf() bool {
 	if r.node != nil {
 		return r.node.leaf
 	}
-	return page.IsLeaf(page.Flags(r.page))
+	return page.Flags(r.page) == page.FlagLeaf
 }
 
 func (c *Cursor) init(b *Bucket) {
@@ -104,7 +105,7 @@ func (c *Cursor) Next() (key, value []byte) {
 	}
 	// Fast path: the next element of the same leaf page.
 	if c.depth > 0 {
-		if r := &c.stack[c.depth-1]; r.page != nil && r.index+1 < page.Count(r.page) && page.IsLeaf(page.Flags(r.page)) {
+		if r := &c.stack[c.depth-1]; r.page != nil && r.index+1 < page.Count(r.page) && page.Flags(r.page) == page.FlagLeaf {
 			if flags, k, v, ok := page.LeafElem(r.page, r.index+1); ok {
 				r.index++
 				return c.out(k, v, flags)
@@ -229,7 +230,7 @@ func (b *Bucket) ref(id page.Pgid) (elemRef, bool) {
 	if p == nil {
 		return elemRef{}, false
 	}
-	if f := page.Flags(p); !page.IsLeaf(f) && !page.IsBranch(f) {
+	if f := page.Flags(p); f != page.FlagLeaf && f != page.FlagBranch {
 		b.tx.corrupt(page.Corruptf(id, "expected a branch or leaf page, found a %s page", page.FlagName(f)))
 		return elemRef{}, false
 	}
@@ -441,8 +442,16 @@ func (b *Bucket) searchBranch(r *elemRef, key []byte) bool {
 		i, exact = n.index(key)
 	} else {
 		p := r.page
-		var ok bool
-		if i, ok = page.Search(p, key); !ok {
+		bad := false
+		i = sort.Search(page.Count(p), func(i int) bool {
+			_, k, ok := page.BranchElem(p, i)
+			if !ok {
+				bad = true
+				return true
+			}
+			return bytes.Compare(k, key) >= 0
+		})
+		if bad {
 			b.tx.corrupt(page.Corruptf(page.ID(p), "branch element out of bounds"))
 			return false
 		}
@@ -467,7 +476,11 @@ func searchLeaf(r *elemRef, key []byte) {
 		r.index, _ = n.index(key)
 		return
 	}
-	r.index, _ = page.Search(r.page, key) // an unreadable element is reported when read
+	p := r.page
+	r.index = sort.Search(page.Count(p), func(i int) bool {
+		k, ok := page.LeafKey(p, i)
+		return !ok || bytes.Compare(k, key) >= 0
+	})
 }
 
 // current returns the leaf element at the cursor, nil if past the end.

@@ -57,7 +57,7 @@ func (t *Tx) unchanged(id page.Pgid, since page.Txid, fn func(first, last []byte
 // subtree whose root is page p (id, at depth). ok is false for an empty
 // leaf or a damaged page.
 func (t *Tx) edgeKey(p []byte, id page.Pgid, depth int, last bool) ([]byte, bool) {
-	for page.IsBranch(page.Flags(p)) {
+	for page.Flags(p) == page.FlagBranch {
 		n := page.Count(p)
 		if n == 0 || depth >= maxDepth {
 			t.corrupt(page.Corruptf(id, "branch page without children or too deep"))
@@ -77,7 +77,7 @@ func (t *Tx) edgeKey(p []byte, id page.Pgid, depth int, last bool) ([]byte, bool
 		}
 		id, depth = child, depth+1
 	}
-	if !page.IsLeaf(page.Flags(p)) {
+	if page.Flags(p) != page.FlagLeaf {
 		t.corrupt(page.Corruptf(id, "%s page in a bucket's tree", page.FlagName(page.Flags(p))))
 		return nil, false
 	}

@@ -70,7 +70,7 @@ func (t *Tx) reachablePages() []bool {
 		}
 		t.walk(root, 0, func(p []byte, id page.Pgid, depth int) bool {
 			mark(id, int(page.Overflow(p))+1)
-			if !page.IsLeaf(page.Flags(p)) {
+			if page.Flags(p) != page.FlagLeaf {
 				return true
 			}
 			for i := 0; i < page.Count(p); i++ {

@@ -41,13 +41,9 @@ func (n *node) minKeys() int {
 	return 2
 }
 
-// overhead is the bytes of the node's page before its elements' slots,
-// counting a common prefix of the largest size.
-func (n *node) overhead() int { return page.SlotsAt }
-
 // size is the number of bytes the node's page takes.
 func (n *node) size() int {
-	s := n.overhead()
+	s := page.HeaderSize
 	for i := range n.inodes {
 		s += n.elemSize(&n.inodes[i])
 	}
@@ -64,7 +60,7 @@ func (n *node) elemSize(in *inode) int {
 // sizeLess reports whether the node's page is smaller than v bytes, stopping
 // early.
 func (n *node) sizeLess(v int) bool {
-	s := n.overhead()
+	s := page.HeaderSize
 	for i := range n.inodes {
 		s += n.elemSize(&n.inodes[i])
 		if s >= v {
@@ -109,7 +105,7 @@ func (n *node) read(p []byte, id page.Pgid) error {
 	n.pgid = id
 	n.wrote = page.TxidOf(p)
 	n.pages = int(page.Overflow(p)) + 1
-	n.leaf = page.IsLeaf(page.Flags(p))
+	n.leaf = page.Flags(p) == page.FlagLeaf
 	cnt := page.Count(p)
 	// Room for a few inserts: a node is usually read to be changed.
 	n.inodes = make([]inode, cnt, cnt+cnt/8+2)
@@ -134,16 +130,12 @@ func (n *node) read(p []byte, id page.Pgid) error {
 // write encodes the node into buf, a zeroed span of whole pages, as page id
 // written by txid.
 func (n *node) write(buf []byte, id page.Pgid, txid page.Txid, pageSize int) {
-	flags := page.FlagBranchPrefixed
+	flags := page.FlagBranch
 	if n.leaf {
-		flags = page.FlagLeafPrefixed
+		flags = page.FlagLeaf
 	}
 	page.PutHeader(buf, id, txid, flags, len(n.inodes), uint32(len(buf)/pageSize-1))
-	off := page.PrefixedElemsStart(len(n.inodes))
-	if len(n.inodes) > 0 {
-		first, last := n.inodes[0].key, n.inodes[len(n.inodes)-1].key
-		page.PutPrefix(buf, first[:page.CommonPrefix(first, last)])
-	}
+	off := page.ElemsStart(len(n.inodes))
 	for i := range n.inodes {
 		in := &n.inodes[i]
 		if n.leaf {
@@ -182,7 +174,7 @@ func (n *node) split(pageSize int) []*node {
 		total += n.elemSize(&n.inodes[i])
 	}
 	var cuts []int
-	start, sz, before := 0, n.overhead(), 0
+	start, sz, before := 0, page.HeaderSize, 0
 	for i := range n.inodes {
 		es := n.elemSize(&n.inodes[i])
 		if sz+total-before <= pageSize && len(n.inodes)-start <= maxCount {
@@ -195,7 +187,7 @@ func (n *node) split(pageSize int) []*node {
 		full := sz+es > threshold && (i-start >= 2 || sz+es > pageSize)
 		if i-start >= min && len(n.inodes)-i >= min && (full || i-start >= maxCount) {
 			cuts = append(cuts, i)
-			start, sz = i, n.overhead()
+			start, sz = i, page.HeaderSize
 		}
 		sz += es
 		before += es

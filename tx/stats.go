@@ -68,7 +68,7 @@ func (t *Tx) bucketStats(root page.Pgid, s *BucketStats, nesting int) {
 		n := page.Count(p)
 		used := page.Used(p)
 		ov := int(page.Overflow(p))
-		if page.IsLeaf(page.Flags(p)) {
+		if page.Flags(p) == page.FlagLeaf {
 			s.LeafPageN++
 			s.LeafOverflowN += ov
 			s.LeafAlloc += (ov + 1) * ps

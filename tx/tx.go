@@ -308,7 +308,7 @@ func (t *Tx) walk(id page.Pgid, depth int, fn func(p []byte, id page.Pgid, depth
 	if !fn(p, id, depth) {
 		return
 	}
-	if !page.IsBranch(page.Flags(p)) {
+	if page.Flags(p) != page.FlagBranch {
 		return
 	}
 	for i := 0; i < page.Count(p); i++ {

@@ -201,7 +201,7 @@ func corruptLeaf(t *testing.T, src string, off int64) (string, page.Pgid) {
 		}
 		root := tx.Bucket([]byte("many")).Root()
 		p := data[int(root)*ps:]
-		if !page.IsBranch(page.Flags(p)) {
+		if page.Flags(p) != page.FlagBranch {
 			return fmt.Errorf("the root of many is a %s page", page.FlagName(page.Flags(p)))
 		}
 		for i := range page.Count(p) {

@@ -92,11 +92,11 @@ func mapLayout(pf *pageFile) *layout {
 		}
 		for i := n - 1; i >= 0; i-- {
 			switch flags {
-			case page.FlagBranch, page.FlagBranchPrefixed:
+			case page.FlagBranch:
 				if child, _, ok := page.BranchElem(p, i); ok {
 					stack = append(stack, child)
 				}
-			case page.FlagLeaf, page.FlagLeafPrefixed:
+			case page.FlagLeaf:
 				if fl, _, v, ok := page.LeafElem(p, i); ok && fl&page.LeafBucket != 0 {
 					if h, ok := page.DecodeBucketHeader(v); ok && h.Root != 0 {
 						stack = append(stack, h.Root)

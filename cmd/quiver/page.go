@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -122,7 +121,7 @@ func printPage(w io.Writer, pf *pageFile, id page.Pgid, format string) error {
 			return err
 		}
 		fmt.Fprintf(w, "Checksum:   %016x (ok)\n", page.Checksum(p))
-		printMeta(w, m, binary.LittleEndian.Uint32(p[36:]))
+		printMeta(w, m)
 		return nil
 	}
 	if len(p) < ps {
@@ -150,9 +149,9 @@ func printPage(w io.Writer, pf *pageFile, id page.Pgid, format string) error {
 	}
 	var derr error
 	switch flags {
-	case page.FlagLeaf, page.FlagLeafPrefixed:
+	case page.FlagLeaf:
 		derr = printLeaf(w, p, format)
-	case page.FlagBranch, page.FlagBranchPrefixed:
+	case page.FlagBranch:
 		derr = printBranch(w, p, format)
 	case page.FlagFreelist:
 		derr = printFreelist(w, p, id, pf.meta.HighWater)
@@ -167,8 +166,8 @@ func printPage(w io.Writer, pf *pageFile, id page.Pgid, format string) error {
 	return derr
 }
 
-func printMeta(w io.Writer, m *page.Meta, version uint32) {
-	fmt.Fprintf(w, "Version:    %d\n", version)
+func printMeta(w io.Writer, m *page.Meta) {
+	fmt.Fprintf(w, "Version:    %d\n", page.Version)
 	fmt.Fprintf(w, "Page Size:  %d bytes\n", m.PageSize)
 	fmt.Fprintf(w, "Root:       <pgid=%d>\n", m.Root)
 	fmt.Fprintf(w, "Sequence:   %d\n", m.Sequence)
@@ -184,9 +183,6 @@ var errElemBounds = errors.New("element out of bounds")
 func printLeaf(w io.Writer, p []byte, format string) error {
 	n := page.Count(p)
 	fmt.Fprintf(w, "Item Count: %d\n\n", n)
-	if i, ok := page.CheckPrefixes(p); !ok {
-		defer fmt.Fprintf(w, "(element %d: its key and its slot's prefix bytes disagree)\n", i)
-	}
 	for i := range n {
 		fl, k, v, ok := page.LeafElem(p, i)
 		if !ok {
@@ -210,9 +206,6 @@ func printLeaf(w io.Writer, p []byte, format string) error {
 func printBranch(w io.Writer, p []byte, format string) error {
 	n := page.Count(p)
 	fmt.Fprintf(w, "Item Count: %d\n\n", n)
-	if i, ok := page.CheckPrefixes(p); !ok {
-		defer fmt.Fprintf(w, "(element %d: its key and its slot's prefix bytes disagree)\n", i)
-	}
 	for i := range n {
 		child, k, ok := page.BranchElem(p, i)
 		if !ok {

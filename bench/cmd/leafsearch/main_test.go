@@ -15,8 +15,8 @@ import (
 func TestSearchesAgree(t *testing.T) {
 	const n = 5000
 	for _, fill := range []float64{0.3, 1} {
-		off, slots := layouts(n, 20, fill, 1)
-		for _, l := range []*leaves{off, slots} {
+		off, pre := layouts(n, 20, fill, 1)
+		for _, l := range []*leaves{off, pre} {
 			for j := 0; j < n; j++ {
 				key := make([]byte, bench.KeySize)
 				bench.PutKey(key, uint64(j))

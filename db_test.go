@@ -282,10 +282,13 @@ func TestCorruptPageReported(t *testing.T) {
 	// Damage the body of every leaf page: a flip in a key or value.
 	damaged := 0
 	for off := 2 * 4096; off+4096 <= len(raw); off += 4096 {
-		if raw[off+24] == 0x02 { // a leaf page
+		if page.Flags(raw[off:]) == page.FlagLeaf {
 			raw[off+2000] ^= 0x5a
 			damaged++
 		}
+	}
+	if damaged < 10 {
+		t.Fatalf("only %d leaf pages found to damage", damaged)
 	}
 	ok(t, os.WriteFile(path, raw, 0o600))
 	d, err := quiver.Open(path, 0o600, nil)

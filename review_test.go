@@ -206,10 +206,15 @@ func TestDamagedPagesUnderWrites(t *testing.T) {
 			raw, err := os.ReadFile(path)
 			ok(t, err)
 			// Damage every branch page (the bucket's root among them).
+			damaged := 0
 			for off := 2 * 4096; off+4096 <= len(raw); off += 4096 {
-				if raw[off+24] == 0x01 {
+				if page.Flags(raw[off:]) == page.FlagBranch {
 					damage.fn(raw[off : off+4096])
+					damaged++
 				}
+			}
+			if damaged == 0 {
+				t.Fatal("no branch page found to damage")
 			}
 			ok(t, os.WriteFile(path, raw, 0o600))
 			d, err := quiver.Open(path, 0o600, nil)
